@@ -1,0 +1,1 @@
+"""The kamwatch services: ingest, signals, alerts (each its own process)."""

@@ -1,0 +1,1 @@
+"""Ingest: raw events and webhooks in; validated, resolved, deduplicated canonical events out."""

@@ -1,0 +1,171 @@
+"""`kamwatch run`: the whole system on one machine (embedded broker, SQLite, all services)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from shared.auth import ensure_local_key
+from shared.broker import LocalBroker
+from shared.config import CommonSettings
+from shared.db import make_engine, make_sessionmaker
+from shared.errors import ConfigError
+from shared.kafka import ensure_topics
+from shared.logging import configure_logging, get_logger
+from shared.migrate import upgrade
+
+log = get_logger("kamwatch.run")
+SERVICE_PORTS = {"ingest": 8001, "signals": 8002, "alerts": 8003}
+
+
+def var_dir() -> Path:
+    path = Path(os.environ.get("KAMWATCH_VAR_DIR", "var")).resolve()
+    (path / "log").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _port(name: str) -> int:
+    return int(os.environ.get(f"KAMWATCH_{name.upper()}_PORT", SERVICE_PORTS[name]))
+
+
+class Supervisor:
+    """Starts each service as its own process and restarts one that dies."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(SERVICE_PORTS, 0)
+        self.stopping = threading.Event()
+
+    def start(self, name: str) -> None:
+        log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name], env=self.env,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+
+    def watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for name, child in list(self.children.items()):
+                code = child.poll()
+                if code is None or self.stopping.is_set():
+                    continue
+                self.restarts[name] += 1
+                delay = min(30, 2 ** min(self.restarts[name], 5))
+                print(f"! {name} exited with code {code}; restarting in {delay} s "
+                      f"(log: {self.logs / (name + '.log')})", flush=True)
+                if self.stopping.wait(delay):
+                    return
+                self.start(name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def wait_healthy(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def run_stack(demo: bool = False, broker_port: int | None = None, external_broker: bool = False) -> int:
+    var = var_dir()
+    os.environ.setdefault("KAMWATCH_DATABASE_URL", f"sqlite:///{var / 'kamwatch.db'}")
+    broker = None
+    if not external_broker:
+        port = broker_port or int(os.environ.get("KAMWATCH_BROKER_PORT", "9092"))
+        broker = LocalBroker(port, log_path=var / "log" / "broker.log")
+        broker.start()
+        os.environ["KAMWATCH_KAFKA_BOOTSTRAP"] = broker.bootstrap
+    common = CommonSettings()
+    configure_logging(common.log_level, common.log_format, "run")
+    supervisor = Supervisor(dict(os.environ), var / "log")
+    try:
+        return _run(common, var, supervisor, broker, demo)
+    finally:
+        supervisor.stop()
+        if broker is not None:
+            broker.stop()
+        print("kamwatch stopped.", flush=True)
+
+
+def _run(common: CommonSettings, var: Path, supervisor: Supervisor, broker: LocalBroker | None,
+         demo: bool) -> int:
+    print(f"broker:   {common.kafka_bootstrap}" + (" (embedded, in memory)" if broker else ""), flush=True)
+    upgrade(common.database_url)
+    print(f"database: {common.database_url}", flush=True)
+    created = ensure_topics(common)
+    print(f"topics:   {len(common.topics.all())} ready ({len(created)} created)", flush=True)
+    engine = make_engine(common.database_url)
+    key = ensure_local_key(make_sessionmaker(engine), var / "api-key")
+    engine.dispose()
+    for port in (_port(n) for n in SERVICE_PORTS):
+        from shared.broker import port_in_use
+
+        if port_in_use("127.0.0.1", port):
+            raise ConfigError(f"port {port} is already in use; stop what listens there or set "
+                              f"KAMWATCH_<SERVICE>_PORT")
+    for name in SERVICE_PORTS:
+        supervisor.start(name)
+    for name in SERVICE_PORTS:
+        url = f"http://127.0.0.1:{_port(name)}"
+        ok = wait_healthy(url + "/healthz", 60)
+        print(f"{name:8s}  {url}  {'up' if ok else 'NOT UP, see ' + str(var / 'log' / (name + '.log'))}"
+              f"  (docs: {url}/docs)", flush=True)
+    print(f"API key: {key}", flush=True)
+    print(f"(also in {var / 'api-key'}; logs in {var / 'log'}) -- Ctrl-C stops everything", flush=True)
+    if demo:
+        _start_demo(supervisor)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    watcher = threading.Thread(target=supervisor.watch, daemon=True)
+    watcher.start()
+    stop.wait()
+    print("\nstopping...", flush=True)
+    return 0
+
+
+def _start_demo(supervisor: Supervisor) -> None:
+    try:
+        from services.simulator.demo import start_demo
+    except ModuleNotFoundError:
+        print("demo: the simulator is not part of this build yet", flush=True)
+        return
+    start_demo(supervisor)
+
+
+def run_broker_foreground(port: int) -> int:
+    broker = LocalBroker(port)
+    broker.start()
+    print(f"broker listening on {broker.bootstrap} (in memory); Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    broker.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""kamwatch common plumbing and contracts: event envelope, DB base, Kafka helpers, logging."""

@@ -1,0 +1,113 @@
+"""Bearer API keys: random, shown once, stored as SHA-256 hashes, each with scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy import String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from shared.db import Base, UTCDateTime, transaction
+from shared.errors import Forbidden, Unauthorized
+
+SCOPES = ("events:write", "risk:read", "accounts:write", "alerts:write", "admin")
+KEY_PREFIX = "kw_"
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+def _hash(key: str) -> str:
+    # Keys carry 190+ bits of randomness, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; choose from {', '.join(SCOPES)}")
+    return sorted(set(scopes))
+
+
+def create_key(session: Session, name: str, scopes: list[str], now: datetime | None = None) -> str:
+    """Create a key and return it in clear; only its hash is stored."""
+    key_id = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+    session.add(ApiKey(key_id=key_id, name=name, key_hash=_hash(key),
+                       scopes=" ".join(check_scopes(scopes)), created_at=now or datetime.now(UTC)))
+    session.flush()
+    return key
+
+
+def revoke_key(session: Session, key_id: str, now: datetime | None = None) -> bool:
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = now or datetime.now(UTC)
+    session.flush()
+    return True
+
+
+def lookup_scopes(session: Session, key: str) -> set[str] | None:
+    """The scopes of a valid, unrevoked key, or None."""
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        return None
+    key_id = key[len(KEY_PREFIX):].split("_", 1)[0]
+    row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, _hash(key)):
+        return None
+    return set(row.scopes.split())
+
+
+def ensure_local_key(factory: sessionmaker[Session], path: Path) -> str:
+    """The embedded profile's all-scopes key: reuse var/api-key if still valid, else make one."""
+    if path.exists():
+        key = path.read_text().strip()
+        with transaction(factory) as session:
+            if lookup_scopes(session, key) is not None:
+                return key
+    with transaction(factory) as session:
+        key = create_key(session, "local (make run)", list(SCOPES))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def require_scope(scope: str) -> Callable[[Request], set[str]]:
+    """FastAPI dependency: a bearer key holding `scope` (or `admin`)."""
+
+    def dependency(request: Request) -> set[str]:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' "
+                               "(make run prints a local key; `kamwatch keys create` makes others)",
+                               headers={"WWW-Authenticate": "Bearer"})
+        factory: sessionmaker[Session] = request.app.state.sessions
+        with transaction(factory) as session:
+            scopes = lookup_scopes(session, key.strip())
+        if scopes is None:
+            raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in scopes and "admin" not in scopes:
+            raise Forbidden(f"this API key lacks the scope '{scope}'; create one with "
+                            f"`kamwatch keys create --scopes {scope}`")
+        return scopes
+
+    return dependency

@@ -1,0 +1,63 @@
+"""Settings shared by every service (env prefix KAMWATCH_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names; every one can be renamed with KAMWATCH_TOPIC_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="KAMWATCH_TOPIC_", extra="ignore")
+
+    usage: str = "kamwatch.usage"
+    tickets: str = "kamwatch.tickets"
+    payments: str = "kamwatch.payments"
+    contacts: str = "kamwatch.contacts"
+    engagement: str = "kamwatch.engagement"
+    events: str = "kamwatch.events"
+    deadletter: str = "kamwatch.deadletter"
+    accounts: str = "kamwatch.accounts"
+    risk: str = "kamwatch.risk"
+
+    @property
+    def raw(self) -> list[str]:
+        return [self.usage, self.tickets, self.payments, self.contacts, self.engagement]
+
+    def all(self) -> list[str]:
+        return [*self.raw, self.events, self.deadletter, self.accounts, self.risk]
+
+
+class CommonSettings(BaseSettings):
+    """Database, broker and runtime settings every service reads."""
+
+    model_config = SettingsConfigDict(env_prefix="KAMWATCH_", extra="ignore")
+
+    profile: Literal["dev", "prod"] = "dev"
+    database_url: str = "sqlite:///var/kamwatch.db"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    # Consumer tuning: the defaults suit the local broker (see docs/architecture.md).
+    consumer_session_timeout_ms: int = 6000
+    consumer_heartbeat_interval_ms: int = 1000
+    consumer_max_poll_records: int = 1000
+    consumer_fetch_max_wait_ms: int = 100
+    producer_delivery_timeout_ms: int = 30000
+    topics: TopicNames = Field(default_factory=TopicNames)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                "KAMWATCH_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
+            )
+        return value

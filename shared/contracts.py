@@ -1,0 +1,78 @@
+"""Contracts of the internal topics: the account registry and risk changes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.events import ACCOUNT_ID_PATTERN
+
+ACCOUNT_UPSERTED = "account.upserted"
+RISK_CHANGED = "risk.changed"
+
+RiskBand = Literal["green", "amber", "red"]
+SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
+
+
+class Person(BaseModel):
+    """Someone alerts can reach: the KAM owner, their manager, or the executive sponsor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    slack_webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    slack_handle: Annotated[str, StringConstraints(max_length=100)] | None = None
+    timezone: str | None = None
+
+
+class AccountRecord(BaseModel):
+    """One key account in the registry (published as `account.upserted`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    arr: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    tier: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "standard"
+    segment: Annotated[str, StringConstraints(max_length=50)] | None = None
+    renewal_date: date | None = None
+    owner: Person | None = None
+    manager: Person | None = None
+    executive_sponsor: Person | None = None
+    external_ids: dict[SystemName, Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        default_factory=dict,
+        description="ids of this account in other systems, e.g. {'stripe': 'cus_123'}",
+    )
+    deleted: bool = False
+    updated_at: AwareDatetime | None = None
+
+
+class Driver(BaseModel):
+    """One reason behind a score, in words a KAM can act on."""
+
+    feature: str
+    value: float
+    contribution: float
+    text: str
+
+
+class RiskChange(BaseModel):
+    """A scored account whose band changed or whose score moved past the publish step."""
+
+    account_id: str
+    score: float = Field(ge=0, le=1)
+    band: RiskBand
+    previous_score: float | None = None
+    previous_band: RiskBand | None = None
+    drivers: list[Driver] = Field(default_factory=list)
+    changes: list[str] = Field(default_factory=list)
+    features: dict[str, float] = Field(default_factory=dict)
+    model_version: str
+    as_of: AwareDatetime
+    scored_at: datetime | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,325 @@
+"""Kafka plumbing on kafka-python: client factories, topic set-up, publishing, the batch loop.
+
+Checkpoint order everywhere (at-least-once in, idempotent writes, so effectively-once state):
+poll a batch -> one DB transaction -> commit it -> produce downstream and flush -> commit offsets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    RetriableError,
+    TopicAlreadyExistsError,
+)
+from kafka.structs import OffsetAndMetadata
+
+from shared.config import CommonSettings
+from shared.db import is_transient
+from shared.errors import TransientError
+from shared.logging import get_logger
+from shared.metrics import (
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_LAG,
+    CONSUMER_RECORDS,
+    CONSUMER_RETRIES,
+    PRODUCED,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """A record to produce once the DB transaction that decided it has committed."""
+
+    topic: str
+    key: str | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    ref: Any = field(default=None, compare=False)  # e.g. the row id to mark as published
+
+
+def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "linger_ms": 5,
+        "batch_size": 65536,
+        "compression_type": "lz4",
+        "delivery_timeout_ms": settings.producer_delivery_timeout_ms,
+        "request_timeout_ms": min(10000, settings.producer_delivery_timeout_ms),
+        "max_request_size": 4 * 1024 * 1024,
+        "client_id": "kamwatch",
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(settings: CommonSettings, group_id: str | None, topics: Sequence[str] = (),
+                  **overrides: Any) -> KafkaConsumer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
+        "max_poll_interval_ms": 300000,
+        "max_poll_records": settings.consumer_max_poll_records,
+        "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "client_id": f"kamwatch-{group_id or 'reader'}",
+    }
+    config.update(overrides)
+    consumer = KafkaConsumer(**config)
+    if topics:
+        consumer.subscribe(list(topics))
+    return consumer
+
+
+def ensure_topics(settings: CommonSettings, partitions: int | None = None,
+                  compacted: Sequence[str] = (), timeout_s: float = 30.0) -> list[str]:
+    """Create the kamwatch topics that do not exist yet; return the ones created."""
+    partitions = partitions or settings.topic_partitions
+    wanted = settings.topics.all()
+    compacted = list(compacted) or [settings.topics.accounts]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                     client_id="kamwatch-admin", request_timeout_ms=10000)
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise TransientError(f"no Kafka broker answers at {settings.kafka_bootstrap}") from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        created = []
+        for name in wanted:
+            if name in existing:
+                continue
+            spec: dict[str, Any] = {"num_partitions": partitions, "replication_factor": 1}
+            if name in compacted:
+                spec["configs"] = {"cleanup.policy": "compact"}
+            try:
+                admin.create_topics({name: spec})
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+class Publisher:
+    """Produces a list of messages and waits until the broker acknowledged every one.
+
+    Recreates the producer after a failure: an idempotent kafka-python producer stays broken
+    after a broker restart (see ../shared/KAFKA.md section 5), on Apache Kafka this is harmless.
+    """
+
+    def __init__(self, factory: Callable[[], KafkaProducer], timeout_s: float = 30.0) -> None:
+        self._factory = factory
+        self._producer: KafkaProducer | None = None
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+
+    def _get(self) -> KafkaProducer:
+        if self._producer is None:
+            try:
+                self._producer = self._factory()
+            except KafkaError as exc:
+                raise TransientError(f"broker unavailable: {exc}") from exc
+        return self._producer
+
+    def publish(self, messages: Sequence[OutMessage]) -> None:
+        """Send all and block until each is acknowledged (acks=all) or raise TransientError."""
+        if not messages:
+            return
+        with self._lock:
+            producer = self._get()
+            try:
+                futures = [producer.send(m.topic, value=m.value,
+                                         key=m.key.encode() if m.key is not None else None,
+                                         headers=list(m.headers)) for m in messages]
+                producer.flush(timeout=self._timeout_s)
+                for future in futures:
+                    future.get(timeout=self._timeout_s)
+            except (KafkaError, KafkaTimeoutError) as exc:
+                self._reset()
+                raise TransientError(f"broker did not acknowledge: {exc}") from exc
+        for m in messages:
+            PRODUCED.labels(m.topic).inc()
+
+    def _reset(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=1)
+            except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped
+                log.warning("producer.close_failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._reset()
+
+
+class BatchHandler(Protocol):
+    def handle(self, records: list[Any]) -> list[OutMessage]:
+        """Process a batch in one committed DB transaction; return what to produce."""
+
+    def published(self, messages: list[OutMessage]) -> None:
+        """Called after the broker acknowledged `messages` (mark outbox rows as sent)."""
+
+    def tick(self) -> list[OutMessage]:
+        """Periodic time-driven work; return what to produce."""
+
+
+class BatchLoop:
+    """The consumer loop every service runs: poll, handle, publish, commit offsets, tick."""
+
+    def __init__(self, *, name: str, consumer_factory: Callable[[], KafkaConsumer],
+                 publisher: Publisher, handler: BatchHandler, tick_interval_s: float = 5.0,
+                 poll_timeout_ms: int = 200, max_backoff_s: float = 10.0) -> None:
+        self.name = name
+        self._consumer_factory = consumer_factory
+        self._publisher = publisher
+        self._handler = handler
+        self._tick_interval_s = tick_interval_s
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._next_tick = 0.0
+        self._failures = 0
+        self.last_error: str | None = None
+        self.batches = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Run until stop(); finishes the current batch, commits and closes on the way out."""
+        log.info("consumer.started", group=self.name)
+        try:
+            while not self._stop.is_set():
+                self._step()
+        finally:
+            self._close()
+            log.info("consumer.stopped", group=self.name)
+
+    def _step(self) -> None:
+        try:
+            if self._consumer is None:
+                self._consumer = self._consumer_factory()
+            polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
+            records = [r for batch in polled.values() for r in batch]
+            if records:
+                self._process(records)
+            if time.monotonic() >= self._next_tick:
+                self._next_tick = time.monotonic() + self._tick_interval_s
+                self._emit(self._handler.tick())
+                self._update_lag()
+            self._failures = 0
+            self.last_error = None
+        except TransientError as exc:
+            self._retry_later("dependency", exc)
+        except (RetriableError, KafkaConnectionError) as exc:
+            self._retry_later("broker", exc)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._retry_later("database", exc)
+
+    def _process(self, records: list[Any]) -> None:
+        started = time.perf_counter()
+        try:
+            out = self._handler.handle(records)
+            self._emit(out)
+        except BaseException:
+            self._rewind(records)
+            raise
+        self._commit(records)
+        self.batches += 1
+        CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        for record in records:
+            CONSUMER_RECORDS.labels(self.name, record.topic).inc()
+
+    def _emit(self, out: list[OutMessage]) -> None:
+        if out:
+            self._publisher.publish(out)
+            self._handler.published(out)
+
+    def _rewind(self, records: list[Any]) -> None:
+        """Seek back to the first record of each partition so a retry reprocesses the batch."""
+        if self._consumer is None:
+            return
+        firsts: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            firsts[tp] = min(firsts.get(tp, record.offset), record.offset)
+        for tp, offset in firsts.items():
+            try:
+                self._consumer.seek(tp, offset)
+            except (KafkaError, AssertionError, ValueError):
+                pass  # partition revoked meanwhile: its new owner starts from the committed offset
+
+    def _commit(self, records: list[Any]) -> None:
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            self._consumer.commit(offsets)
+        except CommitFailedError:
+            # Rebalanced while processing: the new owner redelivers; our writes are idempotent.
+            log.warning("consumer.commit_failed_rebalance", group=self.name)
+
+    def _update_lag(self) -> None:
+        """Lag from the fetch high watermark, correct on Apache Kafka and the local broker."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = consumer.position(tp, timeout_ms=1000) if hasattr(consumer, "position") else None
+            if position is not None:
+                CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    def _retry_later(self, cause: str, exc: BaseException) -> None:
+        self._failures += 1
+        self.last_error = str(exc)[:300]
+        CONSUMER_RETRIES.labels(self.name, cause).inc()
+        delay = min(self._max_backoff_s, 0.2 * 2 ** min(self._failures, 8))
+        log.warning("consumer.retry", group=self.name, cause=cause, error=self.last_error,
+                    attempt=self._failures, delay_s=round(delay, 2))
+        if self._failures >= 3 and self._consumer is not None:
+            # After repeated failures start over with a fresh client (broker restarts).
+            self._close()
+        self._stop.wait(delay)
+
+    def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001 - closing a consumer of a dead broker may fail
+                log.warning("consumer.close_failed", group=self.name)

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real Kafka-protocol broker and real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from shared.broker import LocalBroker, free_port
+from shared.config import CommonSettings, TopicNames
+from shared.db import Base, make_engine
+from shared.kafka import ensure_topics
+from shared.migrate import upgrade
+
+PG_BASE_URL = os.environ.get("KAMWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """One local Tansu broker for the session; each test uses its own topics and groups."""
+    instance = LocalBroker(free_port(), log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'kamwatch.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the `test` database, migrated once, dropped at the end."""
+    schema = f"kw_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_BASE_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
+    upgrade(url)
+    yield url
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = make_engine(url)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        existing = set(connection.dialect.get_table_names(connection))
+        for name in tables:
+            if name in existing:
+                connection.execute(text(f'DELETE FROM "{name}"'))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test runs on SQLite and on PostgreSQL, starting from empty tables."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    _import_all_models()
+    _truncate(url)
+    return url
+
+
+def _import_all_models() -> None:
+    # Registers every table on Base.metadata so _truncate knows them.
+    import importlib
+
+    for name in ("shared.auth", "services.ingest.models", "services.signals.models",
+                 "services.alerts.models"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            pass
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def common_settings(broker: LocalBroker, database_url: str, topic_prefix: str) -> CommonSettings:
+    """Settings pointing at the test broker and database, with this test's own topics."""
+    names = {field: f"{topic_prefix}.{field}" for field in TopicNames.model_fields}
+    settings = CommonSettings(database_url=database_url, kafka_bootstrap=broker.bootstrap,
+                              topic_partitions=3, consumer_session_timeout_ms=3000,
+                              consumer_heartbeat_interval_ms=500, topics=TopicNames(**names))
+    ensure_topics(settings, partitions=3)
+    return settings
+
+
+def settings_env(common: CommonSettings) -> dict[str, str]:
+    """The same settings as environment variables, for service subprocesses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
+    env.update({
+        "KAMWATCH_DATABASE_URL": common.database_url,
+        "KAMWATCH_KAFKA_BOOTSTRAP": common.kafka_bootstrap,
+        "KAMWATCH_TOPIC_PARTITIONS": str(common.topic_partitions),
+        "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(common.consumer_session_timeout_ms),
+        "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(common.consumer_heartbeat_interval_ms),
+        "KAMWATCH_LOG_FORMAT": "json",
+    })
+    for field in TopicNames.model_fields:
+        env[f"KAMWATCH_TOPIC_{field.upper()}"] = getattr(common.topics, field)
+    return env
+
+
+@pytest.fixture
+def service_env(common_settings: CommonSettings) -> Callable[..., dict[str, str]]:
+    def build(**extra: str) -> dict[str, str]:
+        return {**settings_env(common_settings), **extra}
+
+    return build
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
