@@ -80,8 +80,12 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     if args.check:
         stale = check_schemas()
         if stale:
-            print("committed JSON Schemas differ from the models: " + ", ".join(stale) +
-                  "\nrun `kamwatch schemas` and commit shared/schemas/", file=sys.stderr)
+            print(
+                "committed JSON Schemas differ from the models: "
+                + ", ".join(stale)
+                + "\nrun `kamwatch schemas` and commit shared/schemas/",
+                file=sys.stderr,
+            )
             return 1
         print("JSON Schemas match the models")
         return 0
@@ -121,8 +125,11 @@ def build_parser(extra: list[Callable[[Any, Any], None]] | None = None) -> argpa
     run = sub.add_parser("run", help="start the whole system on its embedded default")
     run.add_argument("--demo", action="store_true", help="also stream a simulated portfolio")
     run.add_argument("--broker-port", type=int, default=None)
-    run.add_argument("--no-broker", action="store_true",
-                     help="use the broker at KAMWATCH_KAFKA_BOOTSTRAP instead of starting one")
+    run.add_argument(
+        "--no-broker",
+        action="store_true",
+        help="use the broker at KAMWATCH_KAFKA_BOOTSTRAP instead of starting one",
+    )
     run.set_defaults(func=cmd_run)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     topics = sub.add_parser("topics", help="create the Kafka topics")
@@ -134,8 +141,9 @@ def build_parser(extra: list[Callable[[Any, Any], None]] | None = None) -> argpa
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key (shown once)")
-    create.add_argument("--scopes", nargs="+", required=True,
-                        help="events:write risk:read accounts:write alerts:write admin")
+    create.add_argument(
+        "--scopes", nargs="+", required=True, help="events:write risk:read accounts:write alerts:write admin"
+    )
     create.add_argument("--name", default="cli")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (the part after kw_)")
     revoke.add_argument("key_id")
@@ -171,13 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001 - never a stack trace to an end user
-        log.error("command.failed", command=args.command, error_type=type(error).__name__,
-                  exc_info=error if "-v" in (argv or sys.argv) else None)
+    except Exception as error:
+        log.error(
+            "command.failed",
+            command=args.command,
+            error_type=type(error).__name__,
+            exc_info=error if "-v" in (argv or sys.argv) else None,
+        )
         print(f"kamwatch {args.command}: {type(error).__name__}: {str(error)[:500]}", file=sys.stderr)
         return 1
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

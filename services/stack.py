@@ -47,8 +47,12 @@ class Supervisor:
     def start(self, name: str) -> None:
         log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name], env=self.env,
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "services.cli", name],
+            env=self.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log_file.close()
 
     def watch(self) -> None:
@@ -59,8 +63,11 @@ class Supervisor:
                     continue
                 self.restarts[name] += 1
                 delay = min(30, 2 ** min(self.restarts[name], 5))
-                print(f"! {name} exited with code {code}; restarting in {delay} s "
-                      f"(log: {self.logs / (name + '.log')})", flush=True)
+                print(
+                    f"! {name} exited with code {code}; restarting in {delay} s "
+                    f"(log: {self.logs / (name + '.log')})",
+                    flush=True,
+                )
                 if self.stopping.wait(delay):
                     return
                 self.start(name)
@@ -113,8 +120,9 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
         print("kamwatch stopped.", flush=True)
 
 
-def _run(common: CommonSettings, var: Path, supervisor: Supervisor, broker: LocalBroker | None,
-         demo: bool) -> int:
+def _run(
+    common: CommonSettings, var: Path, supervisor: Supervisor, broker: LocalBroker | None, demo: bool
+) -> int:
     print(f"broker:   {common.kafka_bootstrap}" + (" (embedded, in memory)" if broker else ""), flush=True)
     upgrade(common.database_url)
     print(f"database: {common.database_url}", flush=True)
@@ -127,15 +135,19 @@ def _run(common: CommonSettings, var: Path, supervisor: Supervisor, broker: Loca
         from shared.broker import port_in_use
 
         if port_in_use("127.0.0.1", port):
-            raise ConfigError(f"port {port} is already in use; stop what listens there or set "
-                              f"KAMWATCH_<SERVICE>_PORT")
+            raise ConfigError(
+                f"port {port} is already in use; stop what listens there or set KAMWATCH_<SERVICE>_PORT"
+            )
     for name in SERVICE_PORTS:
         supervisor.start(name)
     for name in SERVICE_PORTS:
         url = f"http://127.0.0.1:{_port(name)}"
         ok = wait_healthy(url + "/healthz", 60)
-        print(f"{name:8s}  {url}  {'up' if ok else 'NOT UP, see ' + str(var / 'log' / (name + '.log'))}"
-              f"  (docs: {url}/docs)", flush=True)
+        print(
+            f"{name:8s}  {url}  {'up' if ok else 'NOT UP, see ' + str(var / 'log' / (name + '.log'))}"
+            f"  (docs: {url}/docs)",
+            flush=True,
+        )
     print(f"API key: {key}", flush=True)
     print(f"(also in {var / 'api-key'}; logs in {var / 'log'}) -- Ctrl-C stops everything", flush=True)
     if demo:

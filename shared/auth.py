@@ -47,8 +47,15 @@ def create_key(session: Session, name: str, scopes: list[str], now: datetime | N
     """Create a key and return it in clear; only its hash is stored."""
     key_id = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(key_id=key_id, name=name, key_hash=_hash(key),
-                       scopes=" ".join(check_scopes(scopes)), created_at=now or datetime.now(UTC)))
+    session.add(
+        ApiKey(
+            key_id=key_id,
+            name=name,
+            key_hash=_hash(key),
+            scopes=" ".join(check_scopes(scopes)),
+            created_at=now or datetime.now(UTC),
+        )
+    )
     session.flush()
     return key
 
@@ -66,7 +73,7 @@ def lookup_scopes(session: Session, key: str) -> set[str] | None:
     """The scopes of a valid, unrevoked key, or None."""
     if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
         return None
-    key_id = key[len(KEY_PREFIX):].split("_", 1)[0]
+    key_id = key[len(KEY_PREFIX) :].split("_", 1)[0]
     row = session.execute(select(ApiKey).where(ApiKey.key_id == key_id)).scalar_one_or_none()
     if row is None or row.revoked_at is not None:
         return None
@@ -97,17 +104,21 @@ def require_scope(scope: str) -> Callable[[Request], set[str]]:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' "
-                               "(make run prints a local key; `kamwatch keys create` makes others)",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' "
+                "(make run prints a local key; `kamwatch keys create` makes others)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         factory: sessionmaker[Session] = request.app.state.sessions
         with transaction(factory) as session:
             scopes = lookup_scopes(session, key.strip())
         if scopes is None:
             raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
         if scope not in scopes and "admin" not in scopes:
-            raise Forbidden(f"this API key lacks the scope '{scope}'; create one with "
-                            f"`kamwatch keys create --scopes {scope}`")
+            raise Forbidden(
+                f"this API key lacks the scope '{scope}'; create one with "
+                f"`kamwatch keys create --scopes {scope}`"
+            )
         return scopes
 
     return dependency

@@ -57,7 +57,5 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError(
-                "KAMWATCH_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
-            )
+            raise ValueError("KAMWATCH_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
         return value

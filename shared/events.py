@@ -228,8 +228,13 @@ def parse_account_ref(subject: str) -> AccountRef:
         return AccountRef(account_id=subject)
     raise EventInvalid(
         "subject is not an account reference",
-        [Problem("subject", "expected a kamwatch account id (letters, digits, _ . -) or "
-                 "'<system>:<external id>' such as 'stripe:cus_123'")],
+        [
+            Problem(
+                "subject",
+                "expected a kamwatch account id (letters, digits, _ . -) or "
+                "'<system>:<external id>' such as 'stripe:cus_123'",
+            )
+        ],
     )
 
 
@@ -254,11 +259,17 @@ def decode_json(raw: bytes | str) -> Any:
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
-        raise EventInvalid("event is not UTF-8", [Problem("event", f"byte {exc.start} is not valid UTF-8")]) from None
+        raise EventInvalid(
+            "event is not UTF-8", [Problem("event", f"byte {exc.start} is not valid UTF-8")]
+        ) from None
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        detail = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        detail = (
+            f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "nested too deeply"
+        )
         raise EventInvalid("event is not valid JSON", [Problem("event", detail)]) from None
 
 
@@ -284,12 +295,20 @@ def validate_event(obj: Any, now: datetime) -> CloudEvent:
 
 def _check_time(value: datetime, now: datetime) -> None:
     if value < EARLIEST_EVENT_TIME:
-        raise EventInvalid("event time is too old",
-                           [Problem("time", "must be on or after 2000-01-01T00:00:00Z")])
+        raise EventInvalid(
+            "event time is too old", [Problem("time", "must be on or after 2000-01-01T00:00:00Z")]
+        )
     if value > now + MAX_FUTURE_SKEW:
-        raise EventInvalid("event time is in the future",
-                           [Problem("time", "must not be more than 24 hours ahead of now; "
-                                    "send the time the event happened (RFC 3339, with offset)")])
+        raise EventInvalid(
+            "event time is in the future",
+            [
+                Problem(
+                    "time",
+                    "must not be more than 24 hours ahead of now; "
+                    "send the time the event happened (RFC 3339, with offset)",
+                )
+            ],
+        )
 
 
 def parse_event(raw: bytes | str, now: datetime) -> CloudEvent:
@@ -308,11 +327,26 @@ def to_json(event: CloudEvent) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def make_event(event_type: str, data: dict[str, Any], *, id: str, source: str,  # noqa: A002
-               time: datetime, subject: str | None = None, **extensions: Any) -> CloudEvent:
+def make_event(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    id: str,
+    source: str,
+    time: datetime,
+    subject: str | None = None,
+    **extensions: Any,
+) -> CloudEvent:
     """Build and validate a CloudEvent (the helper simulators, translators and tests use)."""
-    obj: dict[str, Any] = {"specversion": "1.0", "id": id, "source": source, "type": event_type,
-                           "time": time.isoformat(), "data": data, **extensions}
+    obj: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": event_type,
+        "time": time.isoformat(),
+        "data": data,
+        **extensions,
+    }
     if subject is not None:
         obj["subject"] = subject
     return validate_event(obj, now=time)

@@ -6,6 +6,7 @@ poll a batch -> one DB transaction -> commit it -> produce downstream and flush 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -65,8 +66,9 @@ def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(**config)
 
 
-def make_consumer(settings: CommonSettings, group_id: str | None, topics: Sequence[str] = (),
-                  **overrides: Any) -> KafkaConsumer:
+def make_consumer(
+    settings: CommonSettings, group_id: str | None, topics: Sequence[str] = (), **overrides: Any
+) -> KafkaConsumer:
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "group_id": group_id,
@@ -87,8 +89,12 @@ def make_consumer(settings: CommonSettings, group_id: str | None, topics: Sequen
     return consumer
 
 
-def ensure_topics(settings: CommonSettings, partitions: int | None = None,
-                  compacted: Sequence[str] = (), timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: CommonSettings,
+    partitions: int | None = None,
+    compacted: Sequence[str] = (),
+    timeout_s: float = 30.0,
+) -> list[str]:
     """Create the kamwatch topics that do not exist yet; return the ones created."""
     partitions = partitions or settings.topic_partitions
     wanted = settings.topics.all()
@@ -96,8 +102,11 @@ def ensure_topics(settings: CommonSettings, partitions: int | None = None,
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                     client_id="kamwatch-admin", request_timeout_ms=10000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap,
+                client_id="kamwatch-admin",
+                request_timeout_ms=10000,
+            )
             break
         except KafkaError:
             if time.monotonic() > deadline:
@@ -150,9 +159,15 @@ class Publisher:
         with self._lock:
             producer = self._get()
             try:
-                futures = [producer.send(m.topic, value=m.value,
-                                         key=m.key.encode() if m.key is not None else None,
-                                         headers=list(m.headers)) for m in messages]
+                futures = [
+                    producer.send(
+                        m.topic,
+                        value=m.value,
+                        key=m.key.encode() if m.key is not None else None,
+                        headers=list(m.headers),
+                    )
+                    for m in messages
+                ]
                 producer.flush(timeout=self._timeout_s)
                 for future in futures:
                     future.get(timeout=self._timeout_s)
@@ -167,7 +182,7 @@ class Publisher:
         if producer is not None:
             try:
                 producer.close(timeout=1)
-            except Exception:  # noqa: BLE001 - a broken producer may fail to close; it is dropped
+            except Exception:
                 log.warning("producer.close_failed")
 
     def close(self) -> None:
@@ -189,9 +204,17 @@ class BatchHandler(Protocol):
 class BatchLoop:
     """The consumer loop every service runs: poll, handle, publish, commit offsets, tick."""
 
-    def __init__(self, *, name: str, consumer_factory: Callable[[], KafkaConsumer],
-                 publisher: Publisher, handler: BatchHandler, tick_interval_s: float = 5.0,
-                 poll_timeout_ms: int = 200, max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer_factory: Callable[[], KafkaConsumer],
+        publisher: Publisher,
+        handler: BatchHandler,
+        tick_interval_s: float = 5.0,
+        poll_timeout_ms: int = 200,
+        max_backoff_s: float = 10.0,
+    ) -> None:
         self.name = name
         self._consumer_factory = consumer_factory
         self._publisher = publisher
@@ -274,10 +297,9 @@ class BatchLoop:
             tp = TopicPartition(record.topic, record.partition)
             firsts[tp] = min(firsts.get(tp, record.offset), record.offset)
         for tp, offset in firsts.items():
-            try:
+            # A partition revoked meanwhile is skipped: its new owner starts from the committed offset.
+            with contextlib.suppress(KafkaError, AssertionError, ValueError):
                 self._consumer.seek(tp, offset)
-            except (KafkaError, AssertionError, ValueError):
-                pass  # partition revoked meanwhile: its new owner starts from the committed offset
 
     def _commit(self, records: list[Any]) -> None:
         assert self._consumer is not None
@@ -309,8 +331,14 @@ class BatchLoop:
         self.last_error = str(exc)[:300]
         CONSUMER_RETRIES.labels(self.name, cause).inc()
         delay = min(self._max_backoff_s, 0.2 * 2 ** min(self._failures, 8))
-        log.warning("consumer.retry", group=self.name, cause=cause, error=self.last_error,
-                    attempt=self._failures, delay_s=round(delay, 2))
+        log.warning(
+            "consumer.retry",
+            group=self.name,
+            cause=cause,
+            error=self.last_error,
+            attempt=self._failures,
+            delay_s=round(delay, 2),
+        )
         if self._failures >= 3 and self._consumer is not None:
             # After repeated failures start over with a fresh client (broker restarts).
             self._close()
@@ -321,5 +349,5 @@ class BatchLoop:
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001 - closing a consumer of a dead broker may fail
+            except Exception:
                 log.warning("consumer.close_failed", group=self.name)

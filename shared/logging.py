@@ -23,9 +23,7 @@ def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, A
 def configure_logging(level: str = "INFO", fmt: str = "console", service: str = "kamwatch") -> None:
     """Configure structlog and the stdlib root logger once per process."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

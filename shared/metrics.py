@@ -9,9 +9,7 @@ CONSUMER_LAG = Gauge(
     "Messages in the partition not yet committed by the group (from the fetch high watermark)",
     ["group", "topic", "partition"],
 )
-CONSUMER_RECORDS = Counter(
-    "kamwatch_consumer_records_total", "Records consumed", ["group", "topic"]
-)
+CONSUMER_RECORDS = Counter("kamwatch_consumer_records_total", "Records consumed", ["group", "topic"])
 CONSUMER_BATCH_SECONDS = Histogram(
     "kamwatch_consumer_batch_seconds",
     "Time to process one consumed batch (DB transaction, produce, commit)",
@@ -24,10 +22,10 @@ CONSUMER_RETRIES = Counter(
     ["group", "cause"],
 )
 PRODUCED = Counter("kamwatch_produced_messages_total", "Messages produced", ["topic"])
-HTTP_REQUESTS = Counter(
-    "kamwatch_http_requests_total", "HTTP requests", ["service", "route", "status"]
-)
+HTTP_REQUESTS = Counter("kamwatch_http_requests_total", "HTTP requests", ["service", "route", "status"])
 HTTP_SECONDS = Histogram(
-    "kamwatch_http_request_seconds", "HTTP request duration", ["service", "route"],
+    "kamwatch_http_request_seconds",
+    "HTTP request duration",
+    ["service", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )

@@ -32,8 +32,7 @@ class ConsumerThread:
             self.loop.run()
         except Exception as exc:
             self.crashed = True
-            log.error("consumer.crashed", group=self.loop.name, error_type=type(exc).__name__,
-                      exc_info=exc)
+            log.error("consumer.crashed", group=self.loop.name, error_type=type(exc).__name__, exc_info=exc)
             os.kill(os.getpid(), signal.SIGTERM)
 
     def start(self) -> None:
@@ -66,8 +65,15 @@ def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None]) 
 
 def serve(app: FastAPI, host: str, port: int, consumer: ConsumerThread | None) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=10, server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     server.run()
     if consumer is not None and consumer.crashed:

@@ -26,8 +26,12 @@ def _validation_problems(exc: RequestValidationError) -> list[Problem]:
     problems = []
     for item in exc.errors():
         loc = [str(p) for p in item.get("loc", ()) if p not in ("body",)]
-        problems.append(Problem(".".join(loc) or "body", "is required" if item.get("type") == "missing"
-                                else str(item.get("msg", "is invalid"))))
+        problems.append(
+            Problem(
+                ".".join(loc) or "body",
+                "is required" if item.get("type") == "missing" else str(item.get("msg", "is invalid")),
+            )
+        )
     return problems
 
 
@@ -39,17 +43,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = _validation_problems(exc)
-        body = {"error": "validation_failed",
-                "message": "the request is invalid: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
-                "problems": [p.as_dict() for p in problems]}
+        body = {
+            "error": "validation_failed",
+            "message": "the request is invalid: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            "problems": [p.as_dict() for p in problems],
+        }
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace to the caller; the log has it.
         log.error("http.unhandled", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
-        return JSONResponse({"error": "internal", "message": "internal error; see the service log"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "internal", "message": "internal error; see the service log"}, status_code=500
+        )
 
 
 class BodyLimit:
@@ -87,12 +94,23 @@ class BodyLimit:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": "payload_too_large",
-                           "message": f"request body is larger than {self.max_bytes} bytes; "
-                                      "split it into smaller batches"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"request body is larger than {self.max_bytes} bytes; "
+                "split it into smaller batches",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -134,13 +152,15 @@ def install_ops_routes(app: FastAPI, service: str, checks: dict[str, ReadyCheck]
         for name, check in checks.items():
             try:
                 problem = check()
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            except Exception as exc:
                 problem = f"{type(exc).__name__}"
             if problem:
                 failures[name] = problem
         status = 503 if failures else 200
-        return JSONResponse({"status": "unready" if failures else "ready", "service": service,
-                             "failures": failures}, status_code=status)
+        return JSONResponse(
+            {"status": "unready" if failures else "ready", "service": service, "failures": failures},
+            status_code=status,
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:

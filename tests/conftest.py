@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,12 +76,14 @@ def _import_all_models() -> None:
     # Registers every table on Base.metadata so _truncate knows them.
     import importlib
 
-    for name in ("shared.auth", "services.ingest.models", "services.signals.models",
-                 "services.alerts.models"):
-        try:
+    for name in (
+        "shared.auth",
+        "services.ingest.models",
+        "services.signals.models",
+        "services.alerts.models",
+    ):
+        with contextlib.suppress(ModuleNotFoundError):
             importlib.import_module(name)
-        except ModuleNotFoundError:
-            pass
 
 
 @pytest.fixture
@@ -92,9 +95,14 @@ def topic_prefix() -> str:
 def common_settings(broker: LocalBroker, database_url: str, topic_prefix: str) -> CommonSettings:
     """Settings pointing at the test broker and database, with this test's own topics."""
     names = {field: f"{topic_prefix}.{field}" for field in TopicNames.model_fields}
-    settings = CommonSettings(database_url=database_url, kafka_bootstrap=broker.bootstrap,
-                              topic_partitions=3, consumer_session_timeout_ms=3000,
-                              consumer_heartbeat_interval_ms=500, topics=TopicNames(**names))
+    settings = CommonSettings(
+        database_url=database_url,
+        kafka_bootstrap=broker.bootstrap,
+        topic_partitions=3,
+        consumer_session_timeout_ms=3000,
+        consumer_heartbeat_interval_ms=500,
+        topics=TopicNames(**names),
+    )
     ensure_topics(settings, partitions=3)
     return settings
 
@@ -102,14 +110,16 @@ def common_settings(broker: LocalBroker, database_url: str, topic_prefix: str) -
 def settings_env(common: CommonSettings) -> dict[str, str]:
     """The same settings as environment variables, for service subprocesses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
-    env.update({
-        "KAMWATCH_DATABASE_URL": common.database_url,
-        "KAMWATCH_KAFKA_BOOTSTRAP": common.kafka_bootstrap,
-        "KAMWATCH_TOPIC_PARTITIONS": str(common.topic_partitions),
-        "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(common.consumer_session_timeout_ms),
-        "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(common.consumer_heartbeat_interval_ms),
-        "KAMWATCH_LOG_FORMAT": "json",
-    })
+    env.update(
+        {
+            "KAMWATCH_DATABASE_URL": common.database_url,
+            "KAMWATCH_KAFKA_BOOTSTRAP": common.kafka_bootstrap,
+            "KAMWATCH_TOPIC_PARTITIONS": str(common.topic_partitions),
+            "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(common.consumer_session_timeout_ms),
+            "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(common.consumer_heartbeat_interval_ms),
+            "KAMWATCH_LOG_FORMAT": "json",
+        }
+    )
     for field in TopicNames.model_fields:
         env[f"KAMWATCH_TOPIC_{field.upper()}"] = getattr(common.topics, field)
     return env

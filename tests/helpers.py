@@ -15,8 +15,9 @@ T = TypeVar("T")
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def wait_for(probe: Callable[[], T], timeout_s: float = 20.0, what: str = "condition",
-             interval_s: float = 0.05) -> T:
+def wait_for(
+    probe: Callable[[], T], timeout_s: float = 20.0, what: str = "condition", interval_s: float = 0.05
+) -> T:
     """Poll `probe` until it returns something truthy; fail after the deadline (no fixed sleeps)."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -41,8 +42,12 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, byt
 
 def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
     """Read a topic from the start (no group) until `expect` records arrived or the deadline."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
     partitions = wait_for(lambda: consumer.partitions_for_topic(topic), 10, f"topic {topic}")
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     consumer.seek_to_beginning()
@@ -58,11 +63,25 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float = 30.0)
     return records
 
 
-def cloud_event(event_type: str, data: dict[str, Any], *, subject: str | None = "acme",
-                id: str | None = None, source: str = "test",  # noqa: A002
-                time: datetime | None = None, **extra: Any) -> dict[str, Any]:
-    event = {"specversion": "1.0", "id": id or str(uuid.uuid4()), "source": source,
-             "type": event_type, "time": (time or NOW).isoformat(), "data": data, **extra}
+def cloud_event(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    subject: str | None = "acme",
+    id: str | None = None,
+    source: str = "test",
+    time: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    event = {
+        "specversion": "1.0",
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": event_type,
+        "time": (time or NOW).isoformat(),
+        "data": data,
+        **extra,
+    }
     if subject is not None:
         event["subject"] = subject
     return event
@@ -74,27 +93,50 @@ def make_usage_event(quantity: float = 100.0, **overrides: Any) -> dict[str, Any
 
 def make_ticket_event(kind: str = "opened", priority: str = "normal", **overrides: Any) -> dict[str, Any]:
     status = "solved" if kind == "closed" else "open"
-    return cloud_event(f"ticket.{kind}", {"ticket_id": "T-1", "priority": priority, "status": status},
-                       **overrides)
+    return cloud_event(
+        f"ticket.{kind}", {"ticket_id": "T-1", "priority": priority, "status": status}, **overrides
+    )
 
 
 def make_invoice_event(kind: str = "overdue", days_overdue: int = 45, **overrides: Any) -> dict[str, Any]:
-    return cloud_event(f"invoice.{kind}", {"invoice_id": "INV-1", "amount": "12000.00", "currency": "EUR",
-                                           "due_date": (NOW - timedelta(days=days_overdue)).date().isoformat(),
-                                           "days_overdue": days_overdue}, **overrides)
+    return cloud_event(
+        f"invoice.{kind}",
+        {
+            "invoice_id": "INV-1",
+            "amount": "12000.00",
+            "currency": "EUR",
+            "due_date": (NOW - timedelta(days=days_overdue)).date().isoformat(),
+            "days_overdue": days_overdue,
+        },
+        **overrides,
+    )
 
 
 def make_contact_event(kind: str = "left", role: str = "champion", **overrides: Any) -> dict[str, Any]:
     return cloud_event(f"contact.{kind}", {"contact_id": "C-1", "role": role}, **overrides)
 
 
-def account_upserted(account_id: str, external_ids: dict[str, str] | None = None,
-                     **fields: Any) -> bytes:
-    data = {"id": account_id, "name": fields.pop("name", account_id.title()), "arr": "120000",
-            "currency": "EUR", "tier": "strategic", "external_ids": external_ids or {}, **fields}
-    return json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "source": "kamwatch/signals",
-                       "type": "account.upserted", "time": NOW.isoformat(), "subject": account_id,
-                       "data": data}).encode()
+def account_upserted(account_id: str, external_ids: dict[str, str] | None = None, **fields: Any) -> bytes:
+    data = {
+        "id": account_id,
+        "name": fields.pop("name", account_id.title()),
+        "arr": "120000",
+        "currency": "EUR",
+        "tier": "strategic",
+        "external_ids": external_ids or {},
+        **fields,
+    }
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "kamwatch/signals",
+            "type": "account.upserted",
+            "time": NOW.isoformat(),
+            "subject": account_id,
+            "data": data,
+        }
+    ).encode()
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -29,7 +29,8 @@ router = APIRouter(prefix="/v1")
 
 
 def _settings(request: Request) -> IngestSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: IngestSettings = request.app.state.settings
+    return settings
 
 
 def _publish(request: Request, events: list[Any]) -> Accepted:
@@ -37,8 +38,9 @@ def _publish(request: Request, events: list[Any]) -> Accepted:
         publish_raw(request.app.state.publisher, _settings(request), events)
     except TransientError:
         log.warning("ingest.publish_unavailable", count=len(events))
-        raise Unavailable("the event broker is unavailable; nothing was accepted, retry later",
-                          headers={"Retry-After": "5"}) from None
+        raise Unavailable(
+            "the event broker is unavailable; nothing was accepted, retry later", headers={"Retry-After": "5"}
+        ) from None
     return Accepted(accepted=len(events), ids=[e.id for e in events])
 
 
@@ -49,13 +51,15 @@ def _json(body: bytes) -> Any:
         raise ValidationFailed(str(error), problems=error.problems) from None
 
 
-@router.post("/events", status_code=202, response_model=Accepted,
-             dependencies=[Depends(require_scope("events:write"))])
+@router.post(
+    "/events", status_code=202, response_model=Accepted, dependencies=[Depends(require_scope("events:write"))]
+)
 async def post_events(request: Request) -> Accepted:
     """Send one CloudEvent or a JSON array of them (structured mode, application/json)."""
     body = await request.body()
-    events = validate_submission(_json(body), request.app.state.clock.now(),
-                                 _settings(request).max_batch_events)
+    events = validate_submission(
+        _json(body), request.app.state.clock.now(), _settings(request).max_batch_events
+    )
     return _publish(request, events)
 
 
@@ -64,9 +68,16 @@ async def stripe_webhook(request: Request) -> Any:
     """Stripe events (signature checked over the raw body before anything else)."""
     body = await request.body()
     settings = _settings(request)
-    _verify("stripe", lambda: verify_stripe(request.headers.get("stripe-signature"), body,
-                                            settings.stripe_webhook_secrets, time.time(),
-                                            settings.signature_tolerance_s))
+    _verify(
+        "stripe",
+        lambda: verify_stripe(
+            request.headers.get("stripe-signature"),
+            body,
+            settings.stripe_webhook_secrets,
+            time.time(),
+            settings.signature_tolerance_s,
+        ),
+    )
     return _translate_and_publish(request, "stripe", _json(body), stripe_to_events)
 
 
@@ -75,10 +86,17 @@ async def zendesk_webhook(request: Request) -> Any:
     """Zendesk event-subscription webhooks for tickets."""
     body = await request.body()
     settings = _settings(request)
-    _verify("zendesk", lambda: verify_zendesk(
-        request.headers.get("x-zendesk-webhook-signature"),
-        request.headers.get("x-zendesk-webhook-signature-timestamp"), body,
-        settings.zendesk_webhook_secrets, time.time(), settings.signature_tolerance_s))
+    _verify(
+        "zendesk",
+        lambda: verify_zendesk(
+            request.headers.get("x-zendesk-webhook-signature"),
+            request.headers.get("x-zendesk-webhook-signature-timestamp"),
+            body,
+            settings.zendesk_webhook_secrets,
+            time.time(),
+            settings.signature_tolerance_s,
+        ),
+    )
     return _translate_and_publish(request, "zendesk", _json(body), zendesk_to_events)
 
 
@@ -87,9 +105,16 @@ async def cloudevents_webhook(request: Request) -> Any:
     """Generic signed CloudEvents (CRMs and anything else): X-Kamwatch-Signature, Stripe scheme."""
     body = await request.body()
     settings = _settings(request)
-    _verify("cloudevents", lambda: verify_stripe(request.headers.get("x-kamwatch-signature"), body,
-                                                 settings.cloudevents_webhook_secrets, time.time(),
-                                                 settings.signature_tolerance_s))
+    _verify(
+        "cloudevents",
+        lambda: verify_stripe(
+            request.headers.get("x-kamwatch-signature"),
+            body,
+            settings.cloudevents_webhook_secrets,
+            time.time(),
+            settings.signature_tolerance_s,
+        ),
+    )
     events = validate_submission(_json(body), request.app.state.clock.now(), settings.max_batch_events)
     metrics.WEBHOOKS.labels("cloudevents", "accepted").inc()
     return _publish(request, events)

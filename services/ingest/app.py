@@ -14,8 +14,9 @@ from shared.runtime import ConsumerThread, lifespan_with
 from shared.web import BodyLimit, broker_reachable, install_error_handlers, install_ops_routes
 
 
-def create_app(settings: IngestSettings | None = None, *, clock: Clock | None = None,
-               with_consumer: bool = True) -> FastAPI:
+def create_app(
+    settings: IngestSettings | None = None, *, clock: Clock | None = None, with_consumer: bool = True
+) -> FastAPI:
     settings = settings or IngestSettings()
     clock = clock or clock_from_env(settings.clock_file)
     engine = make_engine(settings.common.database_url)
@@ -27,19 +28,26 @@ def create_app(settings: IngestSettings | None = None, *, clock: Clock | None = 
         publisher.close()
         engine.dispose()
 
-    app = FastAPI(title="kamwatch ingest", version="1.0.0",
-                  description="Events and webhooks in; validated, resolved, deduplicated events out.",
-                  lifespan=lifespan_with(consumer, on_stop))
+    app = FastAPI(
+        title="kamwatch ingest",
+        version="1.0.0",
+        description="Events and webhooks in; validated, resolved, deduplicated events out.",
+        lifespan=lifespan_with(consumer, on_stop),
+    )
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.publisher = publisher
     app.state.clock = clock
     app.state.consumer = consumer
     install_error_handlers(app)
-    install_ops_routes(app, "ingest", {
-        "database": lambda: ping(engine),
-        "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
-    })
+    install_ops_routes(
+        app,
+        "ingest",
+        {
+            "database": lambda: ping(engine),
+            "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
+        },
+    )
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
-from typing import Annotated
 
 from shared.settings import ServiceSettings
 
@@ -32,8 +33,8 @@ class IngestSettings(ServiceSettings):
     tick_interval_s: float = Field(default=5.0, gt=0)
 
     _split_secrets = field_validator(
-        "stripe_webhook_secrets", "zendesk_webhook_secrets", "cloudevents_webhook_secrets",
-        mode="before")(_split)
+        "stripe_webhook_secrets", "zendesk_webhook_secrets", "cloudevents_webhook_secrets", mode="before"
+    )(_split)
 
     def secret_fields(self) -> dict[str, list[str]]:
         return {

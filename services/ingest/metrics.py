@@ -10,7 +10,8 @@ EVENTS = Counter(
     ["type", "outcome"],
 )
 WEBHOOKS = Counter(
-    "kamwatch_ingest_webhook_requests_total", "Webhook requests by source and outcome",
+    "kamwatch_ingest_webhook_requests_total",
+    "Webhook requests by source and outcome",
     ["source", "outcome"],
 )
 SIGNATURE_FAILURES = Counter(

@@ -19,15 +19,20 @@ CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def known_accounts(session: Session, account_ids: Iterable[str]) -> set[str]:
     ids = sorted(set(account_ids))
     found: set[str] = set()
     for chunk in _chunks(ids):
-        found.update(session.scalars(select(IngestAccount.account_id).where(
-            IngestAccount.account_id.in_(chunk), IngestAccount.deleted.is_(False))))
+        found.update(
+            session.scalars(
+                select(IngestAccount.account_id).where(
+                    IngestAccount.account_id.in_(chunk), IngestAccount.deleted.is_(False)
+                )
+            )
+        )
     return found
 
 
@@ -38,8 +43,11 @@ def resolve_aliases(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[
         rows = session.execute(
             select(AccountAlias.system, AccountAlias.external_id, AccountAlias.account_id)
             .join(IngestAccount, IngestAccount.account_id == AccountAlias.account_id)
-            .where(tuple_(AccountAlias.system, AccountAlias.external_id).in_(chunk),
-                   IngestAccount.deleted.is_(False)))
+            .where(
+                tuple_(AccountAlias.system, AccountAlias.external_id).in_(chunk),
+                IngestAccount.deleted.is_(False),
+            )
+        )
         resolved.update({(system, external): account for system, external, account in rows})
     return resolved
 
@@ -60,8 +68,11 @@ def events_by_key(session: Session, keys: Iterable[EventKey]) -> list[StoredEven
     wanted = sorted(set(keys))
     rows: list[StoredEvent] = []
     for chunk in _chunks(wanted):
-        rows.extend(session.scalars(select(StoredEvent).where(
-            tuple_(StoredEvent.source, StoredEvent.event_id).in_(chunk))))
+        rows.extend(
+            session.scalars(
+                select(StoredEvent).where(tuple_(StoredEvent.source, StoredEvent.event_id).in_(chunk))
+            )
+        )
     return rows
 
 
@@ -69,27 +80,40 @@ def unpublished_dead_letters(session: Session, origins: Iterable[Origin]) -> lis
     wanted = sorted(set(origins))
     rows: list[DeadLetter] = []
     for chunk in _chunks(wanted):
-        rows.extend(session.scalars(select(DeadLetter).where(
-            tuple_(DeadLetter.topic, DeadLetter.partition, DeadLetter.offset).in_(chunk),
-            DeadLetter.published_at.is_(None))))
+        rows.extend(
+            session.scalars(
+                select(DeadLetter).where(
+                    tuple_(DeadLetter.topic, DeadLetter.partition, DeadLetter.offset).in_(chunk),
+                    DeadLetter.published_at.is_(None),
+                )
+            )
+        )
     return rows
 
 
-def mark_published(session: Session, model: type[StoredEvent] | type[DeadLetter],
-                   ids: Sequence[int], now: datetime) -> None:
+def mark_published(
+    session: Session, model: type[StoredEvent] | type[DeadLetter], ids: Sequence[int], now: datetime
+) -> None:
     for chunk in _chunks(sorted(set(ids))):
         session.execute(update(model).where(model.id.in_(chunk)).values(published_at=now))
 
 
-def stale_unpublished(session: Session, model: type[StoredEvent] | type[DeadLetter],
-                      received_before: datetime, limit: int) -> list[Any]:
-    return list(session.scalars(select(model).where(
-        model.published_at.is_(None), model.received_at < received_before)
-        .order_by(model.id).limit(limit)))
+def stale_unpublished(
+    session: Session, model: type[StoredEvent] | type[DeadLetter], received_before: datetime, limit: int
+) -> list[Any]:
+    return list(
+        session.scalars(
+            select(model)
+            .where(model.published_at.is_(None), model.received_at < received_before)
+            .order_by(model.id)
+            .limit(limit)
+        )
+    )
 
 
-def upsert_account(session: Session, account_id: str, deleted: bool,
-                   external_ids: dict[str, str], now: datetime) -> None:
+def upsert_account(
+    session: Session, account_id: str, deleted: bool, external_ids: dict[str, str], now: datetime
+) -> None:
     """Replace the read copy of one account and its aliases."""
     existing = session.get(IngestAccount, account_id)
     if existing is None:
@@ -100,8 +124,9 @@ def upsert_account(session: Session, account_id: str, deleted: bool,
     session.execute(delete(AccountAlias).where(AccountAlias.account_id == account_id))
     for system, external_id in external_ids.items():
         # An alias moves if another account claimed it before.
-        session.execute(delete(AccountAlias).where(AccountAlias.system == system,
-                                                   AccountAlias.external_id == external_id))
+        session.execute(
+            delete(AccountAlias).where(AccountAlias.system == system, AccountAlias.external_id == external_id)
+        )
         if not deleted:
             session.add(AccountAlias(system=system, external_id=external_id, account_id=account_id))
     session.flush()
@@ -111,8 +136,11 @@ def parked_for_refs(session: Session, refs: Iterable[str]) -> list[ParkedEvent]:
     wanted = sorted(set(refs))
     rows: list[ParkedEvent] = []
     for chunk in _chunks(wanted):
-        rows.extend(session.scalars(select(ParkedEvent).where(ParkedEvent.account_ref.in_(chunk))
-                                    .order_by(ParkedEvent.id)))
+        rows.extend(
+            session.scalars(
+                select(ParkedEvent).where(ParkedEvent.account_ref.in_(chunk)).order_by(ParkedEvent.id)
+            )
+        )
     return rows
 
 
@@ -122,8 +150,11 @@ def delete_parked(session: Session, ids: Sequence[int]) -> None:
 
 
 def parked_refs(session: Session, limit: int) -> list[str]:
-    return list(session.scalars(select(ParkedEvent.account_ref).distinct()
-                                .order_by(ParkedEvent.account_ref).limit(limit)))
+    return list(
+        session.scalars(
+            select(ParkedEvent.account_ref).distinct().order_by(ParkedEvent.account_ref).limit(limit)
+        )
+    )
 
 
 def count_parked(session: Session) -> int:

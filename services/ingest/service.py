@@ -24,9 +24,17 @@ from shared.kafka import OutMessage, Publisher
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-RAW_FAMILY = {"usage": "usage", "ticket": "tickets", "invoice": "payments", "payment": "payments",
-              "subscription": "payments", "contact": "contacts", "engagement": "engagement",
-              "survey": "engagement", "account": "engagement"}
+RAW_FAMILY = {
+    "usage": "usage",
+    "ticket": "tickets",
+    "invoice": "payments",
+    "payment": "payments",
+    "subscription": "payments",
+    "contact": "contacts",
+    "engagement": "engagement",
+    "survey": "engagement",
+    "account": "engagement",
+}
 
 
 @dataclass
@@ -48,9 +56,16 @@ def _origin(record: Any) -> repository.Origin:
 
 
 def dead_letter_row(record: Any, error: EventInvalid, now: datetime) -> dict[str, Any]:
-    return {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "key": record.key, "value": record.value, "reason": str(error)[:2000],
-            "problems": json.dumps([p.as_dict() for p in error.problems]), "received_at": now}
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key,
+        "value": record.value,
+        "reason": str(error)[:2000],
+        "problems": json.dumps([p.as_dict() for p in error.problems]),
+        "received_at": now,
+    }
 
 
 def canonical(event: CloudEvent, account_id: str) -> CloudEvent:
@@ -89,8 +104,9 @@ class IngestProcessor:
         self._count(pending, replayed)
         return out
 
-    def _apply_accounts(self, session: Session, records: list[Any], pending: _Pending,
-                        now: datetime) -> set[str]:
+    def _apply_accounts(
+        self, session: Session, records: list[Any], pending: _Pending, now: datetime
+    ) -> set[str]:
         """Update the registry read copy; return the account refs that may unpark events."""
         refs: set[str] = set()
         for record in records:
@@ -113,14 +129,17 @@ class IngestProcessor:
             return key, True, {}
         envelope = decode_json(record.value)
         if not isinstance(envelope, dict) or envelope.get("type") != ACCOUNT_UPSERTED:
-            raise EventInvalid("not an account.upserted event",
-                               [Problem("type", f"expected '{ACCOUNT_UPSERTED}' on the accounts topic")])
+            raise EventInvalid(
+                "not an account.upserted event",
+                [Problem("type", f"expected '{ACCOUNT_UPSERTED}' on the accounts topic")],
+            )
         try:
             account = AccountRecord.model_validate(envelope.get("data"))
         except ValidationError as exc:
-            raise EventInvalid("account record is invalid", [
-                Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()
-            ]) from None
+            raise EventInvalid(
+                "account record is invalid",
+                [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()],
+            ) from None
         return account.id, account.deleted, dict(account.external_ids)
 
     def _decide(self, session: Session, records: list[Any], pending: _Pending, now: datetime) -> None:
@@ -129,12 +148,23 @@ class IngestProcessor:
             try:
                 event = validate_event(decode_json(record.value or b""), now)
                 if event.subject is None:
-                    raise EventInvalid("event has no subject", [Problem(
-                        "subject", "is required: the kamwatch account id or '<system>:<external id>'")])
+                    raise EventInvalid(
+                        "event has no subject",
+                        [
+                            Problem(
+                                "subject", "is required: the kamwatch account id or '<system>:<external id>'"
+                            )
+                        ],
+                    )
                 parse_account_ref(event.subject)
             except EventInvalid as error:
-                log.info("ingest.dead_letter", topic=record.topic, partition=record.partition,
-                         offset=record.offset, reason=error.reason)
+                log.info(
+                    "ingest.dead_letter",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=error.reason,
+                )
                 pending.dead.append(dead_letter_row(record, error, now))
                 pending.outcomes[("invalid", "dead_lettered")] += 1
                 continue
@@ -152,20 +182,34 @@ class IngestProcessor:
             seen.add(key)
             self._place(record, event, resolved.get(event.subject or ""), pending, now)
 
-    def _place(self, record: Any, event: CloudEvent, account_id: str | None, pending: _Pending,
-               now: datetime) -> None:
+    def _place(
+        self, record: Any, event: CloudEvent, account_id: str | None, pending: _Pending, now: datetime
+    ) -> None:
         key = (event.source, event.id)
         origin = _origin(record)
-        base = {"source": event.source, "event_id": event.id, "origin_topic": origin[0],
-                "origin_partition": origin[1], "origin_offset": origin[2]}
+        base = {
+            "source": event.source,
+            "event_id": event.id,
+            "origin_topic": origin[0],
+            "origin_partition": origin[1],
+            "origin_offset": origin[2],
+        }
         if account_id is None:
-            pending.parked.append({**base, "account_ref": event.subject, "payload": to_json(event),
-                                   "parked_at": now})
+            pending.parked.append(
+                {**base, "account_ref": event.subject, "payload": to_json(event), "parked_at": now}
+            )
             pending.outcomes[(event.type, "parked")] += 1
             return
-        pending.events.append({**base, "type": event.type, "account_id": account_id,
-                               "event_time": event.time, "received_at": now,
-                               "payload": to_json(canonical(event, account_id))})
+        pending.events.append(
+            {
+                **base,
+                "type": event.type,
+                "account_id": account_id,
+                "event_time": event.time,
+                "received_at": now,
+                "payload": to_json(canonical(event, account_id)),
+            }
+        )
         pending.keys.append(key)
         pending.origins[key] = origin
 
@@ -174,7 +218,8 @@ class IngestProcessor:
         refs = {subject: parse_account_ref(subject) for subject in set(subjects)}
         direct = repository.known_accounts(session, [r.account_id for r in refs.values() if r.account_id])
         aliases = repository.resolve_aliases(
-            session, [(r.system, r.external_id) for r in refs.values() if r.system and r.external_id])
+            session, [(r.system, r.external_id) for r in refs.values() if r.system and r.external_id]
+        )
         resolved = {}
         for subject, ref in refs.items():
             if ref.account_id and ref.account_id in direct:
@@ -194,11 +239,20 @@ class IngestProcessor:
             if account_id is None:
                 continue
             event = CloudEvent.model_validate_json(item.payload)
-            rows.append({"source": item.source, "event_id": item.event_id, "type": event.type,
-                         "account_id": account_id, "event_time": event.time, "received_at": now,
-                         "origin_topic": item.origin_topic, "origin_partition": item.origin_partition,
-                         "origin_offset": item.origin_offset,
-                         "payload": to_json(canonical(event, account_id))})
+            rows.append(
+                {
+                    "source": item.source,
+                    "event_id": item.event_id,
+                    "type": event.type,
+                    "account_id": account_id,
+                    "event_time": event.time,
+                    "received_at": now,
+                    "origin_topic": item.origin_topic,
+                    "origin_partition": item.origin_partition,
+                    "origin_offset": item.origin_offset,
+                    "payload": to_json(canonical(event, account_id)),
+                }
+            )
             done.append(item.id)
             keys.append((item.source, item.event_id))
         repository.insert_events(session, rows)
@@ -206,12 +260,15 @@ class IngestProcessor:
         log.info("ingest.parked_replayed", count=len(done))
         return keys
 
-    def _outgoing(self, session: Session, pending: _Pending,
-                  replayed: list[repository.EventKey]) -> list[OutMessage]:
+    def _outgoing(
+        self, session: Session, pending: _Pending, replayed: list[repository.EventKey]
+    ) -> list[OutMessage]:
         """Unpublished rows of this batch: new ones, and ones a crash left unpublished."""
         out = []
-        stored = {(row.source, row.event_id): row
-                  for row in repository.events_by_key(session, pending.keys + replayed)}
+        stored = {
+            (row.source, row.event_id): row
+            for row in repository.events_by_key(session, pending.keys + replayed)
+        }
         for key in pending.keys:
             row = stored.get(key)
             if row is None:
@@ -229,13 +286,22 @@ class IngestProcessor:
         return out
 
     def _event_message(self, row: StoredEvent) -> OutMessage:
-        return OutMessage(self.topics.events, row.account_id, row.payload.encode(),
-                          (("ce_type", row.type.encode()),), ref=("event", row.id))
+        return OutMessage(
+            self.topics.events,
+            row.account_id,
+            row.payload.encode(),
+            (("ce_type", row.type.encode()),),
+            ref=("event", row.id),
+        )
 
     def _dead_message(self, row: DeadLetter) -> OutMessage:
-        headers = (("kw_error", row.reason.encode()[:1000]), ("kw_problems", row.problems.encode()[:4000]),
-                   ("kw_topic", row.topic.encode()), ("kw_partition", str(row.partition).encode()),
-                   ("kw_offset", str(row.offset).encode()))
+        headers = (
+            ("kw_error", row.reason.encode()[:1000]),
+            ("kw_problems", row.problems.encode()[:4000]),
+            ("kw_topic", row.topic.encode()),
+            ("kw_partition", str(row.partition).encode()),
+            ("kw_offset", str(row.offset).encode()),
+        )
         key = row.key.decode("utf-8", "replace") if row.key else None
         return OutMessage(self.topics.deadletter, key, row.value or b"", headers, ref=("dead", row.id))
 
@@ -266,8 +332,13 @@ class IngestProcessor:
         now = self.clock.now()
         before = now - timedelta(seconds=self.settings.relay_after_s)
         with transaction(self.sessions) as session:
-            out = [self._event_message(r) for r in repository.stale_unpublished(session, StoredEvent, before, 1000)]
-            out += [self._dead_message(r) for r in repository.stale_unpublished(session, DeadLetter, before, 1000)]
+            out = [
+                self._event_message(r)
+                for r in repository.stale_unpublished(session, StoredEvent, before, 1000)
+            ]
+            out += [
+                self._dead_message(r) for r in repository.stale_unpublished(session, DeadLetter, before, 1000)
+            ]
             refs = repository.parked_refs(session, 500)
             resolvable = set(self._resolve(session, refs)) if refs else set()
             replayed = self._replay_parked(session, resolvable, now) if resolvable else []
@@ -288,21 +359,25 @@ def validate_submission(body: Any, now: datetime, max_events: int) -> list[Cloud
         raise ValidationFailed("no events given: send one CloudEvent object or a non-empty list")
     if len(items) > max_events:
         raise ValidationFailed(f"too many events in one request ({len(items)}); send at most {max_events}")
-    events, problems = [], []
+    events: list[CloudEvent] = []
+    problems: list[Problem] = []
     for index, item in enumerate(items):
         prefix = f"[{index}]." if isinstance(body, list) else ""
         try:
             event = validate_event(item, now)
             if event.subject is None:
-                raise EventInvalid("no subject", [Problem("subject", "is required: the kamwatch account "
-                                                          "id or '<system>:<external id>'")])
+                raise EventInvalid(
+                    "no subject",
+                    [Problem("subject", "is required: the kamwatch account id or '<system>:<external id>'")],
+                )
             parse_account_ref(event.subject)
             events.append(event)
         except EventInvalid as error:
             problems.extend(Problem(prefix + p.field, p.message) for p in error.problems)
     if problems:
-        raise ValidationFailed("invalid event(s): " + "; ".join(f"{p.field}: {p.message}" for p in problems),
-                               problems=problems)
+        raise ValidationFailed(
+            "invalid event(s): " + "; ".join(f"{p.field}: {p.message}" for p in problems), problems=problems
+        )
     return events
 
 
@@ -313,5 +388,6 @@ def raw_topic_for(settings: IngestSettings, event_type: str) -> str:
 
 def publish_raw(publisher: Publisher, settings: IngestSettings, events: list[CloudEvent]) -> None:
     """Produce to the raw topics and wait for acks=all: only then is the event durable."""
-    publisher.publish([OutMessage(raw_topic_for(settings, e.type), e.subject, to_json(e).encode())
-                       for e in events])
+    publisher.publish(
+        [OutMessage(raw_topic_for(settings, e.type), e.subject, to_json(e).encode()) for e in events]
+    )

@@ -12,8 +12,24 @@ from typing import Any
 from shared.errors import EventInvalid, Problem
 
 # Stripe amounts are in the smallest unit; these currencies have none below the unit.
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf"}
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
 DAY_S = 86400
 
 
@@ -25,8 +41,9 @@ def _hmac(secret: str, message: bytes) -> bytes:
     return hmac.new(secret.encode(), message, hashlib.sha256).digest()
 
 
-def verify_stripe(header: str | None, body: bytes, secrets: list[str], now: float,
-                  tolerance_s: int = 300) -> None:
+def verify_stripe(
+    header: str | None, body: bytes, secrets: list[str], now: float, tolerance_s: int = 300
+) -> None:
     """Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]; HMAC-SHA256 of "<t>.<raw body>"."""
     if not header:
         raise SignatureInvalid("missing Stripe-Signature header")
@@ -59,16 +76,24 @@ def _parse_signed_header(header: str) -> tuple[int, list[str]]:
 
 def _check_age(timestamp: float, now: float, tolerance_s: int) -> None:
     if abs(now - timestamp) > tolerance_s:
-        raise SignatureInvalid(f"signature timestamp is outside the {tolerance_s} s tolerance "
-                               "(replayed or clock skew)")
+        raise SignatureInvalid(
+            f"signature timestamp is outside the {tolerance_s} s tolerance (replayed or clock skew)"
+        )
 
 
-def verify_zendesk(signature: str | None, timestamp: str | None, body: bytes, secrets: list[str],
-                   now: float, tolerance_s: int = 300) -> None:
+def verify_zendesk(
+    signature: str | None,
+    timestamp: str | None,
+    body: bytes,
+    secrets: list[str],
+    now: float,
+    tolerance_s: int = 300,
+) -> None:
     """X-Zendesk-Webhook-Signature = base64(HMAC-SHA256(timestamp + body))."""
     if not signature or not timestamp:
-        raise SignatureInvalid("missing X-Zendesk-Webhook-Signature or "
-                               "X-Zendesk-Webhook-Signature-Timestamp header")
+        raise SignatureInvalid(
+            "missing X-Zendesk-Webhook-Signature or X-Zendesk-Webhook-Signature-Timestamp header"
+        )
     try:
         sent_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
@@ -129,16 +154,29 @@ def stripe_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
     customer = _require(obj, "customer", "data.object")
     currency = str(_require(obj, "currency", "data.object"))
     if kam_type == "subscription.changed":
-        data = _subscription_data(obj, payload.get("data", {}).get("previous_attributes") or {},
-                                  deleted=stripe_type.endswith("deleted"))
+        data = _subscription_data(
+            obj,
+            payload.get("data", {}).get("previous_attributes") or {},
+            deleted=stripe_type.endswith("deleted"),
+        )
     else:
         data = _invoice_data(kam_type, obj, created, uncollectible=stripe_type.endswith("uncollectible"))
-    return [{"specversion": "1.0", "id": event_id, "source": "stripe", "type": kam_type,
-             "time": _iso(created), "subject": f"stripe:{customer}",
-             "data": {**data, "currency": currency.upper()}}]
+    return [
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "stripe",
+            "type": kam_type,
+            "time": _iso(created),
+            "subject": f"stripe:{customer}",
+            "data": {**data, "currency": currency.upper()},
+        }
+    ]
 
 
-def _invoice_data(kam_type: str, invoice: dict[str, Any], created: int, uncollectible: bool) -> dict[str, Any]:
+def _invoice_data(
+    kam_type: str, invoice: dict[str, Any], created: int, uncollectible: bool
+) -> dict[str, Any]:
     currency = str(invoice["currency"])
     due = invoice.get("due_date") or invoice.get("created") or created
     data: dict[str, Any] = {"invoice_id": _require(invoice, "id", "data.object"), "due_date": _date(due)}
@@ -155,8 +193,12 @@ def _invoice_data(kam_type: str, invoice: dict[str, Any], created: int, uncollec
     return data
 
 
-MONTHS_PER_INTERVAL = {"day": Decimal(1) / Decimal("30.4375"), "week": Decimal(7) / Decimal("30.4375"),
-                       "month": Decimal(1), "year": Decimal(12)}
+MONTHS_PER_INTERVAL = {
+    "day": Decimal(1) / Decimal("30.4375"),
+    "week": Decimal(7) / Decimal("30.4375"),
+    "month": Decimal(1),
+    "year": Decimal(12),
+}
 
 
 def _mrr(items: Any, currency: str) -> Decimal:
@@ -178,8 +220,12 @@ def _subscription_data(sub: dict[str, Any], previous: dict[str, Any], deleted: b
     if status == "incomplete" or status == "incomplete_expired":
         status = "unpaid"
     mrr = Decimal(0) if deleted else _mrr(sub.get("items"), currency)
-    data: dict[str, Any] = {"subscription_id": _require(sub, "id", "data.object"), "status": status,
-                            "mrr": str(mrr), "cancel_at_period_end": bool(sub.get("cancel_at_period_end"))}
+    data: dict[str, Any] = {
+        "subscription_id": _require(sub, "id", "data.object"),
+        "status": status,
+        "mrr": str(mrr),
+        "cancel_at_period_end": bool(sub.get("cancel_at_period_end")),
+    }
     if "items" in previous:
         data["previous_mrr"] = str(_mrr(previous["items"], currency))
     elif deleted:
@@ -189,10 +235,21 @@ def _subscription_data(sub: dict[str, Any], previous: dict[str, Any], deleted: b
 
 # --- Zendesk --------------------------------------------------------------------------------
 ZENDESK_PRIORITY = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
-ZENDESK_STATUS = {"new": "new", "open": "open", "pending": "pending", "hold": "on_hold",
-                  "on_hold": "on_hold", "solved": "solved", "closed": "closed"}
-ZENDESK_TYPES = {"ticket.created", "ticket.priority_changed", "ticket.status_changed",
-                 "ticket.csat_rating_changed"}
+ZENDESK_STATUS = {
+    "new": "new",
+    "open": "open",
+    "pending": "pending",
+    "hold": "on_hold",
+    "on_hold": "on_hold",
+    "solved": "solved",
+    "closed": "closed",
+}
+ZENDESK_TYPES = {
+    "ticket.created",
+    "ticket.priority_changed",
+    "ticket.status_changed",
+    "ticket.csat_rating_changed",
+}
 
 
 def zendesk_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -203,13 +260,21 @@ def zendesk_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
     detail = _require(payload, "detail", "event")
     organization = detail.get("organization_id")
     if not organization:
-        raise EventInvalid("ticket has no organization", [Problem(
-            "detail.organization_id", "is required to find the account; set the ticket's organization")])
+        raise EventInvalid(
+            "ticket has no organization",
+            [
+                Problem(
+                    "detail.organization_id", "is required to find the account; set the ticket's organization"
+                )
+            ],
+        )
     status = ZENDESK_STATUS.get(str(detail.get("status") or "open").lower())
     priority = ZENDESK_PRIORITY.get(str(detail.get("priority") or "normal").lower(), "normal")
     if status is None:
-        raise EventInvalid("unknown ticket status", [Problem("detail.status", "expected NEW, OPEN, "
-                                                             "PENDING, HOLD, SOLVED or CLOSED")])
+        raise EventInvalid(
+            "unknown ticket status",
+            [Problem("detail.status", "expected NEW, OPEN, PENDING, HOLD, SOLVED or CLOSED")],
+        )
     change = payload.get("event") or {}
     previous = str(change.get("previous") or "").lower()
     if zen_type == "ticket.created":
@@ -218,15 +283,27 @@ def zendesk_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
         kam_type = "ticket.closed"
     else:
         kam_type = "ticket.updated"
-    data: dict[str, Any] = {"ticket_id": str(_require(detail, "id", "detail")), "priority": priority,
-                            "status": status,
-                            "reopened": zen_type == "ticket.status_changed" and previous in ("solved", "closed")
-                            and status not in ("solved", "closed")}
+    data: dict[str, Any] = {
+        "ticket_id": str(_require(detail, "id", "detail")),
+        "priority": priority,
+        "status": status,
+        "reopened": zen_type == "ticket.status_changed"
+        and previous in ("solved", "closed")
+        and status not in ("solved", "closed"),
+    }
     if detail.get("created_at"):
         data["opened_at"] = detail["created_at"]
     score = (change.get("current") or {}) if zen_type == "ticket.csat_rating_changed" else {}
     if isinstance(score, dict) and score.get("score") in ("good", "bad"):
         data["csat"] = 5 if score["score"] == "good" else 1
-    return [{"specversion": "1.0", "id": str(_require(payload, "id", "event")), "source": "zendesk",
-             "type": kam_type, "time": _require(payload, "time", "event"),
-             "subject": f"zendesk:{organization}", "data": data}]
+    return [
+        {
+            "specversion": "1.0",
+            "id": str(_require(payload, "id", "event")),
+            "source": "zendesk",
+            "type": kam_type,
+            "time": _require(payload, "time", "event"),
+            "subject": f"zendesk:{organization}",
+            "data": data,
+        }
+    ]

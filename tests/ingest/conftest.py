@@ -23,9 +23,14 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def ingest_settings(common_settings: CommonSettings) -> IngestSettings:
-    return IngestSettings(common=common_settings, group_id=f"{common_settings.topics.events}-ingest",
-                          stripe_webhook_secrets=["whsec_old", "whsec_test"],
-                          zendesk_webhook_secrets=["zd_test"], relay_after_s=0, tick_interval_s=0.5)
+    return IngestSettings(
+        common=common_settings,
+        group_id=f"{common_settings.topics.events}-ingest",
+        stripe_webhook_secrets=["whsec_old", "whsec_test"],
+        zendesk_webhook_secrets=["zd_test"],
+        relay_after_s=0,
+        tick_interval_s=0.5,
+    )
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ def _count(db, model) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_event_posted_over_http_is_stored_and_published(ingest: TestClient, api_key: str,
-                                                        common_settings: CommonSettings, db) -> None:
+def test_event_posted_over_http_is_stored_and_published(
+    ingest: TestClient, api_key: str, common_settings: CommonSettings, db
+) -> None:
     topics = common_settings.topics
     produce(common_settings.kafka_bootstrap, topics.accounts, [("acme", account_upserted("acme"))])
     event = make_usage_event(1200, id="u-1")
@@ -57,11 +58,15 @@ def _registered(db, account_id: str) -> bool:
 
 
 def test_mixed_stream_stores_each_valid_event_once_and_dead_letters_the_rest(
-        ingest: TestClient, common_settings: CommonSettings, db) -> None:
+    ingest: TestClient, common_settings: CommonSettings, db
+) -> None:
     """10,000 events, 5% invalid and 5% duplicates: nothing lost, nothing stored twice."""
     topics = common_settings.topics
-    produce(common_settings.kafka_bootstrap, topics.accounts,
-            [(f"acct-{i}", account_upserted(f"acct-{i}")) for i in range(20)])
+    produce(
+        common_settings.kafka_bootstrap,
+        topics.accounts,
+        [(f"acct-{i}", account_upserted(f"acct-{i}")) for i in range(20)],
+    )
     rng = random.Random(7)
     factories = [make_usage_event, make_ticket_event, make_invoice_event, make_contact_event]
     valid, invalid, messages = [], [], []
@@ -69,8 +74,13 @@ def test_mixed_stream_stores_each_valid_event_once_and_dead_letters_the_rest(
         event = rng.choice(factories)(id=f"e-{i}", subject=f"acct-{i % 20}")
         valid.append(event)
         messages.append((event["subject"], encode(event)))
-    breakers = [b"{not json", b"\xff\xfe", encode({"specversion": "1.0"}),
-                encode(make_usage_event(-5)), encode(make_ticket_event(priority="p1"))]
+    breakers = [
+        b"{not json",
+        b"\xff\xfe",
+        encode({"specversion": "1.0"}),
+        encode(make_usage_event(-5)),
+        encode(make_ticket_event(priority="p1")),
+    ]
     for i in range(500):
         invalid.append(i)
         messages.append((None, breakers[i % len(breakers)]))
@@ -81,8 +91,11 @@ def test_mixed_stream_stores_each_valid_event_once_and_dead_letters_the_rest(
 
     produce(common_settings.kafka_bootstrap, topics.usage, messages)
 
-    wait_for(lambda: _count(db, StoredEvent) == 9000 and _count(db, DeadLetter) == 500,
-             timeout_s=120, what="9000 stored and 500 dead letters")
+    wait_for(
+        lambda: _count(db, StoredEvent) == 9000 and _count(db, DeadLetter) == 500,
+        timeout_s=120,
+        what="9000 stored and 500 dead letters",
+    )
     with transaction(db) as session:
         reasons = set(session.scalars(select(DeadLetter.reason)))
         assert any("not valid JSON" in r for r in reasons)
@@ -98,18 +111,23 @@ def test_mixed_stream_stores_each_valid_event_once_and_dead_letters_the_rest(
 
 
 def test_unknown_alias_is_parked_then_processed_when_registered(
-        ingest: TestClient, common_settings: CommonSettings, db) -> None:
+    ingest: TestClient, common_settings: CommonSettings, db
+) -> None:
     topics = common_settings.topics
     event = make_invoice_event(subject="stripe:cus_42", id="in-1")
     produce(common_settings.kafka_bootstrap, topics.payments, [("stripe:cus_42", encode(event))])
     wait_for(lambda: _count(db, ParkedEvent) == 1, what="parked event")
     assert _count(db, StoredEvent) == 0
 
-    produce(common_settings.kafka_bootstrap, topics.accounts,
-            [("globex", account_upserted("globex", {"stripe": "cus_42"}))])
+    produce(
+        common_settings.kafka_bootstrap,
+        topics.accounts,
+        [("globex", account_upserted("globex", {"stripe": "cus_42"}))],
+    )
 
-    wait_for(lambda: _count(db, StoredEvent) == 1 and _count(db, ParkedEvent) == 0,
-             what="parked event replayed")
+    wait_for(
+        lambda: _count(db, StoredEvent) == 1 and _count(db, ParkedEvent) == 0, what="parked event replayed"
+    )
     published = read_topic(common_settings.kafka_bootstrap, topics.events, 1)
     body = json.loads(published[0].value)
     assert body["subject"] == "globex" and body["accountref"] == "stripe:cus_42"
