@@ -160,7 +160,7 @@ def _service_commands() -> list[Callable[[Any, Any], None]]:
     """Subcommands contributed by services: `register(top_level, {service: its actions})`
     adds e.g. `kamwatch signals rebuild` or `kamwatch train`."""
     found = []
-    for name in SERVICES:
+    for name in (*SERVICES, "simulator"):  # the simulator is a tool, not a service
         try:
             module = importlib.import_module(f"services.{name}.commands")
         except ModuleNotFoundError:
