@@ -1,28 +1,19 @@
-"""Builds the alerts process (thin until its issue lands: it starts, answers /healthz, consumes)."""
+"""Builds the alerts process: settings -> policy -> engine -> consumer loop (+ tick) -> FastAPI app."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 
+from services.alerts.api import router
 from services.alerts.config import AlertsSettings
-from shared.clock import Clock
+from services.alerts.consumer import build_loop
+from services.alerts.lifecycle import Lifecycle
+from services.alerts.policy import load_policy
+from services.alerts.service import AlertsProcessor
+from shared.clock import Clock, clock_from_env
 from shared.db import make_engine, make_sessionmaker, ping
-from shared.kafka import BatchLoop, OutMessage, Publisher, make_consumer, make_producer
 from shared.runtime import ConsumerThread, lifespan_with
-from shared.web import broker_reachable, install_error_handlers, install_ops_routes
-
-
-class _Acknowledge:
-    def handle(self, records: list[Any]) -> list[OutMessage]:
-        return []
-
-    def published(self, messages: list[OutMessage]) -> None:
-        return None
-
-    def tick(self) -> list[OutMessage]:
-        return []
+from shared.web import BodyLimit, broker_reachable, install_error_handlers, install_ops_routes
 
 
 def load_settings() -> AlertsSettings:
@@ -33,23 +24,34 @@ def create_app(
     settings: AlertsSettings | None = None, *, clock: Clock | None = None, with_consumer: bool = True
 ) -> FastAPI:
     settings = settings or AlertsSettings()
+    policy = load_policy(settings.policy_file)  # refuses to start on an invalid policy
+    clock = clock or clock_from_env(settings.clock_file)
     engine = make_engine(settings.common.database_url)
-    common = settings.common
-    loop = BatchLoop(
-        name=settings.group_id,
-        consumer_factory=lambda: make_consumer(common, settings.group_id, [common.topics.risk]),
-        publisher=Publisher(lambda: make_producer(common)),
-        handler=_Acknowledge(),
+    sessions = make_sessionmaker(engine)
+    lifecycle = Lifecycle(settings, policy)
+    processor = AlertsProcessor(settings, sessions, clock, lifecycle)
+    consumer = ConsumerThread(build_loop(settings, processor)) if with_consumer else None
+    app = FastAPI(
+        title="kamwatch alerts",
+        version="1.0.0",
+        description="Risk changes in; alerts that reach the right person and climb when nobody acts.",
+        lifespan=lifespan_with(consumer, engine.dispose),
     )
-    consumer = ConsumerThread(loop) if with_consumer else None
-    app = FastAPI(title="kamwatch alerts", version="1.0.0", lifespan=lifespan_with(consumer, engine.dispose))
     app.state.settings = settings
-    app.state.sessions = make_sessionmaker(engine)
+    app.state.sessions = sessions
+    app.state.clock = clock
+    app.state.lifecycle = lifecycle
+    app.state.processor = processor
     app.state.consumer = consumer
     install_error_handlers(app)
     install_ops_routes(
         app,
         "alerts",
-        {"database": lambda: ping(engine), "broker": lambda: broker_reachable(common.kafka_bootstrap)},
+        {
+            "database": lambda: ping(engine),
+            "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
+        },
     )
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

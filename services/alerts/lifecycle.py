@@ -1,0 +1,403 @@
+"""Alert lifecycle over one DB session: open/group/inhibit, escalate, acknowledge, snooze, resolve.
+
+Callers own the transaction (a consumer batch, a tick, an HTTP request); this module only flushes.
+Every decision that sends something is written in the same transaction as the outbox rows, so a
+crash either keeps both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from email.utils import formataddr
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.alerts import metrics, repository
+from services.alerts.config import AlertsSettings
+from services.alerts.escalation import (
+    ALLOWED,
+    Fired,
+    Position,
+    Recipient,
+    describe_wait,
+    due_step,
+    evaluate,
+    next_escalation_at,
+    recipients,
+    returned_to_green,
+    step_name,
+    top_severity,
+    unmuted,
+)
+from services.alerts.links import LinkClaim, sign
+from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
+from services.alerts.models import Alert, AlertAccount
+from services.alerts.policy import Policy
+from shared.contracts import AccountRecord, RiskChange
+from shared.errors import Conflict, ValidationFailed
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+SYSTEM = "kamwatch"
+UNKNOWN_ACCOUNT_RETRY = timedelta(seconds=60)
+
+
+def triggers_of(alert: Alert) -> list[Fired]:
+    return [Fired(t["trigger"], t["severity"]) for t in json.loads(alert.triggers)]
+
+
+def _dump_triggers(triggers: list[Fired]) -> str:
+    return json.dumps([{"trigger": f.trigger, "severity": f.severity} for f in triggers])
+
+
+def _names(triggers: list[Fired]) -> str:
+    return ", ".join(f"{f.trigger} ({f.severity})" for f in triggers)
+
+
+def account_values(record: AccountRecord, now: datetime) -> dict[str, Any]:
+    people = {
+        role: (getattr(record, role).model_dump() if getattr(record, role) else None)
+        for role in ("owner", "manager", "executive_sponsor")
+    }
+    return {
+        "account_id": record.id,
+        "name": record.name,
+        "arr": record.arr,
+        "currency": record.currency,
+        "tier": record.tier,
+        "segment": record.segment,
+        "people": json.dumps(people),
+        "deleted": record.deleted,
+        "updated_at": now,
+    }
+
+
+class Lifecycle:
+    def __init__(self, settings: AlertsSettings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+        window = settings.grouping_window_s
+        self.grouping_window = timedelta(seconds=window) if window is not None else policy.grouping_window
+
+    # --- state changes --------------------------------------------------------------------
+    def _set_state(
+        self, session: Session, alert: Alert, to: str, actor: str, now: datetime, why: str
+    ) -> None:
+        repository.add_transition(
+            session, alert, at=now, actor=actor, from_state=alert.state, to_state=to, reason=why
+        )
+        alert.state = to
+        alert.updated_at = now
+
+    def _note(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
+        """A transition that keeps the state (grouping, escalation, inhibition)."""
+        self._set_state(session, alert, alert.state, actor, now, why)
+
+    def _check(self, alert: Alert, action: str) -> None:
+        if alert.state not in ALLOWED[action]:
+            raise Conflict(f"alert {alert.id} is {alert.state}; it cannot be {action}ed now")
+
+    def acknowledge(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
+        if alert.state == "acknowledged":
+            return  # a second click on the link is harmless
+        self._check(alert, "ack")
+        self._set_state(session, alert, "acknowledged", actor, now, why)
+        alert.acknowledged_at, alert.acknowledged_by = now, actor
+        alert.next_escalation_at = alert.snoozed_until = None
+        repository.cancel_pending(session, alert.id, now)
+        metrics.ACKNOWLEDGED.labels(str(alert.level)).inc()
+        metrics.TIME_TO_ACK.observe(max(0.0, (now - alert.opened_at).total_seconds()))
+
+    def snooze(
+        self, session: Session, alert: Alert, until: datetime, actor: str, now: datetime, why: str
+    ) -> None:
+        self._check(alert, "snooze")
+        if until <= now:
+            raise ValidationFailed("snooze 'until' must be in the future")
+        self._set_state(session, alert, "snoozed", actor, now, f"{why} (until {until.isoformat()})")
+        alert.snoozed_until = alert.next_escalation_at = until
+        repository.cancel_pending(session, alert.id, now)
+
+    def resolve(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
+        if alert.state == "resolved":
+            return
+        self._check(alert, "resolve")
+        self._set_state(session, alert, "resolved", actor, now, why)
+        alert.resolved_at, alert.next_escalation_at, alert.snoozed_until = now, None, None
+        repository.cancel_pending(session, alert.id, now)
+        self._resolution_notices(session, alert, why, now)
+        for muted in repository.inhibited_by(session, alert.id):
+            muted.inhibited_by = None
+            muted.next_escalation_at = now
+            self._note(session, muted, SYSTEM, now, f"unmuted: alert {alert.id} was resolved")
+
+    def _resolution_notices(self, session: Session, alert: Alert, why: str, now: datetime) -> None:
+        """One notice to each (channel, recipient) that was notified about the alert."""
+        account = repository.get_account(session, alert.account_id)
+        notified = repository.notified_recipients(session, alert.id)
+        if account is None or not notified:
+            return
+        found = [Recipient(d.channel, d.recipient, d.recipient_name, d.role) for d in notified]
+        rows = self._render(session, alert, account, "resolution", alert.level, "resolved", found, now, why)
+        repository.add_deliveries(session, rows)
+
+    # --- risk changes -----------------------------------------------------------------------
+    def on_risk(self, session: Session, change: RiskChange, now: datetime) -> None:
+        repository.record_score(session, change.account_id, change.as_of, change.score)
+        active = repository.active_alerts(session, change.account_id)
+        for alert in active:
+            alert.risk, alert.score, alert.band, alert.updated_at = (
+                change.model_dump_json(),
+                change.score,
+                change.band,
+                now,
+            )
+        if returned_to_green(change):
+            why = f"risk returned to green ({change.score * 100:.0f}/100)"
+            for alert in active:
+                self.resolve(session, alert, SYSTEM, now, why)
+            return
+        present = {f.trigger for a in active for f in triggers_of(a)}
+        new = [
+            f
+            for f in evaluate(self.policy, change, self._earlier(session, change))
+            if f.trigger not in present
+        ]
+        if new:
+            self._open_or_group(session, change, active, new, now)
+
+    def _earlier(self, session: Session, change: RiskChange) -> list[float]:
+        rule = self.policy.triggers.score_rise
+        if rule is None:
+            return []
+        return repository.scores_between(session, change.account_id, change.as_of - rule.within, change.as_of)
+
+    def _open_or_group(
+        self, session: Session, change: RiskChange, active: list[Alert], new: list[Fired], now: datetime
+    ) -> None:
+        """Join the account's alert still in its grouping window, or open a new one."""
+        wave = next(
+            (a for a in active if a.level == 0 and a.state == "open" and a.inhibited_by is None), None
+        )
+        others = {
+            f.trigger for a in active if a is not wave and a.inhibited_by is None for f in triggers_of(a)
+        }
+        merged = (triggers_of(wave) if wave else []) + new
+        kept, muted = unmuted(self.policy, merged, others)
+        if not kept:
+            log.info("alert.muted", account_id=change.account_id, triggers=[f.trigger for f in muted])
+            return
+        if wave is None:
+            wave = self._open(session, change, kept, now)
+        else:
+            wave.triggers, wave.severity = _dump_triggers(kept), top_severity(kept)
+            self._note(session, wave, SYSTEM, now, f"grouped into this alert: {_names(new)}")
+        if muted:
+            self._note(session, wave, SYSTEM, now, f"muted by inhibition: {_names(muted)}")
+        self._inhibit_others(session, wave, active, now)
+
+    def _open(self, session: Session, change: RiskChange, kept: list[Fired], now: datetime) -> Alert:
+        account = repository.get_account(session, change.account_id)
+        owner = json.loads(account.people).get("owner") if account else None
+        alert = Alert(
+            account_id=change.account_id,
+            triggers=_dump_triggers(kept),
+            severity=top_severity(kept),
+            state="open",
+            escalation=self.policy.route(
+                account.tier if account else None,
+                account.segment if account else None,
+                (owner or {}).get("email"),
+            ),
+            level=0,
+            repeats=0,
+            score=change.score,
+            band=change.band,
+            risk=change.model_dump_json(),
+            owner_email=(owner or {}).get("email"),
+            owner_name=(owner or {}).get("name"),
+            opened_at=now,
+            updated_at=now,
+            next_escalation_at=now + self.grouping_window,
+        )
+        session.add(alert)
+        session.flush()
+        repository.add_transition(
+            session,
+            alert,
+            at=now,
+            actor=SYSTEM,
+            from_state=None,
+            to_state="open",
+            reason=f"opened: {_names(kept)}",
+        )
+        for fired in kept:
+            metrics.OPENED.labels(fired.trigger, fired.severity).inc()
+        log.info("alert.opened", alert_id=alert.id, account_id=alert.account_id, severity=alert.severity)
+        return alert
+
+    def _inhibit_others(self, session: Session, source: Alert, active: list[Alert], now: datetime) -> None:
+        """Mute other active alerts whose every trigger is inhibited by the source's triggers."""
+        sources = {f.trigger for f in triggers_of(source)}
+        for alert in active:
+            if alert is source or alert.inhibited_by is not None:
+                continue
+            if all(self.policy.muted_by(f.trigger) & sources for f in triggers_of(alert)):
+                alert.inhibited_by, alert.next_escalation_at = source.id, None
+                repository.cancel_pending(session, alert.id, now)
+                self._note(
+                    session, alert, SYSTEM, now, f"muted by alert {source.id} ({', '.join(sorted(sources))})"
+                )
+
+    # --- time: notify, escalate, repeat -------------------------------------------------------
+    def advance(self, session: Session, alert: Alert, now: datetime) -> None:
+        """Take the step that is due for this alert (its next_escalation_at has passed)."""
+        if alert.state == "snoozed":
+            self._set_state(session, alert, "open", SYSTEM, now, "snooze ended")
+            alert.snoozed_until = None
+        account = repository.get_account(session, alert.account_id)
+        if account is None:
+            alert.next_escalation_at = now + UNKNOWN_ACCOUNT_RETRY
+            log.warning("alert.account_unknown", alert_id=alert.id, account_id=alert.account_id)
+            return
+        plan = self.policy.plan(alert.escalation)
+        kind, level = due_step(plan, Position(alert.level, alert.level_since, alert.last_notified_at), now)
+        people = json.loads(account.people)
+        found = recipients(
+            people, plan.levels[level - 1].role, plan.channels, self.settings.default_slack_webhook
+        )
+        while not found and level < len(plan.levels):
+            self._note(
+                session,
+                alert,
+                SYSTEM,
+                now,
+                f"level {level} skipped: no {plan.levels[level - 1].role} to reach",
+            )
+            kind, level = ("escalation" if alert.level else "notify"), level + 1
+            found = recipients(
+                people, plan.levels[level - 1].role, plan.channels, self.settings.default_slack_webhook
+            )
+        if not found:
+            alert.next_escalation_at = None
+            self._note(session, alert, SYSTEM, now, "nobody to notify: no reachable person in the registry")
+            log.error("alert.no_recipient", alert_id=alert.id, account_id=alert.account_id)
+            return
+        self._take_step(session, alert, account, kind, level, found, now)
+
+    def _take_step(
+        self,
+        session: Session,
+        alert: Alert,
+        account: AlertAccount,
+        kind: str,
+        level: int,
+        found: list[Recipient],
+        now: datetime,
+    ) -> None:
+        plan = self.policy.plan(alert.escalation)
+        repeats = alert.repeats + 1 if kind == "repeat" and level == alert.level else 0
+        step = step_name(kind, level, repeats)
+        waited = describe_wait(plan.levels[level - 1].after) if kind == "escalation" else ""
+        rows = self._render(session, alert, account, kind, level, step, found, now, waited)
+        repository.add_deliveries(session, rows)
+        if level != alert.level:
+            alert.level_since = now
+        alert.level, alert.repeats, alert.last_notified_at, alert.updated_at = level, repeats, now, now
+        alert.next_escalation_at = next_escalation_at(plan, Position(level, alert.level_since, now))
+        who = ", ".join(sorted({f"{r.name} ({r.role})" for r in found}))
+        self._note(
+            session, alert, SYSTEM, now, f"{kind} {step}: {who}" + (f"; waited {waited}" if waited else "")
+        )
+        if kind == "escalation":
+            metrics.ESCALATED.labels(str(level)).inc()
+        log.info("alert.step", alert_id=alert.id, kind=kind, level=level, step=step)
+
+    # --- rendering ----------------------------------------------------------------------------
+    def _render(
+        self,
+        session: Session,
+        alert: Alert,
+        account: AlertAccount,
+        kind: str,
+        level: int,
+        step: str,
+        found: list[Recipient],
+        now: datetime,
+        note: str,
+    ) -> list[dict[str, Any]]:
+        change = RiskChange.model_validate_json(alert.risk)
+        thread = repository.email_thread(session, alert.id)
+        rows = []
+        for person in found:
+            ctx = self._context(alert, account, change, kind, level, person, now, note)
+            mid = None
+            if person.channel == "slack":
+                payload = json.dumps(slack_payload(ctx))
+            else:
+                mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
+                envelope = Envelope(
+                    self.settings.mail_from, formataddr((person.name, person.address)), mid, now, thread
+                )
+                payload = email_message(ctx, envelope).as_string()
+            rows.append(
+                {
+                    "alert_id": alert.id,
+                    "step": step,
+                    "level": level,
+                    "kind": kind,
+                    "channel": person.channel,
+                    "recipient": person.address,
+                    "recipient_name": person.name,
+                    "role": person.role,
+                    "payload": payload,
+                    "message_id": mid,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        return rows
+
+    def _context(
+        self,
+        alert: Alert,
+        account: AlertAccount,
+        change: RiskChange,
+        kind: str,
+        level: int,
+        person: Recipient,
+        now: datetime,
+        note: str,
+    ) -> MessageContext:
+        links = kind != "resolution"
+        return MessageContext(
+            alert_id=alert.id,
+            kind=kind,
+            level=level,
+            account_name=account.name,
+            arr=account.arr,
+            currency=account.currency,
+            score=change.score,
+            band=change.band,
+            previous_band=change.previous_band,
+            triggers=[f.trigger for f in triggers_of(alert)],
+            drivers=[d.text for d in change.drivers],
+            changes=list(change.changes),
+            recipient_name=person.name,
+            role=person.role,
+            ack_url=self.link(alert.id, "ack", person, now) if links else None,
+            snooze_url=self.link(alert.id, "snooze", person, now) if links else None,
+            reason=note if kind == "resolution" else "",
+            waited=note if kind == "escalation" else None,
+        )
+
+    def link(self, alert_id: int, action: str, person: Recipient, now: datetime) -> str:
+        actor = f"{person.name} <{person.address}>" if person.channel == "email" else f"{person.name} (slack)"
+        claim = LinkClaim(alert_id, action, actor, now + self.policy.link_ttl)
+        token = sign(self.settings.link_secret, claim)
+        return f"{self.settings.public_url.rstrip('/')}/v1/alert-links/{token}"

@@ -1,0 +1,169 @@
+"""Message rendering (pure): Slack Block Kit payloads and e-mails with text and HTML parts."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+TRIGGER_WORDS = {
+    "band_red": "entered the red risk band",
+    "band_amber": "entered the amber risk band",
+    "score_rise": "risk score rose sharply",
+}
+KIND_WORDS = {
+    "notify": "Churn risk",
+    "escalation": "Escalated: churn risk",
+    "repeat": "Reminder: churn risk",
+    "resolution": "Resolved: churn risk",
+}
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """Everything one message says; built once when the step is decided."""
+
+    alert_id: int
+    kind: str  # notify|escalation|repeat|resolution
+    level: int
+    account_name: str
+    arr: Decimal
+    currency: str
+    score: float
+    band: str
+    previous_band: str | None
+    triggers: list[str]
+    drivers: list[str]
+    changes: list[str]
+    recipient_name: str
+    role: str
+    ack_url: str | None = None
+    snooze_url: str | None = None
+    reason: str = ""
+    waited: str | None = None  # escalations: how long nobody acknowledged
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def trigger_words(trigger: str) -> str:
+    return TRIGGER_WORDS.get(trigger, trigger.replace("_", " "))
+
+
+def headline(ctx: MessageContext) -> str:
+    return f"{KIND_WORDS[ctx.kind]}: {ctx.account_name} is {ctx.band.upper()} ({ctx.score * 100:.0f}/100)"
+
+
+def money(amount: Decimal, currency: str) -> str:
+    return f"{currency} {amount:,.0f}"
+
+
+def summary_lines(ctx: MessageContext) -> list[str]:
+    """The facts in order: why, value, drivers, what changed."""
+    lines = [f"Account: {ctx.account_name} (ARR {money(ctx.arr, ctx.currency)})"]
+    band = ctx.band.upper() + (f", was {ctx.previous_band.upper()}" if ctx.previous_band else "")
+    lines.append(f"Risk score: {ctx.score * 100:.0f}/100 ({band})")
+    if ctx.kind == "resolution":
+        lines.append(f"Resolved: {ctx.reason}")
+        return lines
+    lines.append("Why: " + "; ".join(trigger_words(t) for t in ctx.triggers))
+    if ctx.waited:
+        lines.append(f"Escalated to you (level {ctx.level}): not acknowledged within {ctx.waited}")
+    return lines
+
+
+def slack_payload(ctx: MessageContext) -> dict[str, object]:
+    """An incoming-webhook payload: text fallback plus Block Kit blocks with action links."""
+    blocks: list[dict[str, object]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline(ctx)[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(summary_lines(ctx))}},
+    ]
+    if ctx.drivers and ctx.kind != "resolution":
+        text = "*Drivers*\n" + "\n".join(f"• {d}" for d in ctx.drivers)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if ctx.changes and ctx.kind != "resolution":
+        text = "*What changed*\n" + "\n".join(f"• {c}" for c in ctx.changes)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url, **style}
+        for label, url, style in (
+            ("Acknowledge", ctx.ack_url, {"style": "primary"}),
+            ("Snooze", ctx.snooze_url, {}),
+        )
+        if url
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"kamwatch alert #{ctx.alert_id}"}]}
+    )
+    return {"text": headline(ctx), "blocks": blocks}
+
+
+def email_text(ctx: MessageContext) -> str:
+    parts = [f"Hello {ctx.recipient_name},", "", *summary_lines(ctx)]
+    if ctx.drivers and ctx.kind != "resolution":
+        parts += ["", "Drivers:", *(f"- {d}" for d in ctx.drivers)]
+    if ctx.changes and ctx.kind != "resolution":
+        parts += ["", "What changed:", *(f"- {c}" for c in ctx.changes)]
+    if ctx.ack_url:
+        parts += ["", f"Acknowledge: {ctx.ack_url}"]
+    if ctx.snooze_url:
+        parts += [f"Snooze: {ctx.snooze_url}"]
+    parts += ["", f"-- kamwatch alert #{ctx.alert_id} (automatic message)"]
+    return "\n".join(parts) + "\n"
+
+
+def email_html(ctx: MessageContext) -> str:
+    esc = html.escape
+    body = [
+        f"<h2>{esc(headline(ctx))}</h2>",
+        "<p>" + "<br>".join(esc(x) for x in summary_lines(ctx)) + "</p>",
+    ]
+    for title, items in (("Drivers", ctx.drivers), ("What changed", ctx.changes)):
+        if items and ctx.kind != "resolution":
+            body.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
+    links = [(label, url) for label, url in (("Acknowledge", ctx.ack_url), ("Snooze", ctx.snooze_url)) if url]
+    if links:
+        body.append(
+            "<p>" + " &middot; ".join(f'<a href="{esc(u)}">{label}</a>' for label, u in links) + "</p>"
+        )
+    body.append(f"<p><small>kamwatch alert #{ctx.alert_id} (automatic message)</small></p>")
+    return "<!doctype html><html><body>" + "".join(body) + "</body></html>"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    to: str
+    message_id: str
+    date: datetime
+    references: list[str] = field(default_factory=list)
+
+
+def email_message(ctx: MessageContext, envelope: Envelope) -> EmailMessage:
+    """Text + HTML alternative, auto-generated, threaded under earlier messages of the alert."""
+    message = EmailMessage()
+    message["Subject"] = headline(ctx)
+    message["From"] = envelope.sender
+    message["To"] = envelope.to
+    message["Date"] = format_datetime(envelope.date)
+    message["Message-ID"] = envelope.message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Kamwatch-Alert"] = str(ctx.alert_id)
+    if envelope.references:
+        message["In-Reply-To"] = envelope.references[-1]
+        message["References"] = " ".join(envelope.references)
+    message.set_content(email_text(ctx))
+    message.add_alternative(email_html(ctx), subtype="html")
+    return message
+
+
+def message_id(alert_id: int, step: str, recipient: str, domain: str) -> str:
+    """Stable: the same alert, step and recipient always give the same Message-ID."""
+    import hashlib
+
+    digest = hashlib.sha256(recipient.lower().encode()).hexdigest()[:10]
+    return f"<kamwatch.alert-{alert_id}.{step}.{digest}@{domain}>"

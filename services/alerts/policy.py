@@ -1,0 +1,270 @@
+"""The alerts policy (YAML): triggers, routing, escalation levels, inhibition; validated with line numbers."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from shared.errors import ConfigError
+
+Severity = Literal["info", "warning", "critical"]
+Role = Literal["owner", "manager", "executive_sponsor"]
+Channel = Literal["slack", "email"]
+BAND_RANK = {"green": 0, "amber": 1, "red": 2}
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+KNOWN_FEATURES = (
+    "usage_ratio_28d_vs_90d",
+    "days_since_last_activity",
+    "urgent_tickets_opened_14d",
+    "open_urgent_tickets",
+    "max_days_overdue",
+    "amount_overdue_to_arr",
+    "failed_payments_90d",
+    "key_contact_departed_90d",
+    "days_since_key_contact_departed",
+    "single_threaded",
+    "qbr_declined_or_missed_180d",
+    "last_nps",
+    "days_to_renewal",
+)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def parse_duration(value: Any) -> Any:
+    """'30s', '2m', '24h', '7d', '1w' or a number of seconds -> timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 2m, 24h or 7d")
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return value
+
+
+def parse_condition(value: Any) -> Any:
+    if isinstance(value, str) and _CONDITION.match(value):
+        return value.strip()
+    raise ValueError(f"{value!r} is not a condition; write e.g. '>= 60' or '== 1'")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Condition = Annotated[str, BeforeValidator(parse_condition)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BandTrigger(_Strict):
+    band: Literal["amber", "red"]
+    severity: Severity
+
+
+class ScoreRise(_Strict):
+    points: float = Field(gt=0, le=100, description="score rise in points (score x 100)")
+    within: Duration
+    severity: Severity = "warning"
+
+
+class CriticalSignal(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
+    severity: Severity = "critical"
+    when: dict[str, Condition] = Field(min_length=1)
+
+    def holds(self, features: dict[str, float]) -> bool:
+        """True when every condition holds; a missing feature never matches."""
+        for feature, condition in self.when.items():
+            if feature not in features:
+                return False
+            match = _CONDITION.match(condition)
+            assert match is not None
+            if not OPERATORS[match.group(1)](features[feature], float(match.group(2))):
+                return False
+        return True
+
+
+class Triggers(_Strict):
+    band_entered: list[BandTrigger] = Field(default_factory=list)
+    score_rise: ScoreRise | None = None
+    critical_signals: list[CriticalSignal] = Field(default_factory=list)
+
+
+class Inhibit(_Strict):
+    source: str
+    target: str
+
+
+class Level(_Strict):
+    role: Role
+    after: Duration = timedelta(0)
+
+
+class Escalation(_Strict):
+    channels: list[Channel] = Field(default=["slack", "email"], min_length=1)
+    repeat_interval: Duration | None = None
+    levels: list[Level] = Field(min_length=1, max_length=10)
+
+
+class RouteMatch(_Strict):
+    tier: str | None = None
+    segment: str | None = None
+    owner: str | None = Field(default=None, description="owner e-mail")
+
+
+class Route(_Strict):
+    match: RouteMatch
+    escalation: str
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    grouping_window: Duration = timedelta(minutes=2)
+    link_ttl: Duration = timedelta(days=7)
+    snooze_for: Duration = timedelta(hours=4)
+    triggers: Triggers = Field(default_factory=Triggers)
+    inhibit: list[Inhibit] = Field(default_factory=list)
+    escalations: dict[str, Escalation] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+    default_escalation: str = "default"
+
+    def trigger_names(self) -> list[str]:
+        names = [f"band_{t.band}" for t in self.triggers.band_entered]
+        if self.triggers.score_rise is not None:
+            names.append("score_rise")
+        return names + [s.name for s in self.triggers.critical_signals]
+
+    def route(self, tier: str | None, segment: str | None, owner_email: str | None) -> str:
+        """The name of the escalation plan of the first matching route, else the default."""
+        for route in self.routes:
+            m = route.match
+            if m.tier is not None and m.tier != tier:
+                continue
+            if m.segment is not None and m.segment != segment:
+                continue
+            if m.owner is not None and (owner_email or "").lower() != m.owner.lower():
+                continue
+            return route.escalation
+        return self.default_escalation
+
+    def plan(self, name: str) -> Escalation:
+        """The named plan; the default one if a policy change removed it."""
+        return self.escalations.get(name) or self.escalations[self.default_escalation]
+
+    def muted_by(self, trigger: str) -> set[str]:
+        """Triggers whose active alert mutes `trigger`."""
+        return {rule.source for rule in self.inhibit if rule.target == trigger}
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _cross_check(policy: Policy) -> list[tuple[Path_, str]]:
+    """Checks across fields that pydantic cannot express: names that must refer to something."""
+    problems: list[tuple[Path_, str]] = []
+    names = policy.trigger_names()
+    for i, signal in enumerate(policy.triggers.critical_signals):
+        if names.count(signal.name) > 1:
+            problems.append((("triggers", "critical_signals", i, "name"), f"{signal.name!r} is used twice"))
+        for feature in signal.when:
+            if feature not in KNOWN_FEATURES:
+                where: Path_ = ("triggers", "critical_signals", i, "when", feature)
+                problems.append((where, f"unknown feature {feature!r}; known: {', '.join(KNOWN_FEATURES)}"))
+    for i, rule in enumerate(policy.inhibit):
+        for side in ("source", "target"):
+            if getattr(rule, side) not in names:
+                problems.append((("inhibit", i, side), f"unknown trigger; choose from {', '.join(names)}"))
+    for i, route in enumerate(policy.routes):
+        if route.escalation not in policy.escalations:
+            problems.append((("routes", i, "escalation"), f"no escalation named {route.escalation!r}"))
+    if policy.default_escalation not in policy.escalations:
+        problems.append((("default_escalation",), f"no escalation named {policy.default_escalation!r}"))
+    for name, plan in policy.escalations.items():
+        if plan.levels[0].after:
+            problems.append((("escalations", name, "levels", 0, "after"), "the first level has no delay"))
+    return problems
+
+
+def _line_index(node: yaml.Node, path: Path_ = (), index: dict[Path_, int] | None = None) -> dict[Path_, int]:
+    """Map each YAML path (keys and list indexes) to its 1-based line."""
+    index = {} if index is None else index
+    index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            index[child] = key.start_mark.line + 1
+            _line_index(value, child, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), index)
+    return index
+
+
+def _line_of(index: dict[Path_, int], loc: Path_) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in index:
+            return index[loc[:end]]
+    return 1
+
+
+def _field(loc: Path_) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_policy(text: str, source: str = "policy.yaml") -> Policy:
+    """Parse and validate; raise ConfigError listing '<file>:<line>: <field>: <problem>' per problem."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict) or node is None:
+        raise ConfigError(f"{source}:1: the policy must be a mapping (version, triggers, escalations, ...)")
+    index = _line_index(node)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{source}:{_line_of(index, tuple(e['loc']))}: {_field(tuple(e['loc']))}: {_message(e)}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("invalid alerts policy:\n  " + "\n  ".join(lines)) from None
+    problems = _cross_check(policy)
+    if problems:
+        lines = [f"{source}:{_line_of(index, loc)}: {_field(loc)}: {msg}" for loc, msg in problems]
+        raise ConfigError("invalid alerts policy:\n  " + "\n  ".join(lines))
+    return policy
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if error["type"] == "missing":
+        return "is required"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def load_policy(path: str | Path) -> Policy:
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"alerts policy file {file} does not exist; set KAMWATCH_ALERTS_POLICY_FILE")
+    return parse_policy(file.read_text(), str(file))

@@ -1,0 +1,207 @@
+"""All SQL of the alerts service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from services.alerts.escalation import ACTIVE_STATES
+from services.alerts.models import (
+    Alert,
+    AlertAccount,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    RiskScore,
+)
+from shared.db import insert_ignore
+
+NOTICE_KINDS = ("notify", "escalation", "repeat")
+
+
+def upsert_account(session: Session, values: dict[str, Any]) -> None:
+    existing = session.get(AlertAccount, values["account_id"])
+    if existing is None:
+        session.add(AlertAccount(**values))
+    else:
+        for key, value in values.items():
+            setattr(existing, key, value)
+    session.flush()
+
+
+def get_account(session: Session, account_id: str) -> AlertAccount | None:
+    account = session.get(AlertAccount, account_id)
+    return None if account is None or account.deleted else account
+
+
+def record_score(session: Session, account_id: str, as_of: datetime, score: float) -> None:
+    row = {"account_id": account_id, "as_of": as_of, "score": score}
+    insert_ignore(session, RiskScore.__table__, [row], ["account_id", "as_of"])  # type: ignore[arg-type]
+
+
+def scores_between(session: Session, account_id: str, start: datetime, end: datetime) -> list[float]:
+    """Scores with start <= as_of < end (the window before a change)."""
+    query = select(RiskScore.score).where(
+        RiskScore.account_id == account_id, RiskScore.as_of >= start, RiskScore.as_of < end
+    )
+    return list(session.scalars(query))
+
+
+def active_alerts(session: Session, account_id: str) -> list[Alert]:
+    query = (
+        select(Alert)
+        .where(Alert.account_id == account_id, Alert.state.in_(ACTIVE_STATES))
+        .order_by(Alert.id)
+        .with_for_update()
+    )
+    return list(session.scalars(query))
+
+
+def add_transition(session: Session, alert: Alert, **values: Any) -> None:
+    session.add(AlertTransition(alert_id=alert.id, level=alert.level, **values))
+
+
+def due_alerts(session: Session, now: datetime, limit: int = 100) -> list[Alert]:
+    query = (
+        select(Alert)
+        .where(
+            Alert.next_escalation_at <= now,
+            Alert.state.in_(("open", "snoozed")),
+            Alert.inhibited_by.is_(None),
+        )
+        .order_by(Alert.next_escalation_at, Alert.id)
+        .limit(limit)
+        .with_for_update()
+    )
+    return list(session.scalars(query))
+
+
+def lock_alert(session: Session, alert_id: int) -> Alert | None:
+    return session.scalars(select(Alert).where(Alert.id == alert_id).with_for_update()).one_or_none()
+
+
+def inhibited_by(session: Session, alert_id: int) -> list[Alert]:
+    return list(
+        session.scalars(select(Alert).where(Alert.inhibited_by == alert_id, Alert.state.in_(ACTIVE_STATES)))
+    )
+
+
+def list_alerts(
+    session: Session,
+    state: str | None,
+    owner: str | None,
+    account: str | None,
+    limit: int,
+    before: int | None,
+) -> list[Alert]:
+    query = select(Alert).order_by(Alert.id.desc()).limit(limit)
+    if state:
+        query = query.where(Alert.state == state)
+    if owner:
+        query = query.where((func.lower(Alert.owner_email) == owner.lower()) | (Alert.owner_name == owner))
+    if account:
+        query = query.where(Alert.account_id == account)
+    if before:
+        query = query.where(Alert.id < before)
+    return list(session.scalars(query))
+
+
+def transitions(session: Session, alert_id: int) -> list[AlertTransition]:
+    query = select(AlertTransition).where(AlertTransition.alert_id == alert_id).order_by(AlertTransition.id)
+    return list(session.scalars(query))
+
+
+def add_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue messages; the unique (alert, step, channel, recipient) makes this idempotent."""
+    insert_ignore(session, Delivery.__table__, rows, ["alert_id", "step", "channel", "recipient"])  # type: ignore[arg-type]
+
+
+def deliveries(session: Session, alert_id: int) -> list[Delivery]:
+    return list(session.scalars(select(Delivery).where(Delivery.alert_id == alert_id).order_by(Delivery.id)))
+
+
+def attempts(session: Session, delivery_ids: Sequence[int]) -> list[DeliveryAttempt]:
+    if not delivery_ids:
+        return []
+    query = select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(delivery_ids))
+    return list(session.scalars(query.order_by(DeliveryAttempt.id)))
+
+
+def email_thread(session: Session, alert_id: int) -> list[str]:
+    """Message-IDs of the alert's earlier e-mails, oldest first (escalations thread under them)."""
+    query = select(Delivery.message_id).where(
+        Delivery.alert_id == alert_id,
+        Delivery.channel == "email",
+        Delivery.state.in_(("pending", "sending", "sent", "uncertain")),
+        Delivery.message_id.is_not(None),
+    )
+    return [m for m in session.scalars(query.order_by(Delivery.id)) if m]
+
+
+def notified_recipients(session: Session, alert_id: int) -> list[Delivery]:
+    """One delivery per (channel, recipient) that reached (or may have reached) someone."""
+    query = select(Delivery).where(
+        Delivery.alert_id == alert_id,
+        Delivery.kind.in_(NOTICE_KINDS),
+        Delivery.state.in_(("sent", "uncertain", "sending")),
+    )
+    seen: dict[tuple[str, str], Delivery] = {}
+    for row in session.scalars(query.order_by(Delivery.id)):
+        seen.setdefault((row.channel, row.recipient), row)
+    return list(seen.values())
+
+
+def cancel_pending(session: Session, alert_id: int, now: datetime) -> int:
+    """Drop queued notices that the ack/resolution made pointless (not the resolution notices)."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id == alert_id, Delivery.state == "pending", Delivery.kind.in_(NOTICE_KINDS))
+        .values(state="cancelled", updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
+    query = (
+        select(Delivery)
+        .where(Delivery.state == "pending", Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def claim(session: Session, delivery_id: int, now: datetime) -> bool:
+    """pending -> sending, counted as an attempt; False if another worker took it first."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.state == "pending")
+        .values(state="sending", attempts=Delivery.attempts + 1, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def left_sending(session: Session) -> list[Delivery]:
+    return list(session.scalars(select(Delivery).where(Delivery.state == "sending").with_for_update()))
+
+
+def add_attempt(session: Session, delivery: Delivery, outcome: str, detail: str, now: datetime) -> None:
+    session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id, attempt=delivery.attempts, at=now, outcome=outcome, detail=detail[:2000]
+        )
+    )
+
+
+def count_by_state(session: Session, states: Sequence[str]) -> int:
+    query = select(func.count()).select_from(Delivery).where(Delivery.state.in_(states))
+    return int(session.scalar(query) or 0)
+
+
+def open_by_level(session: Session) -> dict[int, int]:
+    query = select(Alert.level, func.count()).where(Alert.state.in_(ACTIVE_STATES)).group_by(Alert.level)
+    return {int(level): int(n) for level, n in session.execute(query)}

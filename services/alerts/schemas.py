@@ -1,0 +1,130 @@
+"""Alerts API bodies (pydantic in/out)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from services.alerts.models import Alert, AlertTransition, Delivery, DeliveryAttempt
+from services.alerts.policy import parse_duration
+
+Actor = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: Actor | None = Field(default=None, description="who acts (stored on the transition)")
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class SnoozeIn(ActionIn):
+    until: AwareDatetime | None = Field(default=None, description="snooze until this time")
+    duration: Annotated[timedelta, BeforeValidator(parse_duration)] | None = Field(
+        default=None, description="or for this long: 30m, 4h, 2d"
+    )
+
+
+class TransitionOut(BaseModel):
+    at: datetime
+    actor: str
+    from_state: str | None
+    to_state: str
+    level: int
+    reason: str
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    outcome: str
+    detail: str
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    step: str
+    level: int
+    kind: str
+    channel: str
+    recipient: str
+    recipient_name: str
+    role: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    sent_at: datetime | None
+    message_id: str | None
+    history: list[AttemptOut] = Field(default_factory=list)
+
+
+class AlertOut(BaseModel):
+    id: int
+    account_id: str
+    state: str
+    severity: str
+    triggers: list[dict[str, str]]
+    level: int
+    escalation: str
+    score: float
+    band: str
+    drivers: list[str]
+    owner_email: str | None
+    owner_name: str | None
+    opened_at: datetime
+    updated_at: datetime
+    next_escalation_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    snoozed_until: datetime | None
+    resolved_at: datetime | None
+    inhibited_by: int | None
+
+
+class AlertDetail(AlertOut):
+    transitions: list[TransitionOut]
+    deliveries: list[DeliveryOut]
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+    next_before: int | None = Field(description="pass as ?before= for the next page")
+
+
+def alert_out(alert: Alert) -> dict[str, Any]:
+    risk = json.loads(alert.risk)
+    return {
+        **{name: getattr(alert, name) for name in AlertOut.model_fields if hasattr(alert, name)},
+        "triggers": json.loads(alert.triggers),
+        "drivers": [d.get("text", "") for d in risk.get("drivers", [])],
+    }
+
+
+def delivery_out(delivery: Delivery, attempts: list[DeliveryAttempt]) -> DeliveryOut:
+    history = [AttemptOut(attempt=a.attempt, at=a.at, outcome=a.outcome, detail=a.detail) for a in attempts]
+    fields = {name: getattr(delivery, name) for name in DeliveryOut.model_fields if name != "history"}
+    if delivery.channel == "slack":
+        fields["recipient"] = mask_webhook(delivery.recipient)
+    return DeliveryOut(**fields, history=history)
+
+
+def mask_webhook(url: str) -> str:
+    """A Slack webhook URL is a credential: show where it points, not its token."""
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/{path[:12]}..." if len(path) > 12 else url
+
+
+def transition_out(row: AlertTransition) -> TransitionOut:
+    return TransitionOut(
+        at=row.at,
+        actor=row.actor,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        level=row.level,
+        reason=row.reason,
+    )

@@ -1,0 +1,109 @@
+"""The alerts BatchHandler: registry + risk changes in, escalation steps and deliveries on tick."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.alerts import metrics, repository
+from services.alerts.config import AlertsSettings
+from services.alerts.delivery import DeliveryWorker
+from services.alerts.lifecycle import Lifecycle, account_values
+from shared.clock import Clock
+from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange
+from shared.db import transaction
+from shared.errors import EventInvalid, Problem
+from shared.events import decode_json
+from shared.kafka import OutMessage
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _data(record: Any, expected_type: str, model: type[Any]) -> Any:
+    """The validated `data` of a CloudEvent of `expected_type`, or EventInvalid naming the field."""
+    envelope = decode_json(record.value or b"")
+    if not isinstance(envelope, dict) or envelope.get("type") != expected_type:
+        raise EventInvalid("unexpected event", [Problem("type", f"expected '{expected_type}'")])
+    try:
+        return model.model_validate(envelope.get("data"))
+    except ValidationError as exc:
+        problems = [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        raise EventInvalid(f"{expected_type} data is invalid", problems) from None
+
+
+class AlertsProcessor:
+    """Consumes kamwatch.accounts and kamwatch.risk; tick() escalates and delivers."""
+
+    def __init__(
+        self, settings: AlertsSettings, sessions: sessionmaker[Session], clock: Clock, lifecycle: Lifecycle
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.common.topics
+        self.sessions = sessions
+        self.clock = clock
+        self.lifecycle = lifecycle
+        self.worker = DeliveryWorker(settings, sessions, clock)
+
+    def handle(self, records: list[Any]) -> list[OutMessage]:
+        """One transaction per batch; registry records first so a risk change can be routed."""
+        now = self.clock.now()
+        ordered = sorted(records, key=lambda r: r.topic != self.topics.accounts)
+        dead: list[OutMessage] = []
+        with transaction(self.sessions) as session:
+            for record in ordered:
+                try:
+                    self._apply(session, record, now)
+                except EventInvalid as error:
+                    dead.append(self._dead_letter(record, error))
+        return dead
+
+    def _apply(self, session: Session, record: Any, now: Any) -> None:
+        if record.topic == self.topics.accounts:
+            if record.value is None:  # tombstone on the compacted topic
+                account = repository.get_account(session, (record.key or b"").decode("utf-8", "replace"))
+                if account is not None:
+                    account.deleted = True
+                return
+            account_record = _data(record, ACCOUNT_UPSERTED, AccountRecord)
+            repository.upsert_account(session, account_values(account_record, now))
+        else:
+            self.lifecycle.on_risk(session, _data(record, RISK_CHANGED, RiskChange), now)
+
+    def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
+        log.warning(
+            "alerts.dead_letter",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=str(error)[:300],
+        )
+        metrics.INVALID_RECORDS.labels(record.topic).inc()
+        headers = (
+            ("kamwatch-error", str(error)[:1000].encode()),
+            ("kamwatch-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ("kamwatch-problems", json.dumps([p.as_dict() for p in error.problems])[:4000].encode()),
+        )
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        return OutMessage(self.topics.deadletter, key, record.value or b"", headers)
+
+    def published(self, messages: list[OutMessage]) -> None:
+        return None
+
+    def tick(self) -> list[OutMessage]:
+        """Take due escalation steps (persisted schedule), then send the outbox."""
+        self.advance_due()
+        self.worker.run()
+        self.worker.refresh_gauges()
+        return []
+
+    def advance_due(self) -> int:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            due = repository.due_alerts(session, now)
+            for alert in due:
+                self.lifecycle.advance(session, alert, now)
+        return len(due)
