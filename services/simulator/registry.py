@@ -1,0 +1,69 @@
+"""Registers the simulated accounts: through the signals API, or as account.upserted on Kafka."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+
+from services.simulator.generator import SOURCE
+from services.simulator.portfolio import Account
+from shared.config import CommonSettings
+from shared.contracts import ACCOUNT_UPSERTED, AccountRecord
+from shared.errors import ConfigError
+
+
+class RegistryApiMissing(ConfigError):
+    """The signals service does not offer PUT /v1/accounts/{id} (yet)."""
+
+
+def register_api(client: httpx.Client, api_key: str, accounts: list[Account]) -> int:
+    """PUT /v1/accounts/{id} on signals for each account (bearer key with accounts:write)."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    for account in accounts:
+        body = {k: v for k, v in account.record().items() if k != "id"}
+        response = client.put(f"/v1/accounts/{account.id}", json=body, headers=headers)
+        if response.status_code in (404, 405) and "account" not in response.text.lower():
+            raise RegistryApiMissing(
+                f"signals has no account registry API at {client.base_url}; use --register kafka"
+            )
+        if response.status_code in (401, 403):
+            raise ConfigError(f"signals refused the API key ({response.status_code}); pass --api-key")
+        if response.status_code >= 400:
+            raise ConfigError(f"PUT /v1/accounts/{account.id}: {response.status_code} {response.text[:300]}")
+    return len(accounts)
+
+
+def upserted_event(account: Account, prefix: str, now: datetime) -> bytes:
+    """The account.upserted CloudEvent signals would publish for this account."""
+    record = AccountRecord.model_validate({**account.record(), "updated_at": now})
+    envelope = {
+        "specversion": "1.0",
+        "id": f"{prefix}-account-{account.index:05d}",
+        "source": SOURCE,
+        "type": ACCOUNT_UPSERTED,
+        "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "subject": account.id,
+        "datacontenttype": "application/json",
+        "data": record.model_dump(mode="json", exclude_none=True),
+    }
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+
+
+def register_kafka(common: CommonSettings, accounts: list[Account], prefix: str, now: datetime) -> int:
+    """Produce account.upserted to the accounts topic (key = account id), acknowledged."""
+    from shared.kafka import make_producer
+
+    producer = make_producer(common, client_id="kamwatch-simulator")
+    try:
+        futures = [
+            producer.send(common.topics.accounts, key=a.id.encode(), value=upserted_event(a, prefix, now))
+            for a in accounts
+        ]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)
+    finally:
+        producer.close(timeout=5)
+    return len(accounts)
