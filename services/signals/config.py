@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+DEFAULT_SCORECARD = str(Path(__file__).with_name("scorecard.yaml"))
 
 
 class SignalsSettings(ServiceSettings):
@@ -12,3 +17,24 @@ class SignalsSettings(ServiceSettings):
 
     port: int = 8002
     group_id: str = "kamwatch-signals"
+    scorecard_path: str = DEFAULT_SCORECARD
+    model_dir: str = Field(default="var/models", description="trained model versions + 'current' pointer")
+    horizon_days: int = Field(default=90, ge=7, le=365)
+    amber_threshold: float = Field(default=0.30, gt=0, lt=1)
+    red_threshold: float = Field(default=0.60, gt=0, lt=1)
+    publish_step: float = Field(default=0.05, ge=0, le=1, description="publish when the score moves more")
+    tick_interval_s: float = Field(default=5.0, gt=0)
+    relay_after_s: float = Field(default=10.0, ge=0, description="outbox rows older than this are re-sent")
+    sweep_batch: int = Field(default=500, ge=1, le=100_000)
+    api_publish_timeout_s: float = Field(default=5.0, gt=0)
+    min_churns: int = Field(default=10, ge=1, description="train refuses with fewer labelled churns")
+    observation_step_days: int = Field(default=7, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> SignalsSettings:
+        if self.amber_threshold >= self.red_threshold:
+            raise ValueError(
+                "KAMWATCH_SIGNALS_AMBER_THRESHOLD must be below KAMWATCH_SIGNALS_RED_THRESHOLD "
+                f"(got {self.amber_threshold} and {self.red_threshold})"
+            )
+        return self

@@ -1,0 +1,174 @@
+"""Scoring accounts inside a DB transaction: features -> score -> band -> drivers -> history."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.signals import metrics, repository
+from services.signals.config import SignalsSettings
+from services.signals.drivers import describe_changes, top_drivers
+from services.signals.features import HISTORY_DAYS, AccountInfo, compute_features
+from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.modelstore import ModelHolder
+from services.signals.registry import risk_event
+from services.signals.scoring import band_for, should_publish
+from shared.contracts import Driver, RiskChange
+from shared.kafka import OutMessage
+
+
+@dataclass
+class Assessment:
+    features: dict[str, float]
+    score: float
+    band: str
+    drivers: list[Driver]
+
+
+def account_info(account: Account | None) -> AccountInfo:
+    if account is None or account.deleted:
+        return AccountInfo()
+    return AccountInfo(arr=float(account.arr), renewal_date=account.renewal_date)
+
+
+class RiskEngine:
+    def __init__(self, settings: SignalsSettings, holder: ModelHolder) -> None:
+        self.settings = settings
+        self.holder = holder
+
+    @property
+    def model_version(self) -> str:
+        return self.holder.scorer.version
+
+    def features_of(
+        self, session: Session, account_id: str, account: Account | None, as_of: datetime
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        buckets = repository.account_buckets(session, account_id, as_of.date() - timedelta(days=HISTORY_DAYS))
+        entities = repository.account_entities(session, account_id, as_of - timedelta(days=HISTORY_DAYS))
+        return compute_features(buckets, entities, account_info(account), as_of)
+
+    def assess(self, features: dict[str, float], details: dict[str, Any]) -> Assessment:
+        score, contributions = self.holder.scorer.score(features)
+        score = round(min(1.0, max(0.0, score)), 6)
+        band = band_for(score, self.settings.amber_threshold, self.settings.red_threshold)
+        return Assessment(features, score, band, top_drivers(contributions, features, details))
+
+    def rescore(
+        self, session: Session, account_ids: list[str], now: datetime, trigger: str
+    ) -> list[RiskHistory]:
+        """Score each account as of `now`; return the new history rows to publish."""
+        accounts = repository.accounts_by_id(session, account_ids)
+        risks = repository.risk_for(session, account_ids)
+        to_publish = []
+        for account_id in sorted(set(account_ids)):
+            features, details = self.features_of(session, account_id, accounts.get(account_id), now)
+            result = self.assess(features, details)
+            row = self._store(
+                session, account_id, accounts.get(account_id), risks.get(account_id), result, now
+            )
+            if row is not None and row.publish:
+                to_publish.append(row)
+        metrics.SCORES.labels(trigger).inc(len(set(account_ids)))
+        session.flush()
+        return to_publish
+
+    def _store(
+        self,
+        session: Session,
+        account_id: str,
+        account: Account | None,
+        risk: RiskScore | None,
+        result: Assessment,
+        now: datetime,
+    ) -> RiskHistory | None:
+        changed = risk is None or (risk.score, risk.band, risk.model_version) != (
+            result.score,
+            result.band,
+            self.model_version,
+        )
+        if risk is None:
+            risk = RiskScore(account_id=account_id, published_score=None, published_band=None)
+            session.add(risk)
+            previous = None
+        else:
+            previous = {"score": risk.score, "band": risk.band, "drivers": json.loads(risk.drivers)}
+        history = self._history(risk, previous, result, now) if changed else None
+        if history is not None:
+            session.add(history)
+        self._fill(risk, account_id, account, result, now)
+        if history is not None:
+            risk.changes = history.changes
+        return history
+
+    def _history(
+        self, risk: RiskScore, previous: dict[str, Any] | None, result: Assessment, now: datetime
+    ) -> RiskHistory:
+        changes = describe_changes(previous, result.score, result.band, result.drivers)
+        publish = should_publish(
+            result.score, result.band, risk.published_score, risk.published_band, self.settings.publish_step
+        )
+        if publish:
+            risk.published_score, risk.published_band = result.score, result.band
+            metrics.RISK_CHANGES.labels(result.band).inc()
+        return RiskHistory(
+            account_id=risk.account_id,
+            score=result.score,
+            band=result.band,
+            previous_score=previous["score"] if previous else None,
+            previous_band=previous["band"] if previous else None,
+            model_version=self.model_version,
+            as_of=now,
+            scored_at=now,
+            drivers=json.dumps([d.model_dump() for d in result.drivers]),
+            changes=json.dumps(changes),
+            features=json.dumps(result.features, sort_keys=True),
+            publish=publish,
+            published_at=None,
+        )
+
+    def _fill(
+        self, risk: RiskScore, account_id: str, account: Account | None, result: Assessment, now: datetime
+    ) -> None:
+        risk.score, risk.band, risk.model_version = result.score, result.band, self.model_version
+        risk.as_of, risk.scored_at = now, now
+        risk.drivers = json.dumps([d.model_dump() for d in result.drivers])
+        risk.features = json.dumps(result.features, sort_keys=True)
+        if risk.changes is None:
+            risk.changes = "[]"
+        live = account is not None and not account.deleted
+        risk.account_version = account.version if account is not None else 0
+        risk.name = account.name if live and account else account_id
+        risk.arr = float(account.arr) if live and account else 0.0
+        risk.currency = account.currency if live and account else "USD"
+        risk.tier = account.tier if live and account else "unregistered"
+        risk.owner_email = account.owner_email if live and account else None
+        risk.owner_name = account.owner_name if live and account else None
+        risk.revenue_at_risk = round(risk.arr * result.score, 2)
+
+
+def risk_message(topic: str, row: RiskHistory) -> OutMessage:
+    """risk.changed for one history row, keyed by account id."""
+    change = RiskChange(
+        account_id=row.account_id,
+        score=row.score,
+        band=row.band,  # type: ignore[arg-type]
+        previous_score=row.previous_score,
+        previous_band=row.previous_band,  # type: ignore[arg-type]
+        drivers=[Driver(**d) for d in json.loads(row.drivers)],
+        changes=json.loads(row.changes),
+        features=json.loads(row.features),
+        model_version=row.model_version,
+        as_of=row.as_of,
+        scored_at=row.scored_at,
+    )
+    return OutMessage(
+        topic,
+        row.account_id,
+        risk_event(change, row.id),
+        (("ce_type", b"risk.changed"),),
+        ref=("risk", row.id),
+    )

@@ -1,0 +1,33 @@
+"""Prometheus objects of the signals service (labels stay low-cardinality: never an account id)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "kamwatch_signals_events_total",
+    "Canonical events consumed by signals, by type and outcome (applied, duplicate, invalid)",
+    ["type", "outcome"],
+)
+SCORES = Counter(
+    "kamwatch_signals_scores_total", "Accounts scored, by what triggered it (event, sweep)", ["trigger"]
+)
+RISK_CHANGES = Counter(
+    "kamwatch_signals_risk_changes_total", "risk.changed messages decided, by new band", ["band"]
+)
+ACCOUNTS_BY_BAND = Gauge("kamwatch_signals_accounts_by_band", "Scored accounts per risk band", ["band"])
+ARR_AT_RISK = Gauge(
+    "kamwatch_signals_arr_at_risk",
+    "Revenue at risk (sum of ARR x churn probability) per band and currency",
+    ["band", "currency"],
+)
+MODEL_INFO = Gauge("kamwatch_signals_model_info", "The risk model in use (value 1)", ["version"])
+SCORE_LATENCY = Histogram(
+    "kamwatch_signals_score_latency_seconds",
+    "From the event's broker timestamp to its account being scored",
+    ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ACCOUNTS_PUBLISHED = Counter(
+    "kamwatch_signals_accounts_published_total", "account.upserted messages acknowledged by the broker"
+)

@@ -1,0 +1,138 @@
+"""Tables owned by signals: the account registry, processed events, state, scores."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base, UTCDateTime
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Account(Base):
+    """The registry: one row per key account; `record` is the AccountRecord JSON (exact money).
+    Outbox: `published_at` is NULL until `version` reached kamwatch.accounts."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (Index("ix_accounts_unpublished", "published_at", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    arr: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier: Mapped[str] = mapped_column(String(50))
+    segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    renewal_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    record: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SignalEvent(Base):
+    """Every canonical event signals applied, exactly once (unique on source + id); `rebuild`
+    replays this table."""
+
+    __tablename__ = "signal_events"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_signal_events_account_time", "account_id", "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(500))
+    event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(String(64))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SignalBucket(Base):
+    """Counters of one account for one event-time day (JSON object, sorted keys)."""
+
+    __tablename__ = "signal_buckets"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    counts: Mapped[str] = mapped_column(Text)
+
+
+class SignalEntity(Base):
+    """The latest state of one ticket / invoice / contact / subscription / NPS answer."""
+
+    __tablename__ = "signal_entities"
+    __table_args__ = (Index("ix_signal_entities_account_active", "account_id", "active", "event_time"),)
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_key: Mapped[str] = mapped_column(String(720))
+    state: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+
+
+class RiskScore(Base):
+    """The current score of each account (one indexed lookup serves GET /risk); account fields
+    are copied here so the portfolio is one table."""
+
+    __tablename__ = "risk_scores"
+    __table_args__ = (
+        Index("ix_risk_scores_band_rar", "band", "revenue_at_risk"),
+        Index("ix_risk_scores_rar", "revenue_at_risk"),
+        Index("ix_risk_scores_owner", "owner_email"),
+        Index("ix_risk_scores_as_of", "as_of"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(8))
+    model_version: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    drivers: Mapped[str] = mapped_column(Text)
+    changes: Mapped[str] = mapped_column(Text)
+    features: Mapped[str] = mapped_column(Text)
+    published_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    published_band: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    account_version: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(200))
+    arr: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier: Mapped[str] = mapped_column(String(50))
+    owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revenue_at_risk: Mapped[float] = mapped_column(Float)
+
+
+class RiskHistory(Base):
+    """Every score change; rows with `publish` are the risk.changed outbox."""
+
+    __tablename__ = "risk_history"
+    __table_args__ = (
+        Index("ix_risk_history_account", "account_id", "id"),
+        Index("ix_risk_history_outbox", "publish", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(8))
+    previous_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    previous_band: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    drivers: Mapped[str] = mapped_column(Text)
+    changes: Mapped[str] = mapped_column(Text)
+    features: Mapped[str] = mapped_column(Text)
+    publish: Mapped[bool] = mapped_column(Boolean)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,108 @@
+"""Versioned model artifacts in a directory, the `current` pointer, promotion and rollback.
+
+Layout: <model_dir>/<version>/{model.joblib, metadata.json, report.json, report.md},
+<model_dir>/current (the promoted version, or absent = scorecard) and
+<model_dir>/promotions.log (one version per line, newest last; rollback pops the last).
+Workers read `current` in their tick and load a newly promoted model without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from services.signals.scoring import ModelScorer, Scorecard, Scorer
+from shared.errors import ConfigError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+SCORECARD = "scorecard"
+
+
+@dataclass
+class ModelStore:
+    root: Path
+
+    def version_dir(self, version: str) -> Path:
+        return self.root / version
+
+    def versions(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "metadata.json").exists())
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        path = self.version_dir(version) / "metadata.json"
+        if not path.exists():
+            known = ", ".join(self.versions()) or "none yet; run `kamwatch train`"
+            raise ConfigError(f"no model version {version!r} in {self.root} (known: {known})")
+        return dict(json.loads(path.read_text()))
+
+    def current(self) -> str | None:
+        try:
+            text = (self.root / "current").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text if text and text != SCORECARD else None
+
+    def _write_current(self, version: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "current.tmp"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / "current")  # atomic: a worker never reads half a name
+
+    def _log(self) -> list[str]:
+        path = self.root / "promotions.log"
+        return path.read_text().split() if path.exists() else []
+
+    def promote(self, version: str) -> None:
+        self.metadata(version)  # refuses unknown versions
+        with (self.root / "promotions.log").open("a") as handle:
+            handle.write(version + "\n")
+        self._write_current(version)
+
+    def rollback(self) -> str:
+        """Back to the previously promoted version (or the scorecard); returns what is current."""
+        history = self._log()
+        if not history:
+            raise ConfigError("nothing to roll back: no model was ever promoted (the scorecard is in use)")
+        history.pop()
+        (self.root / "promotions.log").write_text("".join(v + "\n" for v in history))
+        target = history[-1] if history else SCORECARD
+        self._write_current(target)
+        return target
+
+    def load(self, version: str) -> ModelScorer:
+        meta = self.metadata(version)
+        pipeline = joblib.load(self.version_dir(version) / "model.joblib")
+        return ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]))
+
+
+class ModelHolder:
+    """The scorer a worker uses now: the promoted model, else the scorecard; `refresh()` is cheap
+    (reads one small file) and is called from the consumer's tick."""
+
+    def __init__(self, store: ModelStore, scorecard: Scorecard) -> None:
+        self.store = store
+        self.scorecard = scorecard
+        self.scorer: Scorer = scorecard
+        self._loaded: str | None = None
+
+    def refresh(self) -> bool:
+        """Load a newly promoted version; return True when the scorer changed."""
+        wanted = self.store.current()
+        if wanted == self._loaded:
+            return False
+        try:
+            self.scorer = self.store.load(wanted) if wanted else self.scorecard
+        except (ConfigError, OSError, ValueError, KeyError) as exc:
+            log.error("model.load_failed", version=wanted, error=str(exc)[:300])
+            return False
+        self._loaded = wanted
+        log.info("model.loaded", version=self.scorer.version)
+        return True

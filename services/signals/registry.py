@@ -1,0 +1,171 @@
+"""Account registry logic: records from PUT bodies and CSV rows, and their CloudEvents."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange
+from shared.errors import Problem, ValidationFailed
+
+SOURCE = "kamwatch/signals"
+PEOPLE = ("owner", "manager", "sponsor")
+PERSON_FIELD = {"owner": "owner", "manager": "manager", "sponsor": "executive_sponsor"}
+CSV_COLUMNS = (
+    "id",
+    "name",
+    "arr",
+    "currency",
+    "tier",
+    "segment",
+    "renewal_date",
+    *(f"{p}_{f}" for p in PEOPLE for f in ("name", "email", "slack_webhook")),
+    "external_ids",
+)
+
+
+def record_from_body(account_id: str, body: dict[str, Any], now: datetime) -> AccountRecord:
+    """Validate a PUT body (id optional, must match the path); the server sets updated_at."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object", problems=[Problem("body", "expected an object")]
+        )
+    if "id" in body and body["id"] != account_id:
+        raise ValidationFailed(
+            f"body id {body['id']!r} differs from the path id {account_id!r}",
+            problems=[Problem("id", f"must equal the path id {account_id!r} or be left out")],
+        )
+    try:
+        return AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
+    except ValidationError as exc:
+        problems = [_problem(item) for item in exc.errors(include_url=False)]
+        raise ValidationFailed(
+            "invalid account: " + "; ".join(f"{p.field}: {p.message}" for p in problems), problems=problems
+        ) from None
+
+
+def _problem(item: Any, prefix: str = "") -> Problem:
+    loc = ".".join(str(p) for p in item["loc"])
+    message = "is required" if item["type"] == "missing" else str(item["msg"])
+    if item["type"] == "extra_forbidden":
+        message = "is not a known field; remove it"
+    return Problem(prefix + loc, message)
+
+
+def content_of(record: AccountRecord) -> str:
+    """Canonical JSON of a record without its timestamp (to detect a no-op PUT)."""
+    return json.dumps(record.model_dump(mode="json", exclude={"updated_at"}), sort_keys=True)
+
+
+def record_json(record: AccountRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+# --- CSV import --------------------------------------------------------------------------------
+def parse_csv(text: str, now: datetime) -> tuple[list[AccountRecord], list[dict[str, Any]]]:
+    """Records and every row's problems (`row` = line number in the file, header = line 1)."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    problems: list[dict[str, Any]] = []
+    missing = [c for c in ("id", "name", "arr") if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if missing or unknown:
+        for column in missing:
+            problems.append({"row": 1, "field": column, "message": "required column is missing"})
+        for column in unknown:
+            problems.append(
+                {"row": 1, "field": column, "message": f"unknown column; known: {', '.join(CSV_COLUMNS)}"}
+            )
+        return [], problems
+    records: list[AccountRecord] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        record, row_problems = _record_from_row(values, now)
+        if record is not None and record.id in seen:
+            row_problems.append(Problem("id", f"duplicate of row {seen[record.id]}"))
+        if record is not None:
+            seen.setdefault(record.id, line)
+        problems += [{"row": line, "field": p.field, "message": p.message} for p in row_problems]
+        if record is not None and not row_problems:
+            records.append(record)
+    return records, problems
+
+
+def _record_from_row(values: dict[str, str], now: datetime) -> tuple[AccountRecord | None, list[Problem]]:
+    body: dict[str, Any] = {k: v for k, v in values.items() if k in CSV_COLUMNS[:7] and v != ""}
+    for person in PEOPLE:
+        fields = {f: values.get(f"{person}_{f}", "") for f in ("name", "email", "slack_webhook")}
+        if any(fields.values()):
+            body[PERSON_FIELD[person]] = {k: v for k, v in fields.items() if v}
+    problems: list[Problem] = []
+    try:
+        body["external_ids"] = parse_external_ids(values.get("external_ids", ""))
+    except ValueError as exc:
+        problems.append(Problem("external_ids", str(exc)))
+    body["updated_at"] = now
+    try:
+        return AccountRecord.model_validate(body), problems
+    except ValidationError as exc:
+        problems += [_csv_problem(item) for item in exc.errors(include_url=False)]
+        return None, problems
+
+
+def _csv_problem(item: Any) -> Problem:
+    """Name the CSV column, not the nested model path (owner.email -> owner_email)."""
+    problem = _problem(item)
+    head, _, tail = problem.field.partition(".")
+    column = {v: k for k, v in PERSON_FIELD.items()}.get(head)
+    if column and tail:
+        return Problem(f"{column}_{tail}", problem.message)
+    return problem
+
+
+def parse_external_ids(text: str) -> dict[str, str]:
+    """'stripe=cus_1;zendesk=123' -> {'stripe': 'cus_1', 'zendesk': '123'}."""
+    ids: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        system, sep, external = part.partition("=")
+        if not sep or not system.strip() or not external.strip():
+            raise ValueError(f"{part!r} is not system=id; write e.g. 'stripe=cus_1;zendesk=123'")
+        ids[system.strip()] = external.strip()
+    return ids
+
+
+# --- CloudEvents on the internal topics ----------------------------------------------------------
+def _cloud_event(
+    event_type: str, event_id: str, subject: str, time: datetime, data: Any, schema: str
+) -> bytes:
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": SOURCE,
+        "type": event_type,
+        "time": time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "dataschema": f"kamwatch:schemas/v1/{schema}.json",
+        "data": data,
+    }
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def account_event(record_text: str, version: int) -> bytes:
+    """account.upserted for one stored registry record (data = AccountRecord JSON)."""
+    data = json.loads(record_text)
+    time = datetime.fromisoformat(data["updated_at"].replace("Z", "+00:00"))
+    return _cloud_event(ACCOUNT_UPSERTED, f"{data['id']}@{version}", data["id"], time, data, "AccountRecord")
+
+
+def risk_event(change: RiskChange, history_id: int) -> bytes:
+    """risk.changed (data = RiskChange, with the full features dict)."""
+    data = change.model_dump(mode="json")
+    return _cloud_event(
+        RISK_CHANGED, f"{change.account_id}:{history_id}", change.account_id, change.as_of, data, "RiskChange"
+    )

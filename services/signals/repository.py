@@ -1,0 +1,295 @@
+"""All SQL of the signals service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.signals.models import Account, RiskHistory, RiskScore, SignalBucket, SignalEntity, SignalEvent
+from services.signals.state import Counts, EntityRow
+from shared.contracts import AccountRecord
+
+CHUNK = 400  # keeps IN lists under SQLite's parameter limit
+STATE_TABLES = (SignalBucket, SignalEntity)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- registry ----------------------------------------------------------------------------------
+def get_account(session: Session, account_id: str) -> Account | None:
+    return session.get(Account, account_id)
+
+
+def accounts_by_id(session: Session, account_ids: Iterable[str]) -> dict[str, Account]:
+    found: dict[str, Account] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        found.update({a.id: a for a in session.scalars(select(Account).where(Account.id.in_(chunk)))})
+    return found
+
+
+def _content(record_text: str) -> dict[str, Any]:
+    data = json.loads(record_text)
+    data.pop("updated_at", None)
+    return dict(data)
+
+
+def save_account(session: Session, record: AccountRecord, record_text: str) -> tuple[Account, bool]:
+    """Insert or replace a registry record; a PUT of identical content changes nothing."""
+    row = session.get(Account, record.id)
+    if row is not None and _content(row.record) == _content(record_text):
+        return row, False
+    if row is None:
+        row = Account(id=record.id, version=0)
+        session.add(row)
+    owner = record.owner
+    row.name, row.arr, row.currency, row.tier = record.name, float(record.arr), record.currency, record.tier
+    row.segment, row.renewal_date, row.deleted = record.segment, record.renewal_date, record.deleted
+    row.owner_email = owner.email if owner else None
+    row.owner_name = owner.name if owner else None
+    row.record = record_text
+    row.version += 1
+    assert record.updated_at is not None
+    row.updated_at, row.published_at = record.updated_at, None
+    session.flush()
+    return row, True
+
+
+def unpublished_accounts(session: Session, before: datetime, limit: int) -> list[Account]:
+    query = (
+        select(Account)
+        .where(Account.published_at.is_(None), Account.updated_at <= before)
+        .order_by(Account.updated_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def mark_accounts_published(session: Session, versions: Sequence[tuple[str, int]], now: datetime) -> None:
+    for account_id, version in versions:
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.version == version)
+            .values(published_at=now)
+        )
+
+
+# --- processed events ----------------------------------------------------------------------------
+def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the (source, id) keys that are new."""
+    if not rows:
+        return set()
+    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        module.insert(SignalEvent)
+        .on_conflict_do_nothing(index_elements=["source", "event_id"])
+        .returning(SignalEvent.source, SignalEvent.event_id)
+    )
+    inserted: set[tuple[str, str]] = set()
+    for chunk in _chunks(rows, 200):
+        inserted.update((s, e) for s, e in session.execute(statement, list(chunk)))
+    return inserted
+
+
+def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEvent]]:
+    """All processed events in chunks, by id (rebuild, training)."""
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(SignalEvent).where(SignalEvent.id > last).order_by(SignalEvent.id).limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def count_events(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(SignalEvent)) or 0)
+
+
+# --- state -----------------------------------------------------------------------------------------
+def buckets_for_keys(
+    session: Session, keys: Iterable[tuple[str, date]]
+) -> dict[tuple[str, date], SignalBucket]:
+    found: dict[tuple[str, date], SignalBucket] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        query = select(SignalBucket).where(tuple_(SignalBucket.account_id, SignalBucket.day).in_(chunk))
+        found.update({(b.account_id, b.day): b for b in session.scalars(query)})
+    return found
+
+
+def entities_for_keys(
+    session: Session, keys: Iterable[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], SignalEntity]:
+    found: dict[tuple[str, str, str], SignalEntity] = {}
+    columns = tuple_(SignalEntity.account_id, SignalEntity.kind, SignalEntity.entity_id)
+    for chunk in _chunks(sorted(set(keys))):
+        for row in session.scalars(select(SignalEntity).where(columns.in_(chunk))):
+            found[(row.account_id, row.kind, row.entity_id)] = row
+    return found
+
+
+def account_buckets(session: Session, account_id: str, since: date) -> dict[date, Counts]:
+    query = select(SignalBucket.day, SignalBucket.counts).where(
+        SignalBucket.account_id == account_id, SignalBucket.day >= since
+    )
+    return {day: json.loads(counts) for day, counts in session.execute(query)}
+
+
+def account_entities(session: Session, account_id: str, since: datetime) -> list[EntityRow]:
+    """Open things (tickets, unpaid invoices, active contacts) and anything that changed recently."""
+    query = select(SignalEntity).where(
+        SignalEntity.account_id == account_id,
+        or_(SignalEntity.active.is_(True), SignalEntity.event_time >= since),
+    )
+    return [to_entity(row) for row in session.scalars(query)]
+
+
+def to_entity(row: SignalEntity) -> EntityRow:
+    return EntityRow(
+        row.kind, row.entity_id, row.event_time, row.event_key, json.loads(row.state), row.active
+    )
+
+
+def clear_state(session: Session) -> None:
+    for model in STATE_TABLES:
+        session.execute(delete(model))
+
+
+def state_snapshot(session: Session) -> dict[str, list[tuple[Any, ...]]]:
+    """Every state row as plain tuples, sorted (rebuild's comparison)."""
+    buckets = session.execute(select(SignalBucket.account_id, SignalBucket.day, SignalBucket.counts))
+    entities = session.execute(
+        select(
+            SignalEntity.account_id,
+            SignalEntity.kind,
+            SignalEntity.entity_id,
+            SignalEntity.event_time,
+            SignalEntity.event_key,
+            SignalEntity.state,
+            SignalEntity.active,
+        )
+    )
+    return {"signal_buckets": sorted(map(tuple, buckets)), "signal_entities": sorted(map(tuple, entities))}
+
+
+# --- risk --------------------------------------------------------------------------------------------
+def risk_for(session: Session, account_ids: Iterable[str]) -> dict[str, RiskScore]:
+    found: dict[str, RiskScore] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        found.update(
+            {
+                r.account_id: r
+                for r in session.scalars(select(RiskScore).where(RiskScore.account_id.in_(chunk)))
+            }
+        )
+    return found
+
+
+def get_risk(session: Session, account_id: str) -> RiskScore | None:
+    return session.get(RiskScore, account_id)
+
+
+def history_rows(session: Session, ids: Sequence[int]) -> list[RiskHistory]:
+    rows: list[RiskHistory] = []
+    for chunk in _chunks(sorted(set(ids))):
+        rows += session.scalars(select(RiskHistory).where(RiskHistory.id.in_(chunk)).order_by(RiskHistory.id))
+    return rows
+
+
+def unpublished_history(
+    session: Session, *, account_ids: Sequence[str] = (), before: datetime | None = None, limit: int = 1000
+) -> list[RiskHistory]:
+    query = select(RiskHistory).where(RiskHistory.publish.is_(True), RiskHistory.published_at.is_(None))
+    if account_ids:
+        query = query.where(RiskHistory.account_id.in_(list(account_ids)[:CHUNK]))
+    if before is not None:
+        query = query.where(RiskHistory.scored_at <= before)
+    return list(session.scalars(query.order_by(RiskHistory.id).limit(limit)))
+
+
+def mark_history_published(session: Session, ids: Sequence[int], now: datetime) -> None:
+    for chunk in _chunks(sorted(set(ids))):
+        session.execute(update(RiskHistory).where(RiskHistory.id.in_(chunk)).values(published_at=now))
+
+
+def account_history(
+    session: Session, account_id: str, limit: int, before_id: int | None
+) -> list[RiskHistory]:
+    query = select(RiskHistory).where(RiskHistory.account_id == account_id)
+    if before_id is not None:
+        query = query.where(RiskHistory.id < before_id)
+    return list(session.scalars(query.order_by(RiskHistory.id.desc()).limit(limit)))
+
+
+def due_for_sweep(session: Session, day_start: datetime, model_version: str, limit: int) -> list[str]:
+    """Accounts whose windows moved (scored before today), scored by another model, whose
+    registry record changed, or registered but never scored."""
+    stale = (
+        select(RiskScore.account_id)
+        .outerjoin(Account, Account.id == RiskScore.account_id)
+        .where(
+            or_(
+                RiskScore.as_of < day_start,
+                RiskScore.model_version != model_version,
+                and_(Account.id.is_not(None), Account.version != RiskScore.account_version),
+            )
+        )
+    )
+    unscored = (
+        select(Account.id)
+        .outerjoin(RiskScore, RiskScore.account_id == Account.id)
+        .where(RiskScore.account_id.is_(None), Account.deleted.is_(False))
+    )
+    ids = list(session.scalars(stale.order_by(RiskScore.account_id).limit(limit)))
+    if len(ids) < limit:
+        ids += list(session.scalars(unscored.order_by(Account.id).limit(limit - len(ids))))
+    return ids
+
+
+def portfolio_query(owner: str | None, band: str | None, tier: str | None) -> Select[Any]:
+    query = select(RiskScore)
+    if owner:
+        query = query.where(or_(RiskScore.owner_email == owner, RiskScore.owner_name == owner))
+    if band:
+        query = query.where(RiskScore.band == band)
+    if tier:
+        query = query.where(RiskScore.tier == tier)
+    return query
+
+
+def portfolio(
+    session: Session, owner: str | None, band: str | None, tier: str | None, limit: int, offset: int
+) -> tuple[list[RiskScore], int]:
+    query = portfolio_query(owner, band, tier)
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    page = query.order_by(RiskScore.revenue_at_risk.desc(), RiskScore.account_id).limit(limit).offset(offset)
+    return list(session.scalars(page)), total
+
+
+def band_totals(session: Session) -> list[tuple[str, str, int, float]]:
+    """(band, currency, accounts, ARR at risk) for the gauges."""
+    query = select(
+        RiskScore.band,
+        RiskScore.currency,
+        func.count(),
+        func.coalesce(func.sum(RiskScore.revenue_at_risk), 0.0),
+    ).group_by(RiskScore.band, RiskScore.currency)
+    return [(b, c, int(n), float(s)) for b, c, n, s in session.execute(query)]
+
+
+def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:
+    """Current scores as comparable tuples (rebuild check)."""
+    query = select(RiskScore.account_id, RiskScore.score, RiskScore.band, RiskScore.features, RiskScore.as_of)
+    return sorted(map(tuple, session.execute(query)))

@@ -1,0 +1,238 @@
+"""Signals logic: consume canonical events -> state -> risk; the sweep; the outboxes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.signals import metrics, repository
+from services.signals.config import SignalsSettings
+from services.signals.engine import RiskEngine, risk_message
+from services.signals.models import Account, SignalBucket, SignalEntity
+from services.signals.modelstore import ModelHolder
+from services.signals.registry import account_event
+from services.signals.state import AccountState, EntityRow, event_key, merge_counts, merge_entity
+from shared.clock import Clock
+from shared.db import transaction
+from shared.errors import EventInvalid, Problem
+from shared.events import decode_json, to_json, validate_event
+from shared.kafka import OutMessage
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One canonical event as signals keeps it."""
+
+    source: str
+    event_id: str
+    type: str
+    account_id: str
+    time: datetime
+    data: dict[str, Any]
+    payload: str
+
+    @property
+    def key(self) -> str:
+        return event_key(self.source, self.event_id)
+
+
+def parse_signal(raw: bytes | None, now: datetime) -> Signal:
+    event = validate_event(decode_json(raw or b""), now)
+    if not event.subject:
+        raise EventInvalid("event has no subject", [Problem("subject", "is required (the account id)")])
+    return Signal(event.source, event.id, event.type, event.subject, event.time, event.data, to_json(event))
+
+
+def signal_from_payload(payload: str) -> Signal:
+    """A stored event back as a Signal (rebuild, training): no time-bound checks on replay."""
+    obj = json.loads(payload)
+    time = datetime.fromisoformat(obj["time"].replace("Z", "+00:00")).astimezone(UTC)
+    return Signal(obj["source"], obj["id"], obj["type"], obj["subject"], time, obj["data"], payload)
+
+
+def apply_signals(session: Session, signals: list[Signal]) -> None:
+    """Fold new events into the stored buckets and entities (read, merge, write back)."""
+    states: dict[str, AccountState] = defaultdict(AccountState)
+    for signal in signals:
+        states[signal.account_id].apply(signal.type, signal.data, signal.time, signal.key)
+    bucket_keys = [(a, d) for a, s in states.items() for d in s.buckets]
+    entity_keys = [(a, k, i) for a, s in states.items() for k, i in s.entities]
+    stored_buckets = repository.buckets_for_keys(session, bucket_keys)
+    stored_entities = repository.entities_for_keys(session, entity_keys)
+    for account_id, state in states.items():
+        for day, delta in state.buckets.items():
+            row = stored_buckets.get((account_id, day))
+            if row is None:
+                session.add(SignalBucket(account_id=account_id, day=day, counts=_dump(delta)))
+            else:
+                row.counts = _dump(merge_counts(json.loads(row.counts), delta))
+        for (kind, ident), entity in state.entities.items():
+            _write_entity(session, account_id, stored_entities.get((account_id, kind, ident)), entity)
+
+
+def _write_entity(session: Session, account_id: str, row: SignalEntity | None, entity: EntityRow) -> None:
+    merged = merge_entity(repository.to_entity(row) if row is not None else None, entity)
+    if row is None:
+        row = SignalEntity(account_id=account_id, kind=entity.kind, entity_id=entity.entity_id)
+        session.add(row)
+    row.event_time, row.event_key = merged.event_time, merged.event_key
+    row.state, row.active = _dump(merged.state), merged.active
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def event_row(signal: Signal, now: datetime) -> dict[str, Any]:
+    return {
+        "source": signal.source,
+        "event_id": signal.event_id,
+        "type": signal.type,
+        "account_id": signal.account_id,
+        "event_time": signal.time,
+        "payload": signal.payload,
+        "received_at": now,
+    }
+
+
+class SignalsProcessor:
+    """The BatchHandler of the signals consumer (kamwatch.events)."""
+
+    def __init__(
+        self, settings: SignalsSettings, sessions: sessionmaker[Session], clock: Clock, holder: ModelHolder
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.common.topics
+        self.sessions = sessions
+        self.clock = clock
+        self.holder = holder
+        self.engine = RiskEngine(settings, holder)
+
+    def handle(self, records: list[Any]) -> list[OutMessage]:
+        now = self.clock.now()
+        signals, dead = self._parse(records, now)
+        outcomes: Counter[tuple[str, str]] = Counter()
+        with transaction(self.sessions) as session:
+            inserted = repository.insert_new_events(session, [event_row(s, now) for s in signals])
+            fresh = [s for s in signals if (s.source, s.event_id) in inserted]
+            apply_signals(session, fresh)
+            touched = sorted({s.account_id for s in fresh})
+            self.engine.rescore(session, touched, now, "event")
+            pending = repository.unpublished_history(session, account_ids=touched) if touched else []
+            out = [risk_message(self.topics.risk, row) for row in pending]
+        for signal in signals:
+            outcomes[
+                (signal.type, "applied" if (signal.source, signal.event_id) in inserted else "duplicate")
+            ] += 1
+        self._observe(records, outcomes)
+        return out + dead
+
+    def _parse(self, records: list[Any], now: datetime) -> tuple[list[Signal], list[OutMessage]]:
+        signals: dict[tuple[str, str], Signal] = {}
+        dead: list[OutMessage] = []
+        for record in records:
+            try:
+                signal = parse_signal(record.value, now)
+            except EventInvalid as error:
+                log.warning(
+                    "signals.invalid_event",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+                metrics.EVENTS.labels("invalid", "dead_lettered").inc()
+                dead.append(self._dead_letter(record, error))
+                continue
+            signals.setdefault((signal.source, signal.event_id), signal)
+        return list(signals.values()), dead
+
+    def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
+        headers = (
+            ("kw_error", str(error).encode()[:1000]),
+            ("kw_problems", json.dumps([p.as_dict() for p in error.problems]).encode()[:4000]),
+            ("kw_topic", record.topic.encode()),
+            ("kw_partition", str(record.partition).encode()),
+            ("kw_offset", str(record.offset).encode()),
+        )
+        key = record.key.decode("utf-8", "replace") if record.key else None
+        return OutMessage(self.topics.deadletter, key, record.value or b"", headers)
+
+    @staticmethod
+    def _observe(records: list[Any], outcomes: Counter[tuple[str, str]]) -> None:
+        for (event_type, outcome), count in outcomes.items():
+            metrics.EVENTS.labels(event_type, outcome).inc(count)
+        wall = time.time()
+        for record in records:
+            if record.timestamp and record.timestamp > 0:
+                metrics.SCORE_LATENCY.labels("scored").observe(max(0.0, wall - record.timestamp / 1000))
+
+    # --- after publish -------------------------------------------------------------------------
+    def published(self, messages: list[OutMessage]) -> None:
+        risk = [m.ref[1] for m in messages if m.ref and m.ref[0] == "risk"]
+        accounts = [m.ref[1] for m in messages if m.ref and m.ref[0] == "account"]
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            repository.mark_history_published(session, risk, now)
+            repository.mark_accounts_published(session, accounts, now)
+        metrics.ACCOUNTS_PUBLISHED.inc(len(accounts))
+
+    # --- time-driven work ------------------------------------------------------------------------
+    def tick(self) -> list[OutMessage]:
+        """Pick up a promoted model, re-score accounts whose windows moved (silence), relay outboxes."""
+        self.holder.refresh()
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(self.holder.scorer.version).set(1)
+        now = self.clock.now()
+        before = now - timedelta(seconds=self.settings.relay_after_s)
+        with transaction(self.sessions) as session:
+            self.sweep(session, now)
+            out = [
+                risk_message(self.topics.risk, r)
+                for r in repository.unpublished_history(session, before=before)
+            ]
+            out += [
+                account_message(self.topics.accounts, a)
+                for a in repository.unpublished_accounts(session, before, 500)
+            ]
+            self._gauges(session)
+        return out
+
+    def sweep(self, session: Session, now: datetime) -> int:
+        day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        due = repository.due_for_sweep(
+            session, day_start, self.engine.model_version, self.settings.sweep_batch
+        )
+        if due:
+            self.engine.rescore(session, due, now, "sweep")
+            log.info("signals.swept", accounts=len(due))
+        return len(due)
+
+    @staticmethod
+    def _gauges(session: Session) -> None:
+        metrics.ACCOUNTS_BY_BAND.clear()
+        metrics.ARR_AT_RISK.clear()
+        for band in ("green", "amber", "red"):
+            metrics.ACCOUNTS_BY_BAND.labels(band).set(0)
+        for band, currency, count, at_risk in repository.band_totals(session):
+            metrics.ACCOUNTS_BY_BAND.labels(band).inc(count)
+            metrics.ARR_AT_RISK.labels(band, currency).set(at_risk)
+
+
+def account_message(topic: str, account: Account) -> OutMessage:
+    """account.upserted for a registry row, keyed by account id (compacted topic)."""
+    return OutMessage(
+        topic,
+        account.id,
+        account_event(account.record, account.version),
+        (("ce_type", b"account.upserted"),),
+        ref=("account", (account.id, account.version)),
+    )
