@@ -47,6 +47,7 @@ class AlertsProcessor:
         self.clock = clock
         self.lifecycle = lifecycle
         self.worker = DeliveryWorker(settings, sessions, clock)
+        self.ticks = 0  # completed ticks (tests wait for one after moving the clock)
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         """One transaction per batch; registry records first so a risk change can be routed."""
@@ -98,6 +99,7 @@ class AlertsProcessor:
         self.advance_due()
         self.worker.run()
         self.worker.refresh_gauges()
+        self.ticks += 1
         return []
 
     def advance_due(self) -> int:
