@@ -29,8 +29,15 @@ from tests.helpers import NOW, account_upserted, wait_for
 class Sinks:
     """A running `kamwatch alerts sinks` process and what it received."""
 
-    def __init__(self, directory: Path, smtp_port: int, http_port: int, process: subprocess.Popen[bytes]) -> None:
-        self.directory, self.smtp_port, self.http_port, self.process = directory, smtp_port, http_port, process
+    def __init__(
+        self, directory: Path, smtp_port: int, http_port: int, process: subprocess.Popen[bytes]
+    ) -> None:
+        self.directory, self.smtp_port, self.http_port, self.process = (
+            directory,
+            smtp_port,
+            http_port,
+            process,
+        )
 
     def webhook(self, who: str) -> str:
         return f"http://127.0.0.1:{self.http_port}/hooks/{who}"

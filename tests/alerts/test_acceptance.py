@@ -21,7 +21,11 @@ def _setup_account(common: CommonSettings, sinks: Sinks, account_id: str) -> Non
 
 
 def _turn_red(common: CommonSettings, account_id: str, **extra: object) -> None:
-    produce(common.kafka_bootstrap, common.topics.risk, [(account_id, risk_changed(account_id, "red", 0.82, **extra))])
+    produce(
+        common.kafka_bootstrap,
+        common.topics.risk,
+        [(account_id, risk_changed(account_id, "red", 0.82, **extra))],
+    )
 
 
 def _alerts(client: TestClient, key: str, **filters: str) -> list[dict]:
@@ -81,18 +85,24 @@ def test_unacknowledged_alert_climbs_to_manager_then_sponsor_and_an_acknowledged
     wait_for(lambda: len(sinks.mails()) == 2 and len(sinks.slack()) == 2, what="level-1 messages")
     # beta's owner acknowledges through the signed link in the e-mail (no API key).
     [beta_mail] = sinks.mails_to("owner.beta@example.com")
-    link = next(line for line in beta_mail.get_body(("plain",)).get_content().splitlines() if "Acknowledge:" in line)
+    link = next(
+        line for line in beta_mail.get_body(("plain",)).get_content().splitlines() if "Acknowledge:" in line
+    )
     page = alerts.post(link.split("Acknowledge: ")[1].replace("http://testserver", ""))
     assert page.status_code == 200 and "acknowledged" in page.text
 
     clock.advance(DAY + timedelta(minutes=1))
-    wait_for(lambda: sinks.mails_to("manager.acme@example.com") and sinks.slack_to("manager-acme"), what="level 2")
+    wait_for(
+        lambda: sinks.mails_to("manager.acme@example.com") and sinks.slack_to("manager-acme"), what="level 2"
+    )
     clock.advance(2 * DAY)
     wait_for(lambda: sinks.mails_to("executive_sponsor.acme@example.com"), what="level 3 e-mail")
     wait_for(lambda: sinks.slack_to("executive_sponsor-acme"), what="level 3 Slack")
     _two_ticks(alerts)
 
-    assert [len(sinks.mails_to(f"{role}.acme@example.com")) for role in ("owner", "manager", "executive_sponsor")] == [
+    assert [
+        len(sinks.mails_to(f"{role}.acme@example.com")) for role in ("owner", "manager", "executive_sponsor")
+    ] == [
         1,
         1,
         1,
@@ -111,7 +121,9 @@ def test_unacknowledged_alert_climbs_to_manager_then_sponsor_and_an_acknowledged
     assert any("escalation L2" in s for s in steps) and any("escalation L3" in s for s in steps)
 
 
-@pytest.mark.parametrize("sink_knobs", [["--refuse-first", "2", "--throttle-first", "1", "--retry-after", "1"]])
+@pytest.mark.parametrize(
+    "sink_knobs", [["--refuse-first", "2", "--throttle-first", "1", "--retry-after", "1"]]
+)
 def test_throttled_slack_and_refusing_smtp_deliver_later_with_attempts_visible(
     alerts: TestClient, sinks: Sinks, common_settings: CommonSettings, clock: ManualClock, api_key: str
 ) -> None:
@@ -144,7 +156,9 @@ def test_risk_back_to_green_resolves_the_alert_and_sends_one_resolution_notice(
     _setup_account(common_settings, sinks, "acme")
     _turn_red(common_settings, "acme")
     wait_for(lambda: sinks.mails() and sinks.slack(), what="level-1 messages")
-    green = risk_changed("acme", "green", 0.15, previous_band="red", previous_score=0.82, as_of=clock.advance(DAY / 2))
+    green = risk_changed(
+        "acme", "green", 0.15, previous_band="red", previous_score=0.82, as_of=clock.advance(DAY / 2)
+    )
     produce(common_settings.kafka_bootstrap, common_settings.topics.risk, [("acme", green)])
 
     wait_for(lambda: len(sinks.mails()) == 2 and len(sinks.slack()) == 2, what="the resolution notices")
@@ -154,7 +168,11 @@ def test_risk_back_to_green_resolves_the_alert_and_sends_one_resolution_notice(
     _two_ticks(alerts)
     assert len(sinks.mails()) == 2 and len(sinks.slack()) == 2
     notice = sinks.mails()[1]
-    assert notice["Subject"].startswith("Resolved:") and notice["To"].addresses[0].addr_spec.startswith("owner.")
+    assert notice["Subject"].startswith("Resolved:") and notice["To"].addresses[0].addr_spec.startswith(
+        "owner."
+    )
     assert "risk returned to green" in notice.get_body(("plain",)).get_content()
-    resolved = [t for t in _detail(alerts, api_key, alert["id"])["transitions"] if t["to_state"] == "resolved"]
+    resolved = [
+        t for t in _detail(alerts, api_key, alert["id"])["transitions"] if t["to_state"] == "resolved"
+    ]
     assert resolved[0]["actor"] == "kamwatch" and "green" in resolved[0]["reason"]
