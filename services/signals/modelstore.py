@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ class ModelStore:
 
     def version_dir(self, version: str) -> Path:
         return self.root / version
+
+    def new_version(self, now: datetime) -> str:
+        base = f"m{now.astimezone(UTC):%Y%m%d-%H%M%S}"
+        version, n = base, 1
+        while self.version_dir(version).exists():
+            n += 1
+            version = f"{base}-{n}"
+        return version
 
     def versions(self) -> list[str]:
         if not self.root.exists():

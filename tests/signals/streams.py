@@ -82,3 +82,48 @@ def decline(account: str, now: datetime, source: str = "test") -> list[Any]:
     events.append(invoice(account, "issued", "INV-2", now - 45 * DAY, now - 75 * DAY, source=source))
     events.append(invoice(account, "overdue", "INV-2", now - 45 * DAY, now - 2 * DAY, source=source))
     return events
+
+
+def support_and_engagement(account: str, now: datetime, source: str = "test") -> list[Any]:
+    """Tickets (one reopened, one urgent still open), a CSAT, a detractor NPS, a declined QBR."""
+
+    def ticket(kind: str, ticket_id: str, priority: str, time: datetime, **extra: Any) -> Any:
+        status = "solved" if kind == "closed" else "open"
+        data = {"ticket_id": ticket_id, "priority": priority, "status": status, **extra}
+        return event(
+            f"ticket.{kind}", account, time, data, id=f"{account}-t-{ticket_id}-{kind}", source=source
+        )
+
+    return [
+        ticket("opened", "T-1", "high", now - 20 * DAY),
+        ticket("updated", "T-1", "high", now - 15 * DAY, reopened=True),
+        ticket("closed", "T-1", "high", now - 10 * DAY, csat=2),
+        ticket("opened", "T-2", "urgent", now - 5 * DAY),
+        event("survey.responded", account, now - 8 * DAY, {"score": 4}, id=f"{account}-nps-1", source=source),
+        event(
+            "survey.responded", account, now - 40 * DAY, {"score": 9}, id=f"{account}-nps-0", source=source
+        ),
+        event(
+            "engagement.recorded",
+            account,
+            now - 25 * DAY,
+            {"kind": "qbr", "outcome": "declined"},
+            id=f"{account}-qbr-1",
+            source=source,
+        ),
+        event(
+            "payment.failed",
+            account,
+            now - 3 * DAY,
+            {"invoice_id": "INV-2", "amount": "12000.00", "currency": "EUR"},
+            id=f"{account}-pf-1",
+            source=source,
+        ),
+    ]
+
+
+def full_story(account: str, now: datetime, source: str = "test") -> list[Any]:
+    """Healthy history, then decline, tickets, surveys and engagement, in time order."""
+    events = healthy_history(account, now - 30 * DAY, source) + decline(account, now, source)
+    events += support_and_engagement(account, now, source)
+    return sorted(events, key=lambda e: (e.time, e.id))
