@@ -1,0 +1,159 @@
+"""Lifecycle on both databases (no broker): grouping, inhibition, snooze, transitions, idempotence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.alerts import repository
+from services.alerts.app import create_app
+from services.alerts.config import AlertsSettings
+from services.alerts.lifecycle import Lifecycle, account_values
+from services.alerts.models import Alert, Delivery
+from services.alerts.policy import load_policy
+from shared.auth import create_key
+from shared.clock import ManualClock
+from shared.config import CommonSettings
+from shared.contracts import AccountRecord, RiskChange
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.errors import Conflict
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(database_url: str) -> AlertsSettings:
+    return AlertsSettings(common=CommonSettings(database_url=database_url), grouping_window_s=120)
+
+
+@pytest.fixture
+def db(settings: AlertsSettings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.common.database_url)
+    factory = make_sessionmaker(engine)
+    person = {"name": "Olivia", "email": "o@example.com", "slack_webhook": "http://127.0.0.1:9/hooks/o"}
+    record = AccountRecord(id="acme", name="Acme", arr=120000, tier="strategic", owner=person, manager=None)
+    with transaction(factory) as session:
+        repository.upsert_account(session, account_values(record, T0))
+    yield factory
+    engine.dispose()
+
+
+@pytest.fixture
+def lifecycle(settings: AlertsSettings) -> Lifecycle:
+    return Lifecycle(settings, load_policy(settings.policy_file))
+
+
+def risk(band: str, score: float, previous: str, at: datetime) -> RiskChange:
+    return RiskChange(
+        account_id="acme",
+        score=score,
+        band=band,  # type: ignore[arg-type]
+        previous_band=previous,  # type: ignore[arg-type]
+        model_version="m1",
+        as_of=at,
+    )
+
+
+def feed(db: sessionmaker[Session], lc: Lifecycle, change: RiskChange, now: datetime) -> None:
+    with transaction(db) as session:
+        lc.on_risk(session, change, now)
+
+
+def tick(db: sessionmaker[Session], lc: Lifecycle, now: datetime) -> None:
+    with transaction(db) as session:
+        for alert in repository.due_alerts(session, now):
+            lc.advance(session, alert, now)
+
+
+def alerts(db: sessionmaker[Session]) -> list[Alert]:
+    with transaction(db) as session:
+        return list(session.scalars(select(Alert).order_by(Alert.id)))
+
+
+def deliveries(db: sessionmaker[Session]) -> list[Delivery]:
+    with transaction(db) as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def test_signals_within_the_grouping_window_go_out_as_one_message(db, lifecycle: Lifecycle) -> None:
+    feed(db, lifecycle, risk("amber", 0.5, "green", T0), T0)
+    feed(db, lifecycle, risk("red", 0.8, "amber", T0 + timedelta(seconds=30)), T0 + timedelta(seconds=30))
+    tick(db, lifecycle, T0 + timedelta(seconds=60))
+    assert deliveries(db) == []  # the window (2 min) is still open
+    tick(db, lifecycle, T0 + timedelta(minutes=2))
+    tick(db, lifecycle, T0 + timedelta(minutes=3))  # a second tick decides nothing new
+
+    [alert] = alerts(db)
+    # amber muted by red; the 30-point rise joins the same wave
+    assert [t["trigger"] for t in json.loads(alert.triggers)] == ["band_red", "score_rise"]
+    assert alert.severity == "critical" and alert.level == 1
+    assert sorted(d.channel for d in deliveries(db)) == ["email", "slack"]
+
+
+def test_a_red_alert_mutes_the_earlier_amber_alert_and_releases_it_when_resolved(
+    db, lifecycle: Lifecycle
+) -> None:
+    feed(db, lifecycle, risk("amber", 0.5, "green", T0), T0)
+    tick(db, lifecycle, T0 + timedelta(minutes=2))
+    later = T0 + timedelta(hours=1)
+    feed(db, lifecycle, risk("red", 0.8, "amber", later), later)
+    amber, red = alerts(db)
+    assert amber.inhibited_by == red.id and amber.next_escalation_at is None
+    tick(db, lifecycle, T0 + timedelta(days=5))
+    assert [d.step for d in deliveries(db) if d.alert_id == amber.id] == ["L1", "L1"]  # amber stays silent
+
+    with transaction(db) as session:
+        lifecycle.resolve(session, repository.lock_alert(session, red.id), "api", later, "handled")  # type: ignore[arg-type]
+    amber, red = alerts(db)
+    assert amber.inhibited_by is None and amber.next_escalation_at is not None
+
+
+def test_snooze_pauses_then_reminds_and_every_transition_is_stored(db, lifecycle: Lifecycle) -> None:
+    feed(db, lifecycle, risk("red", 0.8, "green", T0), T0)
+    tick(db, lifecycle, T0 + timedelta(minutes=2))
+    [alert] = alerts(db)
+    snoozed_at = T0 + timedelta(minutes=5)
+    with transaction(db) as session:
+        row = repository.lock_alert(session, alert.id)
+        assert row is not None
+        lifecycle.snooze(session, row, snoozed_at + timedelta(hours=4), "Olivia", snoozed_at, "in a meeting")
+    tick(db, lifecycle, snoozed_at + timedelta(hours=3))
+    assert len(deliveries(db)) == 2
+    tick(db, lifecycle, snoozed_at + timedelta(hours=4))
+    assert sorted(d.step for d in deliveries(db)) == ["L1", "L1", "L1.r1", "L1.r1"]
+
+    with transaction(db) as session:
+        row = repository.lock_alert(session, alert.id)
+        assert row is not None
+        lifecycle.acknowledge(session, row, "Olivia", snoozed_at + timedelta(hours=5), "calling them")
+        lifecycle.resolve(session, row, "Olivia", snoozed_at + timedelta(hours=6), "renewal signed")
+        with pytest.raises(Conflict):
+            lifecycle.snooze(
+                session, row, snoozed_at + timedelta(days=1), "x", snoozed_at + timedelta(hours=6), "y"
+            )
+        history = [(t.from_state, t.to_state, t.actor) for t in repository.transitions(session, alert.id)]
+    assert (None, "open", "kamwatch") in history
+    assert ("open", "snoozed", "Olivia") in history and ("snoozed", "open", "kamwatch") in history
+    assert history[-2:] == [("open", "acknowledged", "Olivia"), ("acknowledged", "resolved", "Olivia")]
+
+
+def test_api_needs_a_key_with_alerts_write_and_reports_unknown_alerts(settings: AlertsSettings, db) -> None:
+    app = create_app(settings, clock=ManualClock(T0), with_consumer=False)
+    with transaction(db) as session:
+        reader = create_key(session, "reader", ["risk:read"])
+        writer = create_key(session, "writer", ["alerts:write", "risk:read"])
+    with TestClient(app) as client:
+        assert client.get("/v1/alerts").status_code == 401
+        assert client.get("/v1/alerts", headers={"Authorization": f"Bearer {reader}"}).json()["alerts"] == []
+        denied = client.post("/v1/alerts/1/ack", headers={"Authorization": f"Bearer {reader}"})
+        assert denied.status_code == 403 and "alerts:write" in denied.json()["message"]
+        missing = client.post("/v1/alerts/99/ack", headers={"Authorization": f"Bearer {writer}"})
+        assert missing.status_code == 404
+        bad_link = client.post("/v1/alert-links/abc.def")
+        assert bad_link.status_code == 400 and "not valid" in bad_link.text
