@@ -1,0 +1,92 @@
+"""Acceptance: `kamwatch train` beats the scorecard on later held-out dates, and a promoted model
+is used by the running service without a restart (real broker, both DBs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.signals import repository
+from services.signals.commands import run_train
+from services.signals.config import SignalsSettings
+from services.signals.service import Signal, apply_signals, event_row
+from shared.clock import ManualClock
+from shared.db import transaction
+from shared.events import to_json
+from tests.helpers import NOW, wait_for
+from tests.signals.streams import DAY, daily_usage
+from tests.signals.synthetic import labelled_history
+
+
+def store_history(db: sessionmaker[Session], events: list[Any]) -> None:
+    """Write a labelled history straight into the signals store (as if consumed long ago)."""
+    signals = [Signal(e.source, e.id, e.type, e.subject, e.time, e.data, to_json(e)) for e in events]
+    with transaction(db) as session:
+        inserted = repository.insert_new_events(session, [event_row(s, NOW) for s in signals])
+        apply_signals(session, [s for s in signals if (s.source, s.event_id) in inserted])
+
+
+def kamwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _model_version(client: TestClient, auth: dict[str, str]) -> str | None:
+    response = client.get("/v1/accounts/live-1/risk", headers=auth)
+    return response.json()["model_version"] if response.status_code == 200 else None
+
+
+def test_trained_model_beats_scorecard_and_is_hot_loaded(
+    signals: TestClient,
+    auth: dict[str, str],
+    send: Callable[[list[Any]], int],
+    db: sessionmaker[Session],
+    signals_settings: SignalsSettings,
+    clock: ManualClock,
+    service_env: Callable[..., dict[str, str]],
+) -> None:
+    store_history(db, labelled_history(NOW - 200 * DAY))
+    signals_settings.min_churns = 5
+
+    version, report = run_train(signals_settings, clock, progress=False)
+
+    assert report["model"]["roc_auc"] > report["scorecard"]["roc_auc"]
+    assert report["validation"]["from"] >= report["cutoff"] > report["train"]["to"]
+    folder = Path(signals_settings.model_dir) / version
+    saved = json.loads((folder / "report.json").read_text())
+    assert {"roc_auc", "pr_auc", "brier", "top_decile_lift", "median_alert_lead_days"} <= set(saved["model"])
+    assert "ROC AUC" in (folder / "report.md").read_text() or "roc_auc" in (folder / "report.md").read_text()
+    assert (folder / "model.joblib").exists() and json.loads((folder / "metadata.json").read_text())[
+        "features"
+    ]
+
+    send(daily_usage("live-1", NOW - 40 * DAY, 41, 900.0))
+    wait_for(lambda: _model_version(signals, auth) == "scorecard-1", what="scored by the scorecard")
+
+    env = service_env(KAMWATCH_SIGNALS_MODEL_DIR=signals_settings.model_dir)
+    promoted = kamwatch(env, "model", "promote", version)
+    assert promoted.returncode == 0, promoted.stderr
+    wait_for(lambda: _model_version(signals, auth) == version, what="promoted model in use without restart")
+    listing = kamwatch(env, "model", "list")
+    assert f"* {version}" in listing.stdout
+
+    rolled = kamwatch(env, "model", "rollback")
+    assert rolled.returncode == 0 and "scorecard" in rolled.stdout
+    wait_for(lambda: _model_version(signals, auth) == "scorecard-1", what="rolled back to the scorecard")
+
+
+def test_train_refuses_without_enough_churns(
+    db: sessionmaker[Session], service_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    store_history(db, daily_usage("lonely", NOW - 200 * DAY, 150, 100.0))
+    result = kamwatch(service_env(KAMWATCH_SIGNALS_MODEL_DIR=str(tmp_path)), "train", "--quiet")
+    assert result.returncode == 2
+    assert "too few labelled churns" in result.stderr and "0 account.churned" in result.stderr
