@@ -110,11 +110,16 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
         os.environ["KAMWATCH_KAFKA_BOOTSTRAP"] = broker.bootstrap
     common = CommonSettings()
     configure_logging(common.log_level, common.log_format, "run")
+    from services.alerts.sinks import start_for_stack
+
+    sinks = start_for_stack(var)  # local mail + Slack sinks; sets the alerts env before the spawn
     supervisor = Supervisor(dict(os.environ), var / "log")
     try:
         return _run(common, var, supervisor, broker, demo)
     finally:
         supervisor.stop()
+        if sinks is not None:
+            sinks.stop()
         if broker is not None:
             broker.stop()
         print("kamwatch stopped.", flush=True)
