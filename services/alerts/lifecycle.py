@@ -265,6 +265,8 @@ class Lifecycle:
         plan = self.policy.plan(alert.escalation)
         kind, level = due_step(plan, Position(alert.level, alert.level_since, alert.last_notified_at), now)
         people = json.loads(account.people)
+        if alert.owner_email is None and people.get("owner"):  # opened before the registry arrived
+            alert.owner_email, alert.owner_name = people["owner"].get("email"), people["owner"].get("name")
         found = recipients(
             people, plan.levels[level - 1].role, plan.channels, self.settings.default_slack_webhook
         )

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from shared.clock import ManualClock
 from shared.config import CommonSettings
 from tests.alerts.conftest import Sinks, account_event, registered, risk_changed
-from tests.helpers import produce, wait_for
+from tests.helpers import produce, read_topic, wait_for
 
 DAY = timedelta(days=1)
 
@@ -51,9 +51,14 @@ def test_red_account_notifies_its_owner_once_on_slack_and_by_email(
     alerts: TestClient, sinks: Sinks, common_settings: CommonSettings, api_key: str
 ) -> None:
     _setup_account(common_settings, sinks, "acme")
+    produce(
+        common_settings.kafka_bootstrap, common_settings.topics.risk, [("acme", b'{"type": "risk.changed"}')]
+    )
     _turn_red(common_settings, "acme")
 
     wait_for(lambda: sinks.mails() and sinks.slack(), what="a mail and a Slack message")
+    [dead] = read_topic(common_settings.kafka_bootstrap, common_settings.topics.deadletter, 1)
+    assert b"risk.changed data is invalid" in dict(dead.headers)["kamwatch-error"]
     # The same risk change delivered again (at-least-once upstream) must not notify again.
     _turn_red(common_settings, "acme")
     wait_for(lambda: len(_alerts(alerts, api_key, account="acme")) == 1, what="one alert")

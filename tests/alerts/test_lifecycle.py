@@ -157,3 +157,23 @@ def test_api_needs_a_key_with_alerts_write_and_reports_unknown_alerts(settings: 
         assert missing.status_code == 404
         bad_link = client.post("/v1/alert-links/abc.def")
         assert bad_link.status_code == 400 and "not valid" in bad_link.text
+
+
+def test_a_permanent_failure_is_recorded_and_counted_not_silent(settings: AlertsSettings, db) -> None:
+    from services.alerts import metrics
+    from services.alerts.delivery import DeliveryWorker
+    from shared.broker import free_port
+
+    closed = free_port()  # nothing listens here
+    settings = settings.model_copy(update={"max_attempts": 1, "smtp_port": closed, "slack_min_interval_s": 0})
+    lc = Lifecycle(settings, load_policy(settings.policy_file))
+    feed(db, lc, risk("red", 0.8, "green", T0), T0)
+    tick(db, lc, T0 + timedelta(minutes=2))
+    worker = DeliveryWorker(settings, db, ManualClock(T0 + timedelta(minutes=2)))
+    worker.run()
+    worker.refresh_gauges()
+
+    rows = deliveries(db)
+    assert [d.state for d in rows] == ["failed", "failed"]
+    assert all(d.last_error and "unreachable" in d.last_error for d in rows)
+    assert metrics.FAILED_DELIVERIES._value.get() == 2
