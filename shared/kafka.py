@@ -60,6 +60,9 @@ def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
         "delivery_timeout_ms": settings.producer_delivery_timeout_ms,
         "request_timeout_ms": min(10000, settings.producer_delivery_timeout_ms),
         "max_request_size": 4 * 1024 * 1024,
+        # Fail fast when no broker answers: callers retry (loop) or answer 503 (HTTP).
+        "max_block_ms": min(5000, settings.producer_delivery_timeout_ms),
+        "bootstrap_timeout_ms": min(5000, settings.producer_delivery_timeout_ms),
         "client_id": "kamwatch",
     }
     config.update(overrides)
@@ -80,6 +83,7 @@ def make_consumer(
         "max_poll_records": settings.consumer_max_poll_records,
         "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "bootstrap_timeout_ms": 10000,
         "client_id": f"kamwatch-{group_id or 'reader'}",
     }
     config.update(overrides)

@@ -21,7 +21,9 @@ def create_app(
     clock = clock or clock_from_env(settings.clock_file)
     engine = make_engine(settings.common.database_url)
     sessions = make_sessionmaker(engine)
-    publisher = Publisher(lambda: make_producer(settings.common))
+    publisher = Publisher(
+        lambda: make_producer(settings.common), timeout_s=settings.common.producer_delivery_timeout_ms / 1000
+    )
     consumer = ConsumerThread(build_loop(settings, sessions, clock)) if with_consumer else None
 
     def on_stop() -> None:

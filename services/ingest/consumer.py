@@ -15,7 +15,10 @@ def build_loop(settings: IngestSettings, sessions: sessionmaker[Session], clock:
     return BatchLoop(
         name=settings.group_id,
         consumer_factory=lambda: make_consumer(settings.common, settings.group_id, topics),
-        publisher=Publisher(lambda: make_producer(settings.common)),
+        publisher=Publisher(
+            lambda: make_producer(settings.common),
+            timeout_s=settings.common.producer_delivery_timeout_ms / 1000,
+        ),
         handler=IngestProcessor(settings, sessions, clock),
         tick_interval_s=settings.tick_interval_s,
     )

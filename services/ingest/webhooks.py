@@ -131,7 +131,9 @@ def _require(obj: dict[str, Any], key: str, where: str) -> Any:
 
 def _amount(minor: Any, currency: str) -> str:
     value = Decimal(int(minor or 0))
-    return str(value if currency.lower() in ZERO_DECIMAL else value / 100)
+    if currency.lower() in ZERO_DECIMAL:
+        return str(value)
+    return str((value / 100).quantize(Decimal("0.01")))
 
 
 def _iso(unix: Any) -> str:
