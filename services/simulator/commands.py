@@ -148,13 +148,14 @@ def _register(args: argparse.Namespace, simulation: Any) -> None:
         from shared.config import CommonSettings
 
         prefix = simulation.config.id_prefix()
-        count = register_kafka(CommonSettings(), accounts, prefix, datetime.now(UTC))
+        end = simulation.config.end
+        count = register_kafka(CommonSettings(), accounts, prefix, datetime.now(UTC), end)
     else:
         key = read_api_key(args.api_key)
         if not key:
             raise ConfigError("no API key for --register api: pass --api-key or use --register kafka")
         with _client(args.signals_url) as client:
-            count = register_api(client, key, accounts)
+            count = register_api(client, key, accounts, simulation.config.end)
     print(f"registered {count} accounts ({args.register})", file=sys.stderr)
 
 

@@ -37,14 +37,16 @@ class SimConfig:
     end: datetime
     spotlight: int = 0
     aliases: bool = True  # payments as stripe:<customer>, tickets as zendesk:<organization>
+    future_renewals: bool = False  # all renewals after `end` (the demo: warnings, no outcomes yet)
 
     @property
     def timeline(self) -> Timeline:
-        return Timeline(self.start, self.live_start, self.end)
+        return Timeline(self.start, self.live_start, self.end, self.future_renewals)
 
     def id_prefix(self) -> str:
         """Event ids derive from the arguments: a re-run is deduplicated, a new run is not."""
         text = f"{self.seed}|{self.accounts}|{self.start}|{self.live_start}|{self.end}|{self.spotlight}"
+        text += "|future" if self.future_renewals else ""
         return f"sim-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
@@ -58,14 +60,14 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.accounts = build_portfolio(config.seed, config.accounts, config.timeline, config.spotlight)
-        prefix = config.id_prefix()
-        self._sims = [AccountSim(a, config, prefix) for a in self.accounts]
 
     def days(self) -> Iterator[tuple[datetime, list[CloudEvent]]]:
-        """Each simulated day with its events, in time order."""
+        """Each simulated day with its events, in time order (every call starts afresh)."""
+        prefix = self.config.id_prefix()
+        sims = [AccountSim(a, self.config, prefix) for a in self.accounts]
         day = midnight(self.config.start)
         while day < self.config.end:
-            events = [e for sim in self._sims for e in sim.step(day)]
+            events = [e for sim in sims for e in sim.step(day)]
             events.sort(key=lambda e: (e.time, e.id))
             yield day, events
             day += DAY
@@ -360,7 +362,7 @@ class AccountSim:
             "due_date": due.date().isoformat(),
         }
         self.at(due - 30 * DAY, "invoice.issued", invoice)
-        for days in (1, 15, 30, 47):
+        for days in (1, 15, 47):
             self.at(due + days * DAY, "invoice.overdue", {**invoice, "days_overdue": days})
 
     def _renewal(self, day: datetime) -> None:

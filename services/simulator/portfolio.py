@@ -105,8 +105,16 @@ class Account:
     contacts: tuple[Contact, ...]
     plan: Plan
 
-    def record(self) -> dict[str, Any]:
-        """The registry entry (shared.contracts.AccountRecord fields)."""
+    def next_renewal(self, as_of: datetime | None) -> date:
+        """The renewal date the registry shows at `as_of` (renewed accounts roll over a year)."""
+        renewal = self.renewal_date
+        if as_of is not None and self.plan.fate == "renew":
+            while renewal < as_of.date():
+                renewal += timedelta(days=365)
+        return renewal
+
+    def record(self, as_of: datetime | None = None) -> dict[str, Any]:
+        """The registry entry (shared.contracts.AccountRecord fields) as known at `as_of`."""
         return {
             "id": self.id,
             "name": self.name,
@@ -114,7 +122,7 @@ class Account:
             "currency": self.currency,
             "tier": self.tier,
             "segment": self.segment,
-            "renewal_date": self.renewal_date.isoformat(),
+            "renewal_date": self.next_renewal(as_of).isoformat(),
             "owner": self.owner,
             "manager": self.manager,
             "executive_sponsor": self.executive_sponsor,
@@ -127,6 +135,7 @@ class Timeline:
     start: datetime
     live_start: datetime
     end: datetime
+    future_renewals: bool = False  # every renewal after `end`: warnings visible, no outcome yet
 
 
 def person(rng: random.Random, domain: str = "example.com") -> dict[str, Any]:
@@ -213,9 +222,15 @@ def _arr(rng: random.Random, big: bool) -> Decimal:
 def _renewal(rng: random.Random, timeline: Timeline) -> datetime:
     """Spread renewals so that many fall inside the simulated span (labelled outcomes)."""
     first = timeline.start + 45 * DAY
+    if timeline.future_renewals:
+        first = midnight_of(timeline.end) + 20 * DAY
     last = max(timeline.end, first + DAY) + 150 * DAY
     days = rng.randrange((last - first).days)
     return first + days * DAY + 10 * timedelta(hours=1)
+
+
+def midnight_of(value: datetime) -> datetime:
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _contacts(rng: random.Random) -> tuple[Contact, ...]:
@@ -316,9 +331,9 @@ def _spotlight_plan(rng: random.Random, timeline: Timeline, index: int, count: i
         kind="spotlight",
         fate="churn",
         baseline=rng.uniform(0.9, 1.0),
-        trough=0.3,
-        fall_from=live - 28 * DAY,
-        fall_to=live - DAY,
+        trough=0.65,
+        fall_from=live - 21 * DAY,
+        fall_to=live,
         moments={k: v.replace(microsecond=0) for k, v in moments.items()},
     )
     return plan, renewal

@@ -18,11 +18,13 @@ class RegistryApiMissing(ConfigError):
     """The signals service does not offer PUT /v1/accounts/{id} (yet)."""
 
 
-def register_api(client: httpx.Client, api_key: str, accounts: list[Account]) -> int:
+def register_api(
+    client: httpx.Client, api_key: str, accounts: list[Account], as_of: datetime | None = None
+) -> int:
     """PUT /v1/accounts/{id} on signals for each account (bearer key with accounts:write)."""
     headers = {"Authorization": f"Bearer {api_key}"}
     for account in accounts:
-        body = {k: v for k, v in account.record().items() if k != "id"}
+        body = {k: v for k, v in account.record(as_of).items() if k != "id"}
         response = client.put(f"/v1/accounts/{account.id}", json=body, headers=headers)
         if response.status_code in (404, 405) and "account" not in response.text.lower():
             raise RegistryApiMissing(
@@ -35,9 +37,9 @@ def register_api(client: httpx.Client, api_key: str, accounts: list[Account]) ->
     return len(accounts)
 
 
-def upserted_event(account: Account, prefix: str, now: datetime) -> bytes:
+def upserted_event(account: Account, prefix: str, now: datetime, as_of: datetime | None = None) -> bytes:
     """The account.upserted CloudEvent signals would publish for this account."""
-    record = AccountRecord.model_validate({**account.record(), "updated_at": now})
+    record = AccountRecord.model_validate({**account.record(as_of), "updated_at": now})
     envelope = {
         "specversion": "1.0",
         "id": f"{prefix}-account-{account.index:05d}",
@@ -51,14 +53,18 @@ def upserted_event(account: Account, prefix: str, now: datetime) -> bytes:
     return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
 
 
-def register_kafka(common: CommonSettings, accounts: list[Account], prefix: str, now: datetime) -> int:
+def register_kafka(
+    common: CommonSettings, accounts: list[Account], prefix: str, now: datetime, as_of: datetime | None = None
+) -> int:
     """Produce account.upserted to the accounts topic (key = account id), acknowledged."""
     from shared.kafka import make_producer
 
     producer = make_producer(common, client_id="kamwatch-simulator")
     try:
         futures = [
-            producer.send(common.topics.accounts, key=a.id.encode(), value=upserted_event(a, prefix, now))
+            producer.send(
+                common.topics.accounts, key=a.id.encode(), value=upserted_event(a, prefix, now, as_of)
+            )
             for a in accounts
         ]
         producer.flush(timeout=60)
