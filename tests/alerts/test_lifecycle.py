@@ -177,3 +177,24 @@ def test_a_permanent_failure_is_recorded_and_counted_not_silent(settings: Alerts
     assert [d.state for d in rows] == ["failed", "failed"]
     assert all(d.last_error and "unreachable" in d.last_error for d in rows)
     assert metrics.FAILED_DELIVERIES._value.get() == 2
+
+
+def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db) -> None:
+    from services.alerts.delivery import DeliveryWorker
+    from shared.broker import free_port
+
+    settings = settings.model_copy(update={"smtp_port": free_port(), "slack_min_interval_s": 3600})
+    lc = Lifecycle(settings, load_policy(settings.policy_file))
+    feed(db, lc, risk("red", 0.8, "green", T0), T0)
+    tick(db, lc, T0 + timedelta(minutes=2))
+    now = T0 + timedelta(minutes=2)
+    with transaction(db) as session:
+        alert = repository.lock_alert(session, alerts(db)[0].id)
+        assert alert is not None
+        alert.level_since = alert.last_notified_at = alert.next_escalation_at = T0  # force a repeat now
+        lc.advance(session, alert, now)
+    DeliveryWorker(settings, db, ManualClock(now)).run()
+
+    slack = [d for d in deliveries(db) if d.channel == "slack"]
+    assert [d.step for d in slack] == ["L1", "L1.r1"]  # same owner webhook
+    assert [d.attempts for d in slack] == [1, 0]  # the second waits for the webhook's next slot
