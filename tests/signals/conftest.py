@@ -44,6 +44,22 @@ def signals(signals_settings: SignalsSettings, clock: ManualClock) -> Iterator[T
 
 
 @pytest.fixture
+def api(signals_settings: SignalsSettings, clock: ManualClock) -> Iterator[TestClient]:
+    """The API alone (no consumer thread): faster for registry and query tests."""
+    with TestClient(create_app(signals_settings, clock=clock, with_consumer=False)) as client:
+        yield client
+
+
+@pytest.fixture
+def processor(signals_settings: SignalsSettings, db: sessionmaker[Session], clock: ManualClock) -> Any:
+    """The consumer's handler, driven by hand (tick = sweep + outbox relay)."""
+    from services.signals.app import model_holder
+    from services.signals.service import SignalsProcessor
+
+    return SignalsProcessor(signals_settings, db, clock, model_holder(signals_settings))
+
+
+@pytest.fixture
 def db(common_settings: CommonSettings) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(common_settings.database_url)
     yield make_sessionmaker(engine)

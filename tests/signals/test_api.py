@@ -1,0 +1,93 @@
+"""Risk queries: risk, history, features, portfolio; 404 naming the id, 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers import NOW
+from tests.signals.streams import full_story, healthy_history
+from tests.signals.test_training import store_history
+
+OWNERS = {"kim": ("Kim", "kim@example.com"), "lee": ("Lee", "lee@example.com")}
+
+
+def _register(api: TestClient, auth: dict[str, str], account: str, arr: str, tier: str, owner: str) -> None:
+    name, email = OWNERS[owner]
+    body = {
+        "name": account.title(),
+        "arr": arr,
+        "currency": "EUR",
+        "tier": tier,
+        "owner": {"name": name, "email": email},
+    }
+    assert api.put(f"/v1/accounts/{account}", json=body, headers=auth).status_code == 200
+
+
+def _portfolio(api: TestClient, auth: dict[str, str], **params: Any) -> Any:
+    return api.get("/v1/portfolio", params=params, headers=auth)
+
+
+def test_portfolio_ranks_by_revenue_at_risk_with_filters_and_pages(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session], processor: Any
+) -> None:
+    _register(api, auth, "big-healthy", "900000", "strategic", "kim")
+    _register(api, auth, "mid-risky", "300000", "strategic", "lee")
+    _register(api, auth, "small-risky", "20000", "key", "kim")
+    store_history(
+        db,
+        healthy_history("big-healthy", NOW) + full_story("mid-risky", NOW) + full_story("small-risky", NOW),
+    )
+    processor.tick()  # the sweep scores registered accounts
+
+    page = _portfolio(api, auth).json()
+    assert [i["account_id"] for i in page["items"]] == ["mid-risky", "big-healthy", "small-risky"]
+    at_risk = [i["revenue_at_risk"] for i in page["items"]]
+    assert at_risk == sorted(at_risk, reverse=True) and page["total"] == 3
+    assert page["items"][0]["revenue_at_risk"] == round(300000 * page["items"][0]["score"], 2)
+    assert [i["account_id"] for i in _portfolio(api, auth, band="red").json()["items"]] == [
+        "mid-risky",
+        "small-risky",
+    ]
+    assert [i["account_id"] for i in _portfolio(api, auth, owner="kim@example.com").json()["items"]] == [
+        "big-healthy",
+        "small-risky",
+    ]
+    assert [i["account_id"] for i in _portfolio(api, auth, tier="key").json()["items"]] == ["small-risky"]
+    first = _portfolio(api, auth, limit=2).json()
+    second = _portfolio(api, auth, limit=2, offset=first["next_offset"]).json()
+    assert [i["account_id"] for i in first["items"] + second["items"]] == [
+        i["account_id"] for i in page["items"]
+    ]
+    assert second["next_offset"] is None
+
+
+def test_risk_history_and_features_of_one_account(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session], processor: Any
+) -> None:
+    _register(api, auth, "acme", "120000", "strategic", "kim")
+    store_history(db, full_story("acme", NOW))
+    processor.tick()
+
+    risk = api.get("/v1/accounts/acme/risk", headers=auth).json()
+    assert risk["band"] == "red" and risk["model_version"] == "scorecard-1"
+    assert risk["as_of"] == NOW.isoformat() and risk["drivers"] and risk["changes"]
+    history = api.get("/v1/accounts/acme/risk/history", headers=auth).json()
+    assert history["items"][0]["score"] == risk["score"] and history["items"][0]["published"] is False
+    features = api.get("/v1/accounts/acme/features", headers=auth).json()["features"]
+    assert features["key_contact_departed_90d"] == 1.0 and features["days_to_renewal"] == 999.0
+
+
+def test_unknown_account_is_404_with_its_id_and_bad_params_are_422(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    for path in ("risk", "risk/history", "features"):
+        response = api.get(f"/v1/accounts/ghost-7/{path}", headers=auth)
+        assert response.status_code == 404 and "ghost-7" in response.json()["message"]
+    bad_band = _portfolio(api, auth, band="purple")
+    assert bad_band.status_code == 422 and bad_band.json()["problems"][0]["field"] == "query.band"
+    bad_limit = _portfolio(api, auth, limit=0)
+    assert bad_limit.status_code == 422 and bad_limit.json()["problems"][0]["field"] == "query.limit"
+    assert api.get("/v1/portfolio").status_code == 401
