@@ -47,9 +47,11 @@ class Rule(BaseModel):
         return self
 
     def points(self, features: Mapping[str, float]) -> float:
+        if self.feature not in features:
+            return 0.0
         if self.only_if is not None and features.get(self.only_if, 0.0) <= 0:
             return 0.0
-        value = features.get(self.feature, 0.0)
+        value = features[self.feature]
         fraction = (value - self.start) / (self.full - self.start)
         return self.weight * min(1.0, max(0.0, fraction))
 
