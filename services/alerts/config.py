@@ -42,6 +42,8 @@ class AlertsSettings(ServiceSettings):
     max_attempts: int = Field(default=8, ge=1, le=50)
     backoff_base_s: float = Field(default=5.0, ge=0)
     backoff_max_s: float = Field(default=3600.0, ge=0)
+    # Time one tick may spend sending before it returns to the consumer loop.
+    delivery_budget_s: float = Field(default=5.0, gt=0)
     # A row still 'sending' after this long is a crashed send (longer than any send can take).
     sending_lease_s: float = Field(default=120.0, ge=0)
     # Tests only (refused in prod): SIGKILL the process right after the Nth successful send,

@@ -54,8 +54,10 @@ class DeliveryWorker:
         self.recover()
         with transaction(self.sessions) as session:
             due = repository.due_deliveries(session, self.clock.now(), limit)
-        tried = 0
+        tried, started = 0, time.monotonic()
         for row in due:
+            if time.monotonic() - started > self.settings.delivery_budget_s:
+                break  # keep the consumer loop responsive; the next tick continues
             if row.channel == "slack" and self._webhook_free_at.get(row.recipient, 0.0) > time.monotonic():
                 continue  # at most one message per second per webhook: the next tick takes it
             tried += self._attempt(row)

@@ -198,3 +198,34 @@ def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db
     slack = [d for d in deliveries(db) if d.channel == "slack"]
     assert [d.step for d in slack] == ["L1", "L1.r1"]  # same owner webhook
     assert [d.attempts for d in slack] == [1, 0]  # the second waits for the webhook's next slot
+
+
+def test_api_snooze_ack_resolve_and_filters(settings: AlertsSettings, db, lifecycle: Lifecycle) -> None:
+    feed(db, lifecycle, risk("red", 0.8, "green", T0), T0)
+    tick(db, lifecycle, T0 + timedelta(minutes=2))
+    [alert] = alerts(db)
+    app = create_app(settings, clock=ManualClock(T0 + timedelta(minutes=3)), with_consumer=False)
+    with transaction(db) as session:
+        auth = {"Authorization": f"Bearer {create_key(session, 'kam', ['alerts:write', 'risk:read'])}"}
+    with TestClient(app) as client:
+        url = f"/v1/alerts/{alert.id}"
+        assert client.post(url + "/snooze", json={}, headers=auth).status_code == 422
+        snoozed = client.post(url + "/snooze", json={"duration": "4h", "by": "olivia"}, headers=auth).json()
+        assert snoozed["state"] == "snoozed" and snoozed["snoozed_until"].startswith("2026-11-01T16:03")
+        assert client.post(url + "/ack", json={"by": "olivia", "reason": "on it"}, headers=auth).json()[
+            "state"
+        ] == ("acknowledged")
+        resolved = client.post(url + "/resolve", json={"by": "olivia"}, headers=auth).json()
+        assert client.post(url + "/ack", headers=auth).status_code == 409
+        listed = client.get(
+            "/v1/alerts", params={"state": "resolved", "owner": "o@example.com"}, headers=auth
+        )
+        assert [a["id"] for a in listed.json()["alerts"]] == [alert.id]
+        assert client.get("/v1/alerts", params={"account": "other"}, headers=auth).json()["alerts"] == []
+    assert [t["to_state"] for t in resolved["transitions"] if t["from_state"] != t["to_state"]] == [
+        "open",
+        "snoozed",
+        "acknowledged",
+        "resolved",
+    ]
+    assert {d["step"] for d in resolved["deliveries"]} == {"L1"}  # nothing was sent, so no notice
