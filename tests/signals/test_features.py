@@ -105,3 +105,8 @@ def test_features_ignore_what_happens_after_the_as_of_time() -> None:
     events = full_story("a", NOW)
     early = NOW - 60 * DAY
     assert features_of([e for e in events if e.time <= early], as_of=early)["key_contact_departed_90d"] == 0.0
+
+
+def test_every_feature_is_documented_in_the_catalog(repo_root) -> None:
+    catalog = (repo_root / "docs" / "features.md").read_text()
+    assert [name for name in FEATURE_NAMES if f"`{name}`" not in catalog] == []
