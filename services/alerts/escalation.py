@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.alerts.policy import BAND_RANK, SEVERITY_RANK, Escalation, Policy
+from services.alerts.policy import BAND_RANK, SEVERITY_RANK, Escalation, Policy, QuietHours
 from shared.contracts import RiskChange
 
 ACTIVE_STATES = ("open", "acknowledged", "snoozed")
@@ -118,6 +119,27 @@ class Recipient:
     address: str  # webhook URL or e-mail address
     name: str
     role: str
+    timezone: str | None = None
+
+
+def quiet_until(
+    now: datetime, timezone: str | None, quiet: QuietHours | None, severity: str
+) -> datetime | None:
+    """The end of the recipient's quiet hours if `now` falls inside them (and the alert may wait)."""
+    if quiet is None or SEVERITY_RANK[severity] >= SEVERITY_RANK[quiet.unless_severity]:
+        return None
+    try:
+        zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    overnight = quiet.start > quiet.end
+    inside = (clock >= quiet.start or clock < quiet.end) if overnight else quiet.start <= clock < quiet.end
+    if not inside:
+        return None
+    day = local.date() + timedelta(days=1) if overnight and clock >= quiet.start else local.date()
+    return datetime.combine(day, quiet.end, tzinfo=zone).astimezone(UTC)
 
 
 def recipients(
@@ -130,10 +152,12 @@ def recipients(
     person = people.get(role)
     if not person:
         return []
-    name = str(person.get("name") or role)
+    name, zone = str(person.get("name") or role), person.get("timezone")
     found = []
     if "slack" in channels and (person.get("slack_webhook") or default_webhook):
-        found.append(Recipient("slack", str(person.get("slack_webhook") or default_webhook), name, role))
+        found.append(
+            Recipient("slack", str(person.get("slack_webhook") or default_webhook), name, role, zone)
+        )
     if "email" in channels and person.get("email"):
-        found.append(Recipient("email", str(person["email"]), name, role))
+        found.append(Recipient("email", str(person["email"]), name, role, zone))
     return found

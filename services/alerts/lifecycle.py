@@ -25,6 +25,7 @@ from services.alerts.escalation import (
     due_step,
     evaluate,
     next_escalation_at,
+    quiet_until,
     recipients,
     returned_to_green,
     step_name,
@@ -139,7 +140,13 @@ class Lifecycle:
         notified = repository.notified_recipients(session, alert.id)
         if account is None or not notified:
             return
-        found = [Recipient(d.channel, d.recipient, d.recipient_name, d.role) for d in notified]
+        people = json.loads(account.people)
+        found = [
+            Recipient(
+                d.channel, d.recipient, d.recipient_name, d.role, (people.get(d.role) or {}).get("timezone")
+            )
+            for d in notified
+        ]
         rows = self._render(session, alert, account, "resolution", alert.level, "resolved", found, now, why)
         repository.add_deliveries(session, rows)
 
@@ -358,7 +365,10 @@ class Lifecycle:
                     "message_id": mid,
                     "state": "pending",
                     "attempts": 0,
-                    "next_attempt_at": now,
+                    "next_attempt_at": quiet_until(
+                        now, person.timezone, self.policy.quiet_hours, alert.severity
+                    )
+                    or now,
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,7 +65,16 @@ def parse_condition(value: Any) -> Any:
     raise ValueError(f"{value!r} is not a condition; write e.g. '>= 60' or '== 1'")
 
 
+def parse_clock_time(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = (int(p) for p in value.strip().split(":"))
+        if hours < 24 and minutes < 60:
+            return time(hours, minutes)
+    raise ValueError(f'{value!r} is not a time of day; write it quoted, e.g. "22:00"')
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ClockTime = Annotated[time, BeforeValidator(parse_clock_time)]
 Condition = Annotated[str, BeforeValidator(parse_condition)]
 
 
@@ -107,6 +116,14 @@ class Triggers(_Strict):
     critical_signals: list[CriticalSignal] = Field(default_factory=list)
 
 
+class QuietHours(_Strict):
+    """Messages wait until `end` in the recipient's time zone, unless the alert is severe enough."""
+
+    start: ClockTime
+    end: ClockTime
+    unless_severity: Severity = "critical"
+
+
 class Inhibit(_Strict):
     source: str
     target: str
@@ -141,6 +158,7 @@ class Policy(_Strict):
     snooze_for: Duration = timedelta(hours=4)
     triggers: Triggers = Field(default_factory=Triggers)
     inhibit: list[Inhibit] = Field(default_factory=list)
+    quiet_hours: QuietHours | None = None
     escalations: dict[str, Escalation] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     default_escalation: str = "default"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,27 @@ def test_slack_blocks_carry_the_account_the_drivers_and_both_links() -> None:
     assert "Acme" in text and "EUR 120,000" in text and "82/100" in text
     assert "usage 43% below the 90-day baseline" in text and "key contact left" in text
     assert "http://x/ack" in text and "http://x/snooze" in text
+
+
+def test_quiet_hours_hold_a_warning_until_morning_in_the_recipients_zone_but_not_a_critical_one() -> None:
+    from services.alerts.escalation import quiet_until
+
+    quiet = POLICY.quiet_hours
+    late_in_berlin = datetime(2026, 11, 1, 22, 30, tzinfo=UTC)  # 23:30 in Berlin (CET)
+    assert quiet_until(late_in_berlin, "Europe/Berlin", quiet, "warning") == datetime(
+        2026, 11, 2, 6, tzinfo=UTC
+    )
+    assert quiet_until(late_in_berlin, "Europe/Berlin", quiet, "critical") is None
+    assert quiet_until(late_in_berlin, "America/New_York", quiet, "warning") is None  # 17:30 there
+    early = datetime(2026, 11, 2, 4, tzinfo=UTC)  # 05:00 in Berlin: same morning
+    assert quiet_until(early, "Europe/Berlin", quiet, "warning") == datetime(2026, 11, 2, 6, tzinfo=UTC)
+    assert quiet_until(early, "Not/AZone", quiet, "warning") == datetime(2026, 11, 2, 7, tzinfo=UTC)  # UTC
+
+
+def test_quiet_hours_times_must_be_quoted() -> None:
+    from services.alerts.policy import parse_policy
+    from shared.errors import ConfigError
+
+    text = Path(DEFAULT_POLICY).read_text().replace('start: "22:00"', "start: 22:00")
+    with pytest.raises(ConfigError, match=r"quiet_hours.start: 1320 is not a time of day; write it quoted"):
+        parse_policy(text)
