@@ -232,6 +232,7 @@ class BatchLoop:
         self._failures = 0
         self.last_error: str | None = None
         self.batches = 0
+        self._lag_partitions: set[TopicPartition] = set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -318,17 +319,37 @@ class BatchLoop:
             log.warning("consumer.commit_failed_rebalance", group=self.name)
 
     def _update_lag(self) -> None:
-        """Lag from the fetch high watermark, correct on Apache Kafka and the local broker."""
+        """Lag = fetch high watermark - committed offset (what a restart would re-read).
+
+        The high watermark comes from Fetch responses (`highwater`), never ListOffsets/end_offsets,
+        which the local broker answers wrongly (../shared/KAFKA.md section 4); this is correct on
+        Apache Kafka too. Gauges of partitions no longer assigned are removed, so a scaled-out group
+        sums to its true lag.
+        """
         consumer = self._consumer
         if consumer is None:
             return
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            position = consumer.position(tp, timeout_ms=1000) if hasattr(consumer, "position") else None
-            if position is not None:
-                CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        assigned = set(consumer.assignment())
+        for tp in self._lag_partitions - assigned:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag_partitions &= assigned
+        try:
+            for tp in assigned:
+                self._set_lag(consumer, tp)
+        except KafkaError as exc:  # a metric never stops the loop; the next tick tries again
+            log.warning("consumer.lag_unavailable", group=self.name, error=str(exc)[:200])
+
+    def _set_lag(self, consumer: KafkaConsumer, tp: TopicPartition) -> None:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return
+        committed = consumer.committed(tp, timeout_ms=1000)
+        if committed is None:  # nothing committed yet: the group starts where it reset to
+            committed = consumer.position(tp, timeout_ms=1000)
+        if committed is not None:
+            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - committed))
+            self._lag_partitions.add(tp)
 
     def _retry_later(self, cause: str, exc: BaseException) -> None:
         self._failures += 1
