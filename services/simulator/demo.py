@@ -96,7 +96,9 @@ class Demo:
             say(f"backfilling {HISTORY_DAYS} days of history for {DEMO_ACCOUNTS} accounts ...")
             threading.Thread(target=self._report, name="kamwatch-demo-report", daemon=True).start()
             try:
-                stats = run(self.simulation, sink, speedup(), self.stop, on_live=self._on_live)
+                stats = run(
+                    self.simulation, sink, speedup(), self.stop, on_live=self._on_live, recent_first=True
+                )
             finally:
                 sink.close()
             self._finish(stats, time.monotonic() - started)

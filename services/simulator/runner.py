@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,16 +70,23 @@ def run(
     stop: threading.Event | None = None,
     on_day: Callable[[datetime, RunStats], None] | None = None,
     on_live: Callable[[list[CloudEvent]], None] | None = None,
+    recent_first: bool = False,
 ) -> RunStats:
-    """Send every event of the simulation to `sink`; return what was sent."""
+    """Send every event of the simulation to `sink`; return what was sent.
+
+    `recent_first` sends the history's first day (the opening roster), then the other days
+    newest first: a consumer that scores as of the present while a backfill streams in then
+    never sees an account that looks silent for months (the demo uses it).
+    """
     stop = stop or threading.Event()
     pacer = Pacer(simulation.config.live_start, speedup, stop)
     stats = RunStats()
-    for day, events in simulation.days():
+    days = simulation.days()
+    if recent_first:
+        days = _recent_first(days, pacer.live_start, sink, stats)
+    for day, events in days:
         history = [e for e in events if e.time < pacer.live_start]
-        for batch in batches(history, HISTORY_BATCH):
-            sink.send(batch)
-            stats.count(batch, live=False)
+        _send_history(history, sink, stats)
         live = events[len(history) :]
         if live and not _stream(live, sink, pacer, stats, on_live):
             stats.stopped = True
@@ -91,6 +98,29 @@ def run(
             stats.stopped = True
             return stats
     return stats
+
+
+def _send_history(history: list[CloudEvent], sink: Sink, stats: RunStats) -> None:
+    for batch in batches(history, HISTORY_BATCH):
+        sink.send(batch)
+        stats.count(batch, live=False)
+
+
+def _recent_first(
+    days: Iterator[tuple[datetime, list[CloudEvent]]], live_start: datetime, sink: Sink, stats: RunStats
+) -> Iterator[tuple[datetime, list[CloudEvent]]]:
+    """Send the whole history (first day, then newest first); yield the days with live events."""
+    history: list[list[CloudEvent]] = []
+    for day, events in days:
+        if events and events[-1].time >= live_start:
+            _send_history([e for d in [history[:1], history[:0:-1]] for es in d for e in es], sink, stats)
+            history = []
+            yield day, events
+            yield from days
+            return
+        history.append(events)
+        yield day, []
+    _send_history([e for d in [history[:1], history[:0:-1]] for es in d for e in es], sink, stats)
 
 
 def _stream(
