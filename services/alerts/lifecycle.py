@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from email.utils import formataddr
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from services.alerts import metrics, repository
+from services.alerts.compose import Composer, triggers_of
 from services.alerts.config import AlertsSettings
 from services.alerts.escalation import (
     ALLOWED,
@@ -25,15 +25,12 @@ from services.alerts.escalation import (
     due_step,
     evaluate,
     next_escalation_at,
-    quiet_until,
     recipients,
     returned_to_green,
     step_name,
     top_severity,
     unmuted,
 )
-from services.alerts.links import LinkClaim, sign
-from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
 from services.alerts.models import Alert, AlertAccount
 from services.alerts.policy import Policy
 from shared.contracts import AccountRecord, RiskChange
@@ -43,10 +40,6 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 SYSTEM = "kamwatch"
 UNKNOWN_ACCOUNT_RETRY = timedelta(seconds=60)
-
-
-def triggers_of(alert: Alert) -> list[Fired]:
-    return [Fired(t["trigger"], t["severity"]) for t in json.loads(alert.triggers)]
 
 
 def _dump_triggers(triggers: list[Fired]) -> str:
@@ -79,6 +72,7 @@ class Lifecycle:
     def __init__(self, settings: AlertsSettings, policy: Policy) -> None:
         self.settings = settings
         self.policy = policy
+        self.composer = Composer(settings, policy)
         window = settings.grouping_window_s
         self.grouping_window = timedelta(seconds=window) if window is not None else policy.grouping_window
 
@@ -147,7 +141,17 @@ class Lifecycle:
             )
             for d in notified
         ]
-        rows = self._render(session, alert, account, "resolution", alert.level, "resolved", found, now, why)
+        rows = self.composer.rows(
+            repository.email_thread(session, alert.id),
+            alert,
+            account,
+            "resolution",
+            alert.level,
+            "resolved",
+            found,
+            now,
+            why,
+        )
         repository.add_deliveries(session, rows)
 
     # --- risk changes -----------------------------------------------------------------------
@@ -310,7 +314,9 @@ class Lifecycle:
         repeats = alert.repeats + 1 if kind == "repeat" and level == alert.level else 0
         step = step_name(kind, level, repeats)
         waited = describe_wait(plan.levels[level - 1].after) if kind == "escalation" else ""
-        rows = self._render(session, alert, account, kind, level, step, found, now, waited)
+        rows = self.composer.rows(
+            repository.email_thread(session, alert.id), alert, account, kind, level, step, found, now, waited
+        )
         repository.add_deliveries(session, rows)
         if level != alert.level:
             alert.level_since = now
@@ -323,93 +329,3 @@ class Lifecycle:
         if kind == "escalation":
             metrics.ESCALATED.labels(str(level)).inc()
         log.info("alert.step", alert_id=alert.id, kind=kind, level=level, step=step)
-
-    # --- rendering ----------------------------------------------------------------------------
-    def _render(
-        self,
-        session: Session,
-        alert: Alert,
-        account: AlertAccount,
-        kind: str,
-        level: int,
-        step: str,
-        found: list[Recipient],
-        now: datetime,
-        note: str,
-    ) -> list[dict[str, Any]]:
-        change = RiskChange.model_validate_json(alert.risk)
-        thread = repository.email_thread(session, alert.id)
-        rows = []
-        for person in found:
-            ctx = self._context(alert, account, change, kind, level, person, now, note)
-            mid = None
-            if person.channel == "slack":
-                payload = json.dumps(slack_payload(ctx))
-            else:
-                mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
-                envelope = Envelope(
-                    self.settings.mail_from, formataddr((person.name, person.address)), mid, now, thread
-                )
-                payload = email_message(ctx, envelope).as_string()
-            rows.append(
-                {
-                    "alert_id": alert.id,
-                    "step": step,
-                    "level": level,
-                    "kind": kind,
-                    "channel": person.channel,
-                    "recipient": person.address,
-                    "recipient_name": person.name,
-                    "role": person.role,
-                    "payload": payload,
-                    "message_id": mid,
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": quiet_until(
-                        now, person.timezone, self.policy.quiet_hours, alert.severity
-                    )
-                    or now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        return rows
-
-    def _context(
-        self,
-        alert: Alert,
-        account: AlertAccount,
-        change: RiskChange,
-        kind: str,
-        level: int,
-        person: Recipient,
-        now: datetime,
-        note: str,
-    ) -> MessageContext:
-        links = kind != "resolution"
-        return MessageContext(
-            alert_id=alert.id,
-            kind=kind,
-            level=level,
-            account_name=account.name,
-            arr=account.arr,
-            currency=account.currency,
-            score=change.score,
-            band=change.band,
-            previous_band=change.previous_band,
-            triggers=[f.trigger for f in triggers_of(alert)],
-            drivers=[d.text for d in change.drivers],
-            changes=list(change.changes),
-            recipient_name=person.name,
-            role=person.role,
-            ack_url=self.link(alert.id, "ack", person, now) if links else None,
-            snooze_url=self.link(alert.id, "snooze", person, now) if links else None,
-            reason=note if kind == "resolution" else "",
-            waited=note if kind == "escalation" else None,
-        )
-
-    def link(self, alert_id: int, action: str, person: Recipient, now: datetime) -> str:
-        actor = f"{person.name} <{person.address}>" if person.channel == "email" else f"{person.name} (slack)"
-        claim = LinkClaim(alert_id, action, actor, now + self.policy.link_ttl)
-        token = sign(self.settings.link_secret, claim)
-        return f"{self.settings.public_url.rstrip('/')}/v1/alert-links/{token}"

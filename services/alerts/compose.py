@@ -1,0 +1,114 @@
+"""Message composition: one outbox row per recipient, rendered when the step is decided."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from email.utils import formataddr
+from typing import Any
+
+from services.alerts.config import AlertsSettings
+from services.alerts.escalation import Fired, Recipient, quiet_until
+from services.alerts.links import LinkClaim, sign
+from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
+from services.alerts.models import Alert, AlertAccount
+from services.alerts.policy import Policy
+from shared.contracts import RiskChange
+
+
+def triggers_of(alert: Alert) -> list[Fired]:
+    return [Fired(t["trigger"], t["severity"]) for t in json.loads(alert.triggers)]
+
+
+class Composer:
+    def __init__(self, settings: AlertsSettings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+
+    def rows(
+        self,
+        thread: list[str],
+        alert: Alert,
+        account: AlertAccount,
+        kind: str,
+        level: int,
+        step: str,
+        found: list[Recipient],
+        now: datetime,
+        note: str,
+    ) -> list[dict[str, Any]]:
+        change = RiskChange.model_validate_json(alert.risk)
+        rows = []
+        for person in found:
+            ctx = self.context(alert, account, change, kind, level, person, now, note)
+            mid = None
+            if person.channel == "slack":
+                payload = json.dumps(slack_payload(ctx))
+            else:
+                mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
+                envelope = Envelope(
+                    self.settings.mail_from, formataddr((person.name, person.address)), mid, now, thread
+                )
+                payload = email_message(ctx, envelope).as_string()
+            rows.append(
+                {
+                    "alert_id": alert.id,
+                    "step": step,
+                    "level": level,
+                    "kind": kind,
+                    "channel": person.channel,
+                    "recipient": person.address,
+                    "recipient_name": person.name,
+                    "role": person.role,
+                    "payload": payload,
+                    "message_id": mid,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": quiet_until(
+                        now, person.timezone, self.policy.quiet_hours, alert.severity
+                    )
+                    or now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        return rows
+
+    def context(
+        self,
+        alert: Alert,
+        account: AlertAccount,
+        change: RiskChange,
+        kind: str,
+        level: int,
+        person: Recipient,
+        now: datetime,
+        note: str,
+    ) -> MessageContext:
+        links = kind != "resolution"
+        return MessageContext(
+            alert_id=alert.id,
+            kind=kind,
+            level=level,
+            account_name=account.name,
+            arr=account.arr,
+            currency=account.currency,
+            score=change.score,
+            band=change.band,
+            previous_band=change.previous_band,
+            triggers=[f.trigger for f in triggers_of(alert)],
+            drivers=[d.text for d in change.drivers],
+            changes=list(change.changes),
+            recipient_name=person.name,
+            role=person.role,
+            ack_url=self.link(alert.id, "ack", person, now) if links else None,
+            snooze_url=self.link(alert.id, "snooze", person, now) if links else None,
+            reason=note if kind == "resolution" else "",
+            waited=note if kind == "escalation" else None,
+        )
+
+    def link(self, alert_id: int, action: str, person: Recipient, now: datetime) -> str:
+        actor = f"{person.name} <{person.address}>" if person.channel == "email" else f"{person.name} (slack)"
+        claim = LinkClaim(alert_id, action, actor, now + self.policy.link_ttl)
+        token = sign(self.settings.link_secret, claim)
+        return f"{self.settings.public_url.rstrip('/')}/v1/alert-links/{token}"
