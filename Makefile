@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/kamwatch run --demo
 
 test: install
+	bash deploy/ensure-tools.sh
 	$(BIN)/kamwatch schemas --check
 	$(BIN)/python -m pytest -q
 
