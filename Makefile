@@ -42,7 +42,8 @@ schemas: install
 	$(BIN)/kamwatch schemas
 
 bench: install
-	$(BIN)/python -m bench.run
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 soak: install
 	KAMWATCH_SOAK=1 $(BIN)/python -m pytest -q -m soak
