@@ -156,6 +156,8 @@ class Lifecycle:
 
     # --- risk changes -----------------------------------------------------------------------
     def on_risk(self, session: Session, change: RiskChange, now: datetime) -> None:
+        if repository.seen_before(session, change.account_id, change.as_of, change.score):
+            return  # redelivered: everything it caused is already in the tables
         repository.record_score(session, change.account_id, change.as_of, change.score)
         active = repository.active_alerts(session, change.account_id)
         for alert in active:

@@ -43,6 +43,12 @@ def record_score(session: Session, account_id: str, as_of: datetime, score: floa
     insert_ignore(session, RiskScore.__table__, [row], ["account_id", "as_of"])  # type: ignore[arg-type]
 
 
+def seen_before(session: Session, account_id: str, as_of: datetime, score: float) -> bool:
+    """The same score for the same account and as-of time was processed already (a redelivery)."""
+    query = select(RiskScore.score).where(RiskScore.account_id == account_id, RiskScore.as_of == as_of)
+    return any(abs(seen - score) < 1e-9 for seen in session.scalars(query))
+
+
 def scores_between(session: Session, account_id: str, start: datetime, end: datetime) -> list[float]:
     """Scores with start <= as_of < end (the window before a change)."""
     query = select(RiskScore.score).where(

@@ -158,6 +158,8 @@ def start_for_stack(var: Path) -> LocalSinks | None:
     sinks.start()
     os.environ["KAMWATCH_ALERTS_SMTP_HOST"] = "127.0.0.1"
     os.environ["KAMWATCH_ALERTS_SMTP_PORT"] = str(sinks.smtp_port)
+    port = os.environ.get("KAMWATCH_ALERTS_PORT", "8003")
+    os.environ.setdefault("KAMWATCH_ALERTS_PUBLIC_URL", f"http://127.0.0.1:{port}")
     os.environ.setdefault(
         "KAMWATCH_ALERTS_DEFAULT_SLACK_WEBHOOK", f"{sinks.slack_url}/services/local/kamwatch"
     )

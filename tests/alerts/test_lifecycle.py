@@ -229,3 +229,12 @@ def test_api_snooze_ack_resolve_and_filters(settings: AlertsSettings, db, lifecy
         "resolved",
     ]
     assert {d["step"] for d in resolved["deliveries"]} == {"L1"}  # nothing was sent, so no notice
+
+
+def test_a_redelivered_risk_change_does_not_reopen_a_resolved_alert(db, lifecycle: Lifecycle) -> None:
+    red, green = risk("red", 0.8, "green", T0), risk("green", 0.2, "red", T0 + timedelta(hours=1))
+    for change in (red, green, red, green):  # the batch replayed after a crash
+        feed(db, lifecycle, change, T0 + timedelta(hours=2))
+    assert [a.state for a in alerts(db)] == ["resolved"]
+    feed(db, lifecycle, risk("red", 0.85, "green", T0 + timedelta(hours=3)), T0 + timedelta(hours=3))
+    assert [a.state for a in alerts(db)] == ["resolved", "open"]  # a new trigger opens a new alert
