@@ -48,7 +48,8 @@ def sign(secret: str, claim: LinkClaim) -> str:
 def verify(secret: str, token: str, now: datetime) -> LinkClaim:
     """The claim of a token whose signature matches (constant-time) and that has not expired."""
     body, _, mac = token.partition(".")
-    if not body or not mac or not hmac.compare_digest(mac, _mac(secret, body)):
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII str (a 500 on a hostile link).
+    if not body or not mac or not hmac.compare_digest(mac.encode(), _mac(secret, body).encode()):
         raise LinkInvalid("this link is not valid (it was changed or belongs to another installation)")
     try:
         payload = json.loads(_unb64(body))
