@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email import message_from_string, policy
 from email.message import EmailMessage
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,6 +27,19 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def slack_url_allowed(url: str, allowed_hosts: list[str]) -> bool:
+    """An https URL whose host is on the allow-list (no credentials, no odd port): stops a
+    registry entry from making kamwatch post alerts (account data) to any server it names."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    hosts = {h.strip().lower() for h in allowed_hosts if h.strip()}
+    return parts.scheme == "https" and host in hosts and not parts.username and port in (None, 443)
 
 
 def send_slack(url: str, payload: str, timeout_s: float, require_https: bool) -> SendResult:

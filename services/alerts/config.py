@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from services.alerts.channels import slack_url_allowed
 from shared.settings import ServiceSettings
 
 DEFAULT_POLICY = str(Path(__file__).resolve().parent / "policy.yaml")
@@ -37,6 +38,8 @@ class AlertsSettings(ServiceSettings):
     # Slack: used for a Person without slack_webhook (the embedded profile points it at the local sink).
     default_slack_webhook: str | None = None
     slack_timeout_s: float = Field(default=10.0, gt=0)
+    # prod: Slack webhook URLs must be https on one of these hosts (comma-separated in the env).
+    slack_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["hooks.slack.com"])
     slack_min_interval_s: float = Field(default=1.0, ge=0, description="at most 1 message/s per webhook")
     # Outbox retries: exponential backoff from backoff_base_s, then a permanent failure.
     max_attempts: int = Field(default=8, ge=1, le=50)
@@ -49,6 +52,11 @@ class AlertsSettings(ServiceSettings):
     # Tests only (refused in prod): SIGKILL the process right after the Nth successful send,
     # before the send is recorded, to prove that a crash there neither duplicates nor loses.
     crash_after_sends: int | None = None
+
+    @field_validator("slack_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     def secret_fields(self) -> dict[str, list[str]]:
         fields = {"KAMWATCH_ALERTS_LINK_SECRET": [self.link_secret]}
@@ -64,4 +72,11 @@ class AlertsSettings(ServiceSettings):
             raise ValueError("KAMWATCH_ALERTS_CRASH_AFTER_SENDS is a test setting, refused in prod")
         if self.default_slack_webhook and not self.default_slack_webhook.startswith("https://"):
             raise ValueError("KAMWATCH_ALERTS_DEFAULT_SLACK_WEBHOOK must be an https:// URL in prod")
+        if self.default_slack_webhook and not slack_url_allowed(
+            self.default_slack_webhook, self.slack_allowed_hosts
+        ):
+            raise ValueError(
+                "KAMWATCH_ALERTS_DEFAULT_SLACK_WEBHOOK must be on a host listed in "
+                "KAMWATCH_ALERTS_SLACK_ALLOWED_HOSTS (default hooks.slack.com)"
+            )
         return self

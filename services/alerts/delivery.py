@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerts import metrics, repository
-from services.alerts.channels import SendResult, SmtpConfig, send_email, send_slack
+from services.alerts.channels import SendResult, SmtpConfig, send_email, send_slack, slack_url_allowed
 from services.alerts.config import AlertsSettings
 from services.alerts.models import Delivery
 from shared.clock import Clock
@@ -91,6 +91,8 @@ class DeliveryWorker:
         if row.channel == "slack":
             self._webhook_free_at[row.recipient] = time.monotonic() + self.settings.slack_min_interval_s
             prod = self.settings.common.profile == "prod"
+            if prod and not slack_url_allowed(row.recipient, self.settings.slack_allowed_hosts):
+                return SendResult("failed", "Slack host not in KAMWATCH_ALERTS_SLACK_ALLOWED_HOSTS")
             result = send_slack(row.recipient, row.payload, self.settings.slack_timeout_s, prod)
             if result.retry_after_s:
                 self._webhook_free_at[row.recipient] = time.monotonic() + result.retry_after_s
