@@ -132,13 +132,22 @@ class Demo:
                 say(f"{event.time:%H:%M} {account.name} ({account.tier}, ARR {account.arr:,.0f}): {words}")
 
     def _report(self) -> None:
-        last = ""
+        last: dict[str, str | None] = {}
         deadline = time.monotonic() + LIVE_MINUTES * 60 + 180
         while not self.stop.wait(REPORT_EVERY_S) and time.monotonic() < deadline:
-            line = self._portfolio_line()
-            if line and line != last:
-                say(line)
-                last = line
+            for name, line in (("portfolio", self._portfolio_line()), ("outbox", self._outbox_line())):
+                if line and line != last.get(name):
+                    say(line)
+                    last[name] = line
+
+    def _outbox_line(self) -> str | None:
+        """Messages the alerts service delivered to the local sinks (var/outbox/mail, /slack)."""
+        outbox = self.key_path.parent / "outbox"
+        mail = len(list((outbox / "mail").glob("*.eml")))
+        slack = len(list((outbox / "slack").glob("*.json")))
+        if not mail and not slack:
+            return None
+        return f"alerts delivered: {mail} e-mails, {slack} Slack messages (in {outbox}/mail and /slack)"
 
     def _portfolio_line(self) -> str | None:
         key = self.key_path.read_text().strip() if self.key_path.exists() else ""
