@@ -73,17 +73,22 @@ def summary_lines(ctx: MessageContext) -> list[str]:
     return lines
 
 
+def mrkdwn(text: str) -> str:
+    """Slack's escaping: &, < and > are control characters in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(ctx: MessageContext) -> dict[str, object]:
     """An incoming-webhook payload: text fallback plus Block Kit blocks with action links."""
     blocks: list[dict[str, object]] = [
         {"type": "header", "text": {"type": "plain_text", "text": headline(ctx)[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(summary_lines(ctx))}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn("\n".join(summary_lines(ctx)))}},
     ]
     if ctx.drivers and ctx.kind != "resolution":
-        text = "*Drivers*\n" + "\n".join(f"• {d}" for d in ctx.drivers)
+        text = "*Drivers*\n" + "\n".join(f"• {mrkdwn(d)}" for d in ctx.drivers)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if ctx.changes and ctx.kind != "resolution":
-        text = "*What changed*\n" + "\n".join(f"• {c}" for c in ctx.changes)
+        text = "*What changed*\n" + "\n".join(f"• {mrkdwn(c)}" for c in ctx.changes)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     buttons = [
         {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url, **style}
