@@ -61,8 +61,8 @@ class RiskEngine:
         self, session: Session, account_ids: list[str], now: datetime, trigger: str
     ) -> list[RiskHistory]:
         """Score each account as of `now`; return the new history rows to publish."""
-        accounts = repository.accounts_by_id(session, account_ids)
-        risks = repository.risk_for(session, account_ids)
+        accounts = repository.accounts_by_id(session, account_ids, lock=True)
+        risks = repository.risk_for(session, account_ids, lock=True)
         to_publish = []
         for account_id in sorted(set(account_ids)):
             features, details = self.features_of(session, account_id, accounts.get(account_id), now)

@@ -29,10 +29,14 @@ def get_account(session: Session, account_id: str) -> Account | None:
     return session.get(Account, account_id)
 
 
-def accounts_by_id(session: Session, account_ids: Iterable[str]) -> dict[str, Account]:
+def accounts_by_id(session: Session, account_ids: Iterable[str], lock: bool = False) -> dict[str, Account]:
+    """Registry rows; `lock` holds them (PostgreSQL) so two workers never score one account at once."""
     found: dict[str, Account] = {}
     for chunk in _chunks(sorted(set(account_ids))):
-        found.update({a.id: a for a in session.scalars(select(Account).where(Account.id.in_(chunk)))})
+        query = select(Account).where(Account.id.in_(chunk)).order_by(Account.id)
+        if lock:
+            query = query.with_for_update()
+        found.update({a.id: a for a in session.scalars(query)})
     return found
 
 
@@ -185,15 +189,13 @@ def state_snapshot(session: Session) -> dict[str, list[tuple[Any, ...]]]:
 
 
 # --- risk --------------------------------------------------------------------------------------------
-def risk_for(session: Session, account_ids: Iterable[str]) -> dict[str, RiskScore]:
+def risk_for(session: Session, account_ids: Iterable[str], lock: bool = False) -> dict[str, RiskScore]:
     found: dict[str, RiskScore] = {}
     for chunk in _chunks(sorted(set(account_ids))):
-        found.update(
-            {
-                r.account_id: r
-                for r in session.scalars(select(RiskScore).where(RiskScore.account_id.in_(chunk)))
-            }
-        )
+        query = select(RiskScore).where(RiskScore.account_id.in_(chunk)).order_by(RiskScore.account_id)
+        if lock:
+            query = query.with_for_update()
+        found.update({r.account_id: r for r in session.scalars(query)})
     return found
 
 
@@ -252,9 +254,12 @@ def due_for_sweep(session: Session, day_start: datetime, model_version: str, lim
         .outerjoin(RiskScore, RiskScore.account_id == Account.id)
         .where(RiskScore.account_id.is_(None), Account.deleted.is_(False))
     )
-    ids = list(session.scalars(stale.order_by(RiskScore.account_id).limit(limit)))
+    # SKIP LOCKED (PostgreSQL): several workers sweep at once without scoring an account twice.
+    stale = stale.order_by(RiskScore.account_id).limit(limit).with_for_update(of=RiskScore, skip_locked=True)
+    ids = list(session.scalars(stale))
     if len(ids) < limit:
-        ids += list(session.scalars(unscored.order_by(Account.id).limit(limit - len(ids))))
+        unscored = unscored.order_by(Account.id).limit(limit - len(ids))
+        ids += list(session.scalars(unscored.with_for_update(of=Account, skip_locked=True)))
     return ids
 
 

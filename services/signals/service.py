@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from services.signals.state import AccountState, EntityRow, event_key, merge_cou
 from shared.clock import Clock
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem
-from shared.events import decode_json, to_json, validate_event
+from shared.events import ACCOUNT_ID_PATTERN, decode_json, to_json, validate_event
 from shared.kafka import OutMessage
 from shared.logging import get_logger
 
@@ -47,8 +48,16 @@ class Signal:
 
 def parse_signal(raw: bytes | None, now: datetime) -> Signal:
     event = validate_event(decode_json(raw or b""), now)
-    if not event.subject:
-        raise EventInvalid("event has no subject", [Problem("subject", "is required (the account id)")])
+    if not event.subject or not re.match(ACCOUNT_ID_PATTERN, event.subject):
+        raise EventInvalid(
+            "event subject is not a kamwatch account id",
+            [
+                Problem(
+                    "subject",
+                    "must be the resolved account id (ingest resolves aliases such as stripe:cus_1)",
+                )
+            ],
+        )
     return Signal(event.source, event.id, event.type, event.subject, event.time, event.data, to_json(event))
 
 
@@ -152,6 +161,8 @@ class SignalsProcessor:
                 metrics.EVENTS.labels("invalid", "dead_lettered").inc()
                 dead.append(self._dead_letter(record, error))
                 continue
+            if (signal.source, signal.event_id) in signals:  # the same event twice in one batch
+                metrics.EVENTS.labels(signal.type, "duplicate").inc()
             signals.setdefault((signal.source, signal.event_id), signal)
         return list(signals.values()), dead
 
