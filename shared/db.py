@@ -95,10 +95,28 @@ def insert_ignore(
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite."""
     if not rows:
         return
+    session.execute(_insert_ignore_statement(session, table, conflict_columns), list(rows))
+
+
+def insert_ignore_returning(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict_columns: Sequence[str],
+    returning: Sequence[str],
+) -> list[Any]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the rows that were really inserted."""
+    if not rows:
+        return []
+    statement = _insert_ignore_statement(session, table, conflict_columns)
+    columns = [table.c[name] for name in returning]
+    return list(session.execute(statement.returning(*columns), list(rows)))
+
+
+def _insert_ignore_statement(session: Session, table: Table, conflict_columns: Sequence[str]) -> Any:
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
-    session.execute(statement, list(rows))
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 def is_transient(error: BaseException) -> bool:

@@ -320,10 +320,14 @@ def typed_data(event: CloudEvent) -> Any:
     return DATA_MODELS[event.type].model_validate(event.data)
 
 
-def to_json(event: CloudEvent) -> str:
-    """Canonical JSON: stable key order so stored and produced bytes are deterministic."""
+def to_json(event: CloudEvent, **overrides: Any) -> str:
+    """Canonical JSON: stable key order so stored and produced bytes are deterministic.
+
+    `overrides` replace or add attributes (e.g. the resolved `subject`) without copying the model.
+    """
     payload = event.model_dump(mode="json", exclude_none=True)
     payload["time"] = event.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    payload.update(overrides)
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -68,14 +68,12 @@ def dead_letter_row(record: Any, error: EventInvalid, now: datetime) -> dict[str
     }
 
 
-def canonical(event: CloudEvent, account_id: str) -> CloudEvent:
-    """The event as published on kamwatch.events: subject = kamwatch account id."""
-    original = event.subject
-    copy = event.model_copy(deep=True)
-    copy.subject = account_id
-    if original != account_id:
-        setattr(copy, "accountref", original)  # noqa: B010 - CloudEvents extension attribute
-    return copy
+def canonical_json(event: CloudEvent, account_id: str) -> str:
+    """The event as published on kamwatch.events: subject = kamwatch account id; an alias used
+    in the raw event is kept in the `accountref` extension attribute."""
+    if event.subject == account_id:
+        return to_json(event)
+    return to_json(event, subject=account_id, accountref=event.subject)
 
 
 class IngestProcessor:
@@ -96,11 +94,11 @@ class IngestProcessor:
         with transaction(self.sessions) as session:
             refs = self._apply_accounts(session, account_records, pending, now)
             self._decide(session, raw, pending, now)
-            repository.insert_events(session, pending.events)
+            inserted = repository.insert_events(session, pending.events)
             repository.insert_parked(session, pending.parked)
             repository.insert_dead_letters(session, pending.dead)
             replayed = self._replay_parked(session, refs, now) if refs else []
-            out = self._outgoing(session, pending, replayed)
+            out = self._outgoing(session, pending, inserted, replayed)
         self._count(pending, replayed)
         return out
 
@@ -207,7 +205,7 @@ class IngestProcessor:
                 "account_id": account_id,
                 "event_time": event.time,
                 "received_at": now,
-                "payload": to_json(canonical(event, account_id)),
+                "payload": canonical_json(event, account_id),
             }
         )
         pending.keys.append(key)
@@ -250,7 +248,7 @@ class IngestProcessor:
                     "origin_topic": item.origin_topic,
                     "origin_partition": item.origin_partition,
                     "origin_offset": item.origin_offset,
-                    "payload": to_json(canonical(event, account_id)),
+                    "payload": canonical_json(event, account_id),
                 }
             )
             done.append(item.id)
@@ -261,37 +259,46 @@ class IngestProcessor:
         return keys
 
     def _outgoing(
-        self, session: Session, pending: _Pending, replayed: list[repository.EventKey]
+        self,
+        session: Session,
+        pending: _Pending,
+        inserted: dict[repository.EventKey, int],
+        replayed: list[repository.EventKey],
     ) -> list[OutMessage]:
         """Unpublished rows of this batch: new ones, and ones a crash left unpublished."""
-        out = []
-        stored = {
-            (row.source, row.event_id): row
-            for row in repository.events_by_key(session, pending.keys + replayed)
-        }
-        for key in pending.keys:
-            row = stored.get(key)
-            if row is None:
-                continue
+        out = [
+            self._message(
+                inserted[(row["source"], row["event_id"])], row["account_id"], row["type"], row["payload"]
+            )
+            for row in pending.events
+            if (row["source"], row["event_id"]) in inserted
+        ]
+        # Not inserted: a duplicate from upstream, or our own redelivery after a crash.
+        leftovers = [key for key in pending.keys if key not in inserted] + replayed
+        for row in repository.events_by_key(session, leftovers):
+            key = (row.source, row.event_id)
             if row.published_at is None:
-                out.append(self._event_message(row))
-            elif (row.origin_topic, row.origin_partition, row.origin_offset) != pending.origins[key]:
+                out.append(self._message(row.id, row.account_id, row.type, row.payload))
+            elif key in pending.origins and pending.origins[key] != (
+                row.origin_topic,
+                row.origin_partition,
+                row.origin_offset,
+            ):
                 pending.outcomes[(row.type, "duplicate")] += 1
-        for key in replayed:
-            row = stored.get(key)
-            if row is not None and row.published_at is None:
-                out.append(self._event_message(row))
         origins = [(d["topic"], d["partition"], d["offset"]) for d in pending.dead]
         out.extend(self._dead_message(row) for row in repository.unpublished_dead_letters(session, origins))
         return out
 
     def _event_message(self, row: StoredEvent) -> OutMessage:
+        return self._message(row.id, row.account_id, row.type, row.payload)
+
+    def _message(self, row_id: int, account_id: str, event_type: str, payload: str) -> OutMessage:
         return OutMessage(
             self.topics.events,
-            row.account_id,
-            row.payload.encode(),
-            (("ce_type", row.type.encode()),),
-            ref=("event", row.id),
+            account_id,
+            payload.encode(),
+            (("ce_type", event_type.encode()),),
+            ref=("event", row_id),
         )
 
     def _dead_message(self, row: DeadLetter) -> OutMessage:
