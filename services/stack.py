@@ -112,6 +112,9 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
     configure_logging(common.log_level, common.log_format, "run")
     from services.alerts.sinks import start_for_stack
 
+    # The policy groups an account's triggers for 2 minutes; on one machine a new user should see
+    # the message within seconds, so the embedded profile groups for 2 s unless told otherwise.
+    os.environ.setdefault("KAMWATCH_ALERTS_GROUPING_WINDOW_S", "2")
     sinks = start_for_stack(var)  # local mail + Slack sinks; sets the alerts env before the spawn
     supervisor = Supervisor(dict(os.environ), var / "log")
     try:
