@@ -110,7 +110,7 @@ class RiskEngine:
         changes = describe_changes(previous, result.score, result.band, result.drivers)
         publish = should_publish(
             result.score, result.band, risk.published_score, risk.published_band, self.settings.publish_step
-        )
+        ) or _new_driver(previous, result.drivers)
         if publish:
             risk.published_score, risk.published_band = result.score, result.band
             metrics.RISK_CHANGES.labels(result.band).inc()
@@ -150,8 +150,26 @@ class RiskEngine:
         risk.revenue_at_risk = round(risk.arr * result.score, 2)
 
 
-def risk_message(topic: str, row: RiskHistory) -> OutMessage:
-    """risk.changed for one history row, keyed by account id."""
+def _new_driver(previous: dict[str, Any] | None, drivers: list[Driver]) -> bool:
+    """A cause that was not there before (e.g. the champion left while already red) is news even
+    when the score barely moves, so alerts can react to critical single signals."""
+    if previous is None:
+        return False
+    return bool({d.feature for d in drivers} - {d["feature"] for d in previous["drivers"]})
+
+
+def risk_messages(session: Session, topic: str, rows: list[RiskHistory]) -> list[OutMessage]:
+    current = repository.risk_for(session, [r.account_id for r in rows])
+    return [risk_message(topic, row, current.get(row.account_id)) for row in rows]
+
+
+def risk_message(topic: str, row: RiskHistory, current: RiskScore | None = None) -> OutMessage:
+    """risk.changed for one history row, keyed by account id; `extra` carries the account's name,
+    tier, ARR and revenue at risk (no personal data)."""
+    extra: dict[str, Any] = {}
+    if current is not None:
+        extra = {"name": current.name, "tier": current.tier, "arr": current.arr, "currency": current.currency}
+        extra["revenue_at_risk"] = round(current.arr * row.score, 2)
     change = RiskChange(
         account_id=row.account_id,
         score=row.score,
@@ -164,6 +182,7 @@ def risk_message(topic: str, row: RiskHistory) -> OutMessage:
         model_version=row.model_version,
         as_of=row.as_of,
         scored_at=row.scored_at,
+        extra=extra,
     )
     return OutMessage(
         topic,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
-from services.signals.engine import RiskEngine, risk_message
+from services.signals.engine import RiskEngine, risk_messages
 from services.signals.models import Account, SignalBucket, SignalEntity
 from services.signals.modelstore import ModelHolder
 from services.signals.registry import account_event
@@ -137,7 +137,7 @@ class SignalsProcessor:
             touched = sorted({s.account_id for s in fresh})
             self.engine.rescore(session, touched, now, "event")
             pending = repository.unpublished_history(session, account_ids=touched) if touched else []
-            out = [risk_message(self.topics.risk, row) for row in pending]
+            out = risk_messages(session, self.topics.risk, pending)
         for signal in signals:
             outcomes[
                 (signal.type, "applied" if (signal.source, signal.event_id) in inserted else "duplicate")
@@ -206,10 +206,8 @@ class SignalsProcessor:
         before = now - timedelta(seconds=self.settings.relay_after_s)
         with transaction(self.sessions) as session:
             self.sweep(session, now)
-            out = [
-                risk_message(self.topics.risk, r)
-                for r in repository.unpublished_history(session, before=before)
-            ]
+            stale = repository.unpublished_history(session, before=before)
+            out = risk_messages(session, self.topics.risk, stale)
             out += [
                 account_message(self.topics.accounts, a)
                 for a in repository.unpublished_accounts(session, before, 500)

@@ -71,6 +71,7 @@ def test_decline_turns_green_account_red_with_drivers_in_words(
     assert last["data"]["band"] == "red" and last["data"]["previous_band"] in ("green", "amber")
     assert last["data"]["features"]["key_contact_departed_90d"] == 1.0
     assert last["data"]["features"]["max_days_overdue"] == 45.0
+    assert last["data"]["extra"]["tier"] == "strategic" and last["data"]["extra"]["revenue_at_risk"] > 0
 
 
 def test_silence_alone_raises_risk_through_the_sweep(
