@@ -134,5 +134,18 @@ def service_env(common_settings: CommonSettings) -> Callable[..., dict[str, str]
 
 
 @pytest.fixture
+def api_key(common_settings: CommonSettings) -> str:
+    """A key with every scope, in this test's database."""
+    from shared.auth import SCOPES, create_key
+    from shared.db import make_sessionmaker, transaction
+
+    engine = make_engine(common_settings.database_url)
+    with transaction(make_sessionmaker(engine)) as session:
+        key = create_key(session, "test", list(SCOPES))
+    engine.dispose()
+    return key
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

@@ -23,16 +23,27 @@ pytestmark = pytest.mark.slow
 class Stack:
     def __init__(self, var: Path) -> None:
         self.var = var
-        self.ports = {name: free_port() for name in ("broker", "ingest", "signals", "alerts", "smtp", "slack")}
+        self.ports = {
+            name: free_port() for name in ("broker", "ingest", "signals", "alerts", "smtp", "slack")
+        }
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
-        env.update({"KAMWATCH_VAR_DIR": str(var), "KAMWATCH_INGEST_PORT": str(self.ports["ingest"]),
-                    "KAMWATCH_SIGNALS_PORT": str(self.ports["signals"]),
-                    "KAMWATCH_ALERTS_PORT": str(self.ports["alerts"]),
-                    "KAMWATCH_ALERTS_SINK_SMTP_PORT": str(self.ports["smtp"]),
-                    "KAMWATCH_ALERTS_SINK_HTTP_PORT": str(self.ports["slack"])})
+        env.update(
+            {
+                "KAMWATCH_VAR_DIR": str(var),
+                "KAMWATCH_INGEST_PORT": str(self.ports["ingest"]),
+                "KAMWATCH_SIGNALS_PORT": str(self.ports["signals"]),
+                "KAMWATCH_ALERTS_PORT": str(self.ports["alerts"]),
+                "KAMWATCH_ALERTS_SINK_SMTP_PORT": str(self.ports["smtp"]),
+                "KAMWATCH_ALERTS_SINK_HTTP_PORT": str(self.ports["slack"]),
+            }
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", "--broker-port", str(self.ports["broker"])],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -58,8 +69,9 @@ def stack(tmp_path: Path):
 
 
 def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(stack: Stack) -> None:
-    wait_for(lambda: "API key:" in stack.output() or stack.process.poll() is not None, 120,
-             "the API key line")
+    wait_for(
+        lambda: "API key:" in stack.output() or stack.process.poll() is not None, 120, "the API key line"
+    )
     assert stack.process.poll() is None, stack.output()
     key = next(line.split("API key:", 1)[1].strip() for line in stack.lines if "API key:" in line)
     assert (stack.var / "api-key").read_text().strip() == key
@@ -67,17 +79,25 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(stack: Stack
         assert httpx.get(stack.url(service) + "/healthz").status_code == 200
     auth = {"Authorization": f"Bearer {key}"}
 
-    account = {"name": "Acme GmbH", "arr": "360000", "currency": "EUR", "tier": "strategic",
-               "owner": {"name": "Dana Fischer", "email": "dana@example.com"},
-               "external_ids": {"stripe": "cus_Q9x2"}}
-    assert httpx.put(stack.url("signals") + "/v1/accounts/acme", json=account, headers=auth).status_code == 200
+    account = {
+        "name": "Acme GmbH",
+        "arr": "360000",
+        "currency": "EUR",
+        "tier": "strategic",
+        "owner": {"name": "Dana Fischer", "email": "dana@example.com"},
+        "external_ids": {"stripe": "cus_Q9x2"},
+    }
+    assert (
+        httpx.put(stack.url("signals") + "/v1/accounts/acme", json=account, headers=auth).status_code == 200
+    )
     event = make_usage_event(18250, id="readme-1", subject="acme", time=NOW)
     wait_for(lambda: _post(stack.url("ingest"), event, auth) == 202, 30, "event accepted")
 
     def stored() -> bool:
         with sqlite3.connect(stack.var / "kamwatch.db") as connection:
-            return bool(connection.execute("SELECT count(*) FROM events WHERE event_id = 'readme-1'")
-                        .fetchone()[0])
+            return bool(
+                connection.execute("SELECT count(*) FROM events WHERE event_id = 'readme-1'").fetchone()[0]
+            )
 
     wait_for(stored, 30, "the event in the store")
     published = read_topic(f"127.0.0.1:{stack.ports['broker']}", "kamwatch.events", 1)
@@ -105,8 +125,13 @@ def test_a_busy_broker_port_is_refused_with_a_clear_message(tmp_path: Path) -> N
         port = busy.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
         env["KAMWATCH_VAR_DIR"] = str(tmp_path / "var")
-        result = subprocess.run([sys.executable, "-m", "services.cli", "run", "--broker-port", str(port)],
-                                env=env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", "run", "--broker-port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "already in use" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

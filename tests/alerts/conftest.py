@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 from services.alerts.app import create_app
 from services.alerts.config import AlertsSettings
-from shared.auth import SCOPES, create_key
 from shared.broker import free_port, port_in_use
 from shared.clock import ManualClock
 from shared.config import CommonSettings
@@ -108,15 +107,6 @@ def alerts(alerts_settings: AlertsSettings, clock: ManualClock) -> Iterator[Test
     app = create_app(alerts_settings, clock=clock)
     with TestClient(app) as client:
         yield client
-
-
-@pytest.fixture
-def api_key(common_settings: CommonSettings) -> str:
-    engine = make_engine(common_settings.database_url)
-    with transaction(make_sessionmaker(engine)) as session:
-        key = create_key(session, "test", list(SCOPES))
-    engine.dispose()
-    return key
 
 
 def people(sinks: Sinks, account_id: str) -> dict[str, Any]:

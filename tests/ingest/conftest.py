@@ -9,10 +9,9 @@ from fastapi.testclient import TestClient
 
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
-from shared.auth import SCOPES, create_key
 from shared.clock import ManualClock
 from shared.config import CommonSettings
-from shared.db import make_engine, make_sessionmaker, transaction
+from shared.db import make_engine, make_sessionmaker
 from tests.helpers import NOW
 
 
@@ -38,15 +37,6 @@ def ingest(ingest_settings: IngestSettings, clock: ManualClock) -> Iterator[Test
     app = create_app(ingest_settings, clock=clock)
     with TestClient(app) as client:
         yield client
-
-
-@pytest.fixture
-def api_key(common_settings: CommonSettings) -> str:
-    engine = make_engine(common_settings.database_url)
-    with transaction(make_sessionmaker(engine)) as session:
-        key = create_key(session, "test", list(SCOPES))
-    engine.dispose()
-    return key
 
 
 @pytest.fixture
