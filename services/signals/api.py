@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.signals import metrics, repository
 from services.signals.models import Account, RiskHistory, RiskScore
 from services.signals.registry import parse_csv, record_from_body, record_json
+from services.signals.schemas import FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
 from services.signals.service import account_message
 from shared.auth import require_scope
+from shared.contracts import AccountRecord
 from shared.db import transaction
-from shared.errors import NotFound, TransientError, ValidationFailed
+from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,7 +37,7 @@ def _now(request: Request) -> datetime:
 
 
 # --- registry ------------------------------------------------------------------------------------
-@router.put("/accounts/{account_id}", dependencies=[WRITE], tags=["accounts"])
+@router.put("/accounts/{account_id}", dependencies=[WRITE], tags=["accounts"], response_model=AccountRecord)
 def put_account(account_id: str, request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]:
     """Create or replace an account (AccountRecord fields; `id` optional, must match the path)."""
     record = record_from_body(account_id, body, _now(request))
@@ -46,7 +48,7 @@ def put_account(account_id: str, request: Request, body: Annotated[Any, Body()])
     return json.loads(row.record)
 
 
-@router.get("/accounts/{account_id}", dependencies=[READ], tags=["accounts"])
+@router.get("/accounts/{account_id}", dependencies=[READ], tags=["accounts"], response_model=AccountRecord)
 def get_account(account_id: str, request: Request) -> dict[str, Any]:
     with transaction(_sessions(request)) as session:
         row = repository.get_account(session, account_id)
@@ -57,7 +59,7 @@ def get_account(account_id: str, request: Request) -> dict[str, Any]:
     return json.loads(row.record)
 
 
-@router.post("/accounts:import", dependencies=[WRITE], tags=["accounts"])
+@router.post("/accounts:import", dependencies=[WRITE], tags=["accounts"], response_model=ImportOut)
 async def import_accounts(
     request: Request, dry_run: Annotated[bool, Query(description="check only, write nothing")] = False
 ) -> dict[str, Any]:
@@ -86,9 +88,7 @@ def _import(request: Request, records: list[Any]) -> dict[str, Any]:
     return {"imported": len(records), "changed": len(changed_rows), "problems": []}
 
 
-def _csv_problem(problem: dict[str, Any]) -> Any:
-    from shared.errors import Problem
-
+def _csv_problem(problem: dict[str, Any]) -> Problem:
     return Problem(f"row {problem['row']}: {problem['field']}", problem["message"])
 
 
@@ -138,7 +138,7 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
     raise NotFound(f"account {account_id!r} is unknown: not registered and no events received")
 
 
-@router.get("/accounts/{account_id}/risk", dependencies=[READ], tags=["risk"])
+@router.get("/accounts/{account_id}/risk", dependencies=[READ], tags=["risk"], response_model=RiskOut)
 def get_risk(account_id: str, request: Request) -> dict[str, Any]:
     """Score (probability of churn within the horizon), band, drivers, changes, model, as-of."""
     with transaction(_sessions(request)) as session:
@@ -164,7 +164,9 @@ def risk_view(risk: RiskScore) -> dict[str, Any]:
     }
 
 
-@router.get("/accounts/{account_id}/risk/history", dependencies=[READ], tags=["risk"])
+@router.get(
+    "/accounts/{account_id}/risk/history", dependencies=[READ], tags=["risk"], response_model=HistoryOut
+)
 def get_risk_history(
     account_id: str,
     request: Request,
@@ -199,7 +201,7 @@ def _history_view(row: RiskHistory) -> dict[str, Any]:
     }
 
 
-@router.get("/accounts/{account_id}/features", dependencies=[READ], tags=["risk"])
+@router.get("/accounts/{account_id}/features", dependencies=[READ], tags=["risk"], response_model=FeaturesOut)
 def get_features(account_id: str, request: Request) -> dict[str, Any]:
     """The features behind the current score (catalog: docs/features.md)."""
     with transaction(_sessions(request)) as session:
@@ -207,7 +209,7 @@ def get_features(account_id: str, request: Request) -> dict[str, Any]:
     return {"account_id": account_id, "as_of": risk.as_of.isoformat(), "features": json.loads(risk.features)}
 
 
-@router.get("/portfolio", dependencies=[READ], tags=["risk"])
+@router.get("/portfolio", dependencies=[READ], tags=["risk"], response_model=PortfolioOut)
 def get_portfolio(
     request: Request,
     owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name")] = None,
