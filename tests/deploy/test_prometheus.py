@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.observability.prom import require_binary
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -16,10 +18,11 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_promtool_check_config_accepts_the_scrape_config() -> None:
-    result = _promtool("check", "config", "prometheus.yml")
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-local.yml"])
+def test_promtool_check_config_accepts_the_scrape_configs(config: str) -> None:
+    result = _promtool("check", "config", config)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout + result.stderr
+    assert f"SUCCESS: {config} is valid" in result.stdout + result.stderr
 
 
 def test_promtool_check_rules_accepts_the_alert_rules() -> None:

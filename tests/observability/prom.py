@@ -27,9 +27,9 @@ def require_binary(name: str = "prometheus") -> str:
     return path
 
 
-def local_config(deploy_dir: Path, ports: dict[str, int]) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with the targets moved to loopback and 1 s scrapes."""
-    config: dict[str, Any] = yaml.safe_load((deploy_dir / "prometheus.yml").read_text())
+def local_config(deploy_dir: Path, ports: dict[str, int], name: str = "prometheus.yml") -> dict[str, Any]:
+    """A config from deploy/prometheus/ with the targets moved to the test's ports and 1 s scrapes."""
+    config: dict[str, Any] = yaml.safe_load((deploy_dir / name).read_text())
     config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
     config["rule_files"] = [str(deploy_dir / name) for name in config["rule_files"]]
     for job in config["scrape_configs"]:
@@ -45,10 +45,12 @@ class Prometheus:
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, deploy_dir: Path, ports: dict[str, int], workdir: Path) -> Prometheus:
+    def start(
+        cls, deploy_dir: Path, ports: dict[str, int], workdir: Path, name: str = "prometheus.yml"
+    ) -> Prometheus:
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(local_config(deploy_dir, ports)))
+        config.write_text(yaml.safe_dump(local_config(deploy_dir, ports, name)))
         port = free_port()
         with (workdir / "prometheus.log").open("wb") as log:
             process = subprocess.Popen(

@@ -4,6 +4,8 @@ every dashboard panel's query returns data (plus the alert rules load in that Pr
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -125,6 +127,64 @@ def stack(
         )
 
 
+def _run_env(tmp: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
+    env.update({f"KAMWATCH_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update(
+        KAMWATCH_VAR_DIR=str(tmp / "var"),
+        KAMWATCH_ALERTS_SINK_SMTP_PORT=str(free_port()),
+        KAMWATCH_ALERTS_SINK_HTTP_PORT=str(free_port()),
+        KAMWATCH_INGEST_TICK_INTERVAL_S="0.5",
+        KAMWATCH_SIGNALS_TICK_INTERVAL_S="0.5",
+        KAMWATCH_ALERTS_TICK_INTERVAL_S="0.2",
+        KAMWATCH_ALERTS_GROUPING_WINDOW_S="0",
+        KAMWATCH_ALERTS_SLACK_MIN_INTERVAL_S="0",
+        KAMWATCH_ALERTS_MAX_ATTEMPTS="1",
+        KAMWATCH_ALERTS_CLOCK_FILE=str(tmp / "alerts-clock"),
+    )
+    return env
+
+
+def _stop_run(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)  # kamwatch run stops its services, sinks and broker
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def run_stack(tmp_path: Path, repo_root: Path) -> Iterator[Stack]:
+    require_binary()
+    ports = {name: free_port() for name in SERVICES}
+    broker_port = free_port()
+    with ExitStack() as stack:
+        with (tmp_path / "run.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "run", "--broker-port", str(broker_port)],
+                env=_run_env(tmp_path, ports),
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        stack.callback(_stop_run, process)
+        key_file = tmp_path / "var" / "api-key"
+        wait_for(
+            lambda: process.poll() is None and key_file.exists(), 60, f"kamwatch run ({tmp_path}/run.log)"
+        )
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for name, url in urls.items():
+            wait_for(lambda url=url: _ready(url), 60, f"{name} ready (logs: {tmp_path}/var/log)")
+        deploy = repo_root / "deploy" / "prometheus"
+        prometheus = Prometheus.start(deploy, ports, tmp_path / "prometheus", "prometheus-local.yml")
+        stack.callback(prometheus.stop)
+        wait_for(lambda: len(prometheus.query('up{job=~"kamwatch-.*"} == 1')) == 3, 30, "first scrape")
+        common = CommonSettings(kafka_bootstrap=f"127.0.0.1:{broker_port}")
+        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        yield Stack(urls, auth, prometheus, tmp_path / "alerts-clock", common)
+
+
 def _usage(
     account: str, now: datetime, first_day: int, last_day: int, quantity: float
 ) -> list[dict[str, Any]]:
@@ -211,19 +271,13 @@ def _has_data(result: list[dict[str, Any]]) -> bool:
     return any(not math.isnan(float(item["value"][1])) for item in result)
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_every_dashboard_panel_returns_data_from_a_real_prometheus(stack: Stack) -> None:
-    drive(stack)
+def assert_every_panel_returns_data(stack: Stack) -> None:
     queries = [q for q in panel_queries() if q[1] not in ALLOWED_EMPTY]
     assert len(queries) >= 30
-
-    def empty() -> list[tuple[str, str, str]]:
-        return [q for q in queries if not _has_data(stack.prometheus.query(q[2]))]
-
     missing: list[tuple[str, str, str]] = []
 
     def all_answer() -> bool:
-        missing[:] = empty()
+        missing[:] = [q for q in queries if not _has_data(stack.prometheus.query(q[2]))]
         return not missing
 
     try:
@@ -243,3 +297,17 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(stack: Stack)
         "KamwatchDeliveriesFailing",
         "KamwatchScoringStalled",
     }
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_every_dashboard_panel_returns_data_from_a_real_prometheus(stack: Stack) -> None:
+    """Each service its own process (as in a container) on the test broker and PostgreSQL."""
+    drive(stack)
+    assert_every_panel_returns_data(stack)
+
+
+def test_dashboards_show_data_for_kamwatch_run(run_stack: Stack) -> None:
+    """Acceptance 1 as a user does it: `kamwatch run` (what `make run` starts), Prometheus with
+    deploy/prometheus/prometheus-local.yml next to it, events through the API."""
+    drive(run_stack)
+    assert_every_panel_returns_data(run_stack)
