@@ -195,13 +195,14 @@ class AccountSim:
     def _tickets(self, day: datetime) -> None:
         decline = self._decline()
         weekday_factor = 1.0 if day.weekday() < 5 else 0.3
-        rate = self.account.ticket_rate * weekday_factor * (1 + 3.0 * decline)
+        heavy = 2.5 if self.account.ticket_heavy else 1.0
+        rate = self.account.ticket_rate * heavy * weekday_factor * (1 + 3.0 * decline)
         for _ in range(_poisson(self.rng, rate)):
             self._ticket(self._office_time(day), self._priority(decline))
 
     def _priority(self, decline: float) -> str:
         roll = self.rng.random()
-        urgent = 0.015 + 0.22 * decline**1.5
+        urgent = (0.05 if self.account.ticket_heavy else 0.015) + 0.22 * decline**1.5
         high = urgent + 0.1 + 0.2 * decline
         return "urgent" if roll < urgent else "high" if roll < high else "low" if roll > 0.8 else "normal"
 
@@ -251,6 +252,8 @@ class AccountSim:
             late = max(1, round(self.rng.expovariate(1 / (4 + 55 * decline))))
         else:
             late = -self.rng.randint(0, 20)
+        if self.account.late_payer:
+            late = max(late, round(self.rng.lognormvariate(3.0, 0.45)))  # about 20 days, often 30+
         for notice in (n for n in OVERDUE_NOTICES if n < late):
             self.at(due + notice * DAY, "invoice.overdue", {**invoice, "days_overdue": notice})
         paid = due + late * DAY + timedelta(minutes=self.rng.randrange(600))

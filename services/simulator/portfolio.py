@@ -102,6 +102,8 @@ class Account:
     ticket_rate: float
     billing_day: int
     rhythm: int  # day offset of the account's QBR / NPS / meeting cycles
+    late_payer: bool  # accounts payable pays weeks late, whatever the relationship
+    ticket_heavy: bool  # many power users: lots of tickets, urgent ones too, whatever the health
     contacts: tuple[Contact, ...]
     plan: Plan
 
@@ -197,6 +199,8 @@ def build_portfolio(seed: int, count: int, timeline: Timeline, spotlight: int = 
                 rhythm=rng.randrange(91),
                 contacts=_contacts(rng),
                 plan=plan,
+                late_payer=rng.random() < 0.25,
+                ticket_heavy=rng.random() < 0.2,
             )
         )
     return accounts
@@ -249,7 +253,19 @@ def _plan(rng: random.Random, timeline: Timeline, renewal: datetime) -> Plan:
         return _declining_churn(rng, baseline, renewal)
     if roll < 0.56:
         return _scare(rng, baseline, timeline)
-    return Plan(kind="healthy", fate="renew", baseline=baseline)
+    return _healthy(rng, baseline, timeline)
+
+
+def _healthy(rng: random.Random, baseline: float, timeline: Timeline) -> Plan:
+    """Thriving, though people still change jobs: some lose a champion and find a new one."""
+    span_days = max(1, (timeline.end - timeline.start).days)
+    moments: dict[str, datetime] = {}
+    if rng.random() < 0.2:
+        moments["champion_left"] = timeline.start + rng.randrange(span_days) * DAY
+        moments["new_champion"] = moments["champion_left"] + rng.randint(10, 40) * DAY
+    if rng.random() < 0.06:
+        moments["new_executive"] = timeline.start + rng.randrange(span_days) * DAY
+    return Plan(kind="healthy", fate="renew", baseline=baseline, moments=_at_hour(rng, moments))
 
 
 def _sudden_churn(rng: random.Random, baseline: float, renewal: datetime) -> Plan:
@@ -274,7 +290,7 @@ def _declining_churn(rng: random.Random, baseline: float, renewal: datetime) -> 
         moments["champion_left"] = fall_from + lead * rng.uniform(0.15, 0.6)
     if rng.random() < 0.3:
         moments["sponsor_left"] = fall_from + lead * rng.uniform(0.1, 0.7)
-    if rng.random() < 0.35:
+    if rng.random() < 0.6:
         moments["new_executive"] = fall_from + lead * rng.uniform(0.0, 0.5)
     if rng.random() < 0.35:
         moments["downgrade"] = renewal - rng.randint(25, 70) * DAY
