@@ -1,0 +1,219 @@
+"""`make bench` / `python -m bench.run [--quick]`: the kamwatch benchmark suite.
+
+Runs the four benchmarks of issue 6 on the local broker and a fresh PostgreSQL schema (database
+`test`), each against a baseline measured in the same run, and writes bench/results/results.json,
+results.md and throughput_latency.png. `--quick` is a small run for development (about 3 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import endpoints, latency, machine, report, scale, throughput
+from bench.env import WORK_DIR
+from bench.stats import median
+from bench.workload import build
+from shared.broker import LocalBroker, free_port
+
+RESULTS_DIR = Path("bench/results")
+BUDGET_S = 19 * 60
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run (full or quick)."""
+
+    mode: str
+    accounts: int
+    events: int
+    throughput_repeats: int
+    http_seconds: float
+    http_repeats: int
+    latency_accounts: int
+    latency_rates: tuple[tuple[float, float], ...]  # (events/s, seconds)
+    probes_per_rate: int
+    scale_full: tuple[int, ...]
+    scale_sampled: tuple[int, ...] = ()
+    sampled_batches: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+FULL = Plan(
+    mode="full",
+    accounts=10_000,
+    events=200_000,
+    throughput_repeats=1,
+    http_seconds=5,
+    http_repeats=3,
+    latency_accounts=500,
+    latency_rates=((50, 15), (150, 15), (400, 10), (1000, 8)),
+    probes_per_rate=5,
+    scale_full=(1_000, 10_000),
+    scale_sampled=(100_000,),
+)
+QUICK = Plan(
+    mode="quick",
+    accounts=500,
+    events=10_000,
+    throughput_repeats=1,
+    http_seconds=2,
+    http_repeats=1,
+    latency_accounts=100,
+    latency_rates=((50, 5), (200, 5)),
+    probes_per_rate=2,
+    scale_full=(100, 500),
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 3 minutes")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("throughput", "latency", "scale"),
+        default=None,
+        help="run some benchmarks only (HTTP runs with throughput)",
+    )
+    parser.add_argument("--profile", default=None, help="py-spy binary: profile the services in benchmark 1")
+    parser.add_argument("--shared", action="store_true", help="note that other work ran on the machine")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def run_throughput(plan: Plan, broker: LocalBroker, work: Path, profiler: str | None) -> dict[str, Any]:
+    log(f"building the simulated stream: {plan.accounts} accounts, >= {plan.events} events")
+    workload = build(plan.accounts, plan.events)
+    log(f"stream ready: {workload.events} events; running the pipeline")
+    runs = []
+    for repeat in range(plan.throughput_repeats):
+        last = repeat == plan.throughput_repeats - 1
+        after = _http_after(plan, workload, work) if last else None
+        runs.append(throughput.run_once(broker, workload, work / "logs", 3600, profiler, after))
+        log(f"throughput run {repeat + 1}: {runs[-1]['events_per_s']} events/s")
+    http = runs[-1].pop("after", None)
+    return {"throughput": throughput_summary(runs), "http": http}
+
+
+def _http_after(plan: Plan, workload: Any, work: Path) -> Any:
+    ids = [a.id for a in workload.accounts]
+
+    def after(signals: Any, key: str) -> Any:
+        log("HTTP: /healthz, /v1/accounts/{id}/risk, /v1/portfolio at 50 concurrent clients")
+        return endpoints.measure(
+            signals, key, ids, work, seconds=plan.http_seconds, repeats=plan.http_repeats
+        )
+
+    return after
+
+
+def throughput_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    windows = [w for r in runs for w in r["window_events_per_s"]]
+    baselines = [r["baseline"]["events_per_s"] for r in runs]
+    overall = median([r["events_per_s"] for r in runs])
+    base = median(baselines)
+    return {
+        "events": runs[0]["events"],
+        "accounts": runs[0]["accounts"],
+        "repeats": len(runs),
+        "events_per_s": overall,
+        "window_events_per_s_median": median(windows),
+        "baseline_events_per_s": base,
+        "ratio_to_baseline": round(overall / base, 4) if overall and base else None,
+        "memory": report.memory_summary(runs[-1]["rss_samples"]),
+        "runs": [{k: v for k, v in r.items() if k != "rss_samples"} for r in runs],
+    }
+
+
+def run_latency(plan: Plan, broker: LocalBroker, work: Path) -> dict[str, Any]:
+    live = int(sum(rate * seconds for rate, seconds in plan.latency_rates))
+    workload = build(plan.latency_accounts, live + plan.latency_accounts * 20)
+    history, stream = latency.split_history(workload, live)
+    now = latency.now_utc()
+    probes = [latency.make_probe(n, now) for n in range(len(plan.latency_rates) * plan.probes_per_rate)]
+    log(f"latency: warm-up with {len(history)} events of {plan.latency_accounts} accounts")
+    stack = latency.start_stack(broker, work)
+    results = []
+    try:
+        latency.warm_up(stack, workload, history, probes)
+        offset = 0
+        for n, (rate, seconds) in enumerate(plan.latency_rates):
+            count = int(rate * seconds)
+            mine = probes[n * plan.probes_per_rate : (n + 1) * plan.probes_per_rate]
+            log(f"latency at {rate:g} events/s for {seconds:g} s")
+            results.append(latency.run_rate(stack, rate, stream[offset : offset + count], mine, work, 300))
+            offset += count
+            log(f"  risk p50/p99 {results[-1]['risk_updated_s']} notified {results[-1]['notified_s']}")
+    finally:
+        stack.close()
+    return {"accounts": plan.latency_accounts, "history_events": len(history), "rates": results}
+
+
+def run_scale(plan: Plan, started: float) -> dict[str, Any]:
+    data = scale.template(datetime.now(UTC))
+    sizes = []
+    for size in plan.scale_full:
+        log(f"scale: {size} accounts (rebuild and full sweep)")
+        sizes.append(scale.run_size(size, data))
+    for size in plan.scale_sampled:
+        left = BUDGET_S - (time.monotonic() - started)
+        if left < 150:
+            log(f"scale: {size} accounts skipped ({left:.0f} s left of the time budget)")
+            sizes.append({"accounts": size, "skipped": f"{left:.0f} s left of the 20-minute budget"})
+            continue
+        log(f"scale: {size} accounts (sweep: {plan.sampled_batches} ticks, rebuild projected)")
+        sizes.append(scale.run_size(size, data, rebuild_too=False, sweep_batches=plan.sampled_batches))
+    report.project_rebuilds(sizes)
+    return {"sizes": sizes, "history_days": scale.HISTORY_DAYS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    only = set(args.only or ("throughput", "latency", "scale"))
+    started = time.monotonic()
+    work = WORK_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"mode": plan.mode, "plan": asdict(plan), "machine": machine.describe()}
+    broker = LocalBroker(free_port(), log_path=work / "broker.log")
+    broker.start()
+    try:
+        if "throughput" in only:
+            results.update(run_throughput(plan, broker, work, args.profile))
+        if "latency" in only:
+            results["latency"] = run_latency(plan, broker, work)
+    finally:
+        broker.stop()
+    if "scale" in only:
+        results["scale"] = run_scale(plan, started)
+    results["machine"]["load_average_end"] = machine.load_average()
+    results["machine"]["shared"] = args.shared or machine.looks_shared(results["machine"])
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    write(results, args.out)
+    if not args.profile:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"done in {results['elapsed_s']:.0f} s; results in {args.out}/")
+    return 0
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(report.markdown(results))
+    report.plot(results, out / "throughput_latency.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

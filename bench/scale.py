@@ -1,0 +1,157 @@
+"""Benchmark 4: cost of the time-driven sweep and of `kamwatch signals rebuild` at growing portfolios.
+
+For each size: a fresh schema holding the registry and the processed events of N accounts (a
+simulated template portfolio of up to 1,000 accounts, replicated under new account and event ids
+so every account has the same realistic history); then `kamwatch signals rebuild` and a full
+sweep (bench/sweep.py, the service's own sweep) each run as a subprocess, timed, with their peak
+resident memory (ru_maxrss from wait4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from bench.env import Schema, service_env
+from services.signals.models import Account as AccountRow
+from services.signals.models import SignalEvent
+from services.simulator.generator import SimConfig, Simulation
+from services.simulator.portfolio import Account
+from shared.config import CommonSettings
+from shared.events import to_json
+
+TEMPLATE_ACCOUNTS = 1000
+HISTORY_DAYS = 3
+CHUNK = 5000
+
+
+def template(now: datetime) -> tuple[list[Account], dict[str, list[dict[str, Any]]]]:
+    """Up to 1,000 simulated accounts with their canonical events (subject = account id)."""
+    end = now.replace(microsecond=0)
+    config = SimConfig(
+        accounts=TEMPLATE_ACCOUNTS, seed=23, aliases=False,
+        start=end - timedelta(days=HISTORY_DAYS), live_start=end, end=end,
+    )  # fmt: skip
+    simulation = Simulation(config)
+    events: dict[str, list[dict[str, Any]]] = {a.id: [] for a in simulation.accounts}
+    for event in simulation.events():
+        events[event.subject or ""].append(json.loads(to_json(event)))
+    return simulation.accounts, events
+
+
+def fill(schema: Schema, size: int, accounts: list[Account], events: dict[str, list[dict[str, Any]]]) -> int:
+    """Registry rows and processed events for `size` accounts; returns the event count."""
+    now = datetime.now(UTC)
+    account_rows, event_rows, total = [], [], 0
+    with schema.engine.begin() as connection:
+        for n in range(size):
+            base = accounts[n % len(accounts)]
+            account_id = f"{base.id}-{n // len(accounts)}"
+            account_rows.append(_account_row(base, account_id, now))
+            for obj in events[base.id]:
+                obj = {**obj, "subject": account_id, "id": f"{obj['id']}-{n // len(accounts)}"}
+                event_rows.append(_event_row(obj, account_id, now))
+            if len(event_rows) >= CHUNK:
+                connection.execute(insert(SignalEvent), event_rows)
+                total += len(event_rows)
+                event_rows = []
+            if len(account_rows) >= CHUNK:
+                connection.execute(insert(AccountRow), account_rows)
+                account_rows = []
+        for table, rows in ((SignalEvent, event_rows), (AccountRow, account_rows)):
+            if rows:
+                connection.execute(insert(table), rows)
+        total += len(event_rows)
+    return total
+
+
+def _account_row(base: Account, account_id: str, now: datetime) -> dict[str, Any]:
+    record = {**base.record(), "id": account_id, "updated_at": now.isoformat()}
+    return {
+        "id": account_id,
+        "name": base.name,
+        "arr": float(base.arr),
+        "currency": base.currency,
+        "tier": base.tier,
+        "segment": base.segment,
+        "renewal_date": base.renewal_date,
+        "owner_email": base.owner["email"],
+        "owner_name": base.owner["name"],
+        "deleted": False,
+        "record": json.dumps(record, sort_keys=True),
+        "version": 1,
+        "updated_at": now,
+        "published_at": now,
+    }
+
+
+def _event_row(obj: dict[str, Any], account_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "source": obj["source"],
+        "event_id": obj["id"],
+        "type": obj["type"],
+        "account_id": account_id,
+        "event_time": datetime.fromisoformat(obj["time"].replace("Z", "+00:00")),
+        "payload": json.dumps(obj, sort_keys=True, separators=(",", ":")),
+        "received_at": now,
+    }
+
+
+def timed(command: list[str], env: dict[str, str], timeout_s: float) -> dict[str, Any]:
+    """Run a child process; wall time, peak RSS (wait4 ru_maxrss) and its last stdout line."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[2:])} failed with exit code {process.returncode}")
+    lines = [line for line in output.splitlines() if line.strip()]
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "output": lines[-1] if lines else "",
+    }
+
+
+def run_size(
+    size: int,
+    template_data: tuple[list[Account], dict[str, list[dict[str, Any]]]],
+    *,
+    rebuild_too: bool = True,
+    sweep_batches: int = 0,
+) -> dict[str, Any]:
+    """Fill, then rebuild (unless skipped) and sweep (all accounts, or `sweep_batches` ticks)."""
+    schema = Schema()
+    try:
+        fill_started = time.perf_counter()
+        events = fill(schema, size, *template_data)
+        fill_s = time.perf_counter() - fill_started
+        env = service_env(CommonSettings(database_url=schema.url), KAMWATCH_LOG_LEVEL="WARNING")
+        result: dict[str, Any] = {"accounts": size, "events": events, "fill_s": round(fill_s, 2)}
+        if rebuild_too:
+            rebuild = timed(
+                [sys.executable, "-m", "services.cli", "signals", "rebuild", "--quiet"], env, 3600
+            )
+            rebuild.pop("output")
+            result["rebuild"] = {**rebuild, "ms_per_account": round(rebuild["seconds"] * 1000 / size, 3)}
+        else:
+            # No scores yet: the sweep scores registered accounts first (the same work per account).
+            pass
+        hours = "24" if rebuild_too else "0"
+        sweep = timed([sys.executable, "-m", "bench.sweep", hours, str(sweep_batches)], env, 3600)
+        detail = json.loads(sweep.pop("output"))
+        result["sweep"] = {**sweep, **detail, "complete": not sweep_batches or detail["accounts"] >= size}
+        if not result["sweep"]["complete"]:
+            result["sweep"]["projected_full_s"] = round(detail["ms_per_account"] * size / 1000, 1)
+        return result
+    finally:
+        schema.close()

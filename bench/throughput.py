@@ -1,0 +1,180 @@
+"""Benchmark 1: end-to-end throughput, raw topics -> ingest -> signals risk state, vs. kafka-python.
+
+One repeat: fresh schema and topics; signals and ingest as subprocesses; the registry imported
+through the signals API (ingest reads it from the accounts topic); ingest stopped, the raw topics
+pre-loaded with the simulated stream, ingest started again. The clock runs from ingest's first
+stored event (its batch time) until signals holds every event, i.e. until the last batch's
+risk re-score committed (events and scores are written in one transaction). Baseline in the
+same repeat: a kafka-python consumer (the services' own client settings) reading and
+json-decoding the same raw messages.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.env import RssSampler, Schema, Service, create_api_key, start_service, topic_settings, wait_until
+from bench.workload import Workload, import_registry, produce_all
+from shared.broker import LocalBroker
+from shared.config import CommonSettings
+from shared.kafka import make_consumer
+
+POLL_S = 0.2
+PROFILE_S = 30
+
+
+def run_once(
+    broker: LocalBroker,
+    workload: Workload,
+    logs: Path,
+    timeout_s: float,
+    profiler: str | None = None,
+    after: Callable[[Service, str], Any] | None = None,
+) -> dict[str, Any]:
+    """One repeat; `after(signals, api_key)` runs on the filled state before signals stops."""
+    schema = Schema()
+    try:
+        common = topic_settings(broker, schema.url)
+        key = create_api_key(schema.url, ["accounts:write", "risk:read"])
+        signals = start_service("signals", common, logs)
+        try:
+            ingest = start_service("ingest", common, logs)
+            import_registry(signals.url, key, workload.accounts)
+            expected = len(workload.accounts)
+            wait_until(
+                lambda: schema.scalar("SELECT count(*) FROM ingest_accounts") >= expected,
+                120,
+                "ingest to read the registry",
+                0.2,
+            )
+            ingest.stop()
+            produce_s = produce_all(common, workload.messages)
+            with RssSampler(signals) as rss:
+                ingest = start_service("ingest", common, logs)
+                profiles = start_profiles(profiler, [ingest, signals], logs)
+                progress: list[tuple[float, int]] = []
+                done_at = _wait_processed(schema, workload.events, timeout_s, progress)
+                ingest_done = schema.scalar("SELECT max(received_at) FROM events")
+            started = _first_stored(schema)
+            ingest.stop()
+            result = _pipeline_result(schema, workload, started, done_at, rss.samples)
+            result["signals_peak_rss_bytes"] = signals.peak_rss_bytes()
+            result["ingest_seconds"] = round(float(ingest_done.timestamp()) - started, 2)
+            result["window_events_per_s"] = window_rates(progress, started)
+            result["profiles"] = finish_profiles(profiles)
+            if after is not None:
+                result["after"] = after(signals, key)
+        finally:
+            signals.stop()
+        result["produce_s"] = round(produce_s, 2)
+        result["baseline"] = baseline(common, workload.events)
+        return result
+    finally:
+        schema.close()
+
+
+def _wait_processed(
+    schema: Schema, events: int, timeout_s: float, progress: list[tuple[float, int]]
+) -> float:
+    """Wall time (epoch s) when signals' table first holds every event; `progress` gets (time, count)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = int(schema.scalar("SELECT count(*) FROM signal_events"))
+        progress.append((time.time(), done))
+        if done >= events:
+            return progress[-1][0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pipeline processed {done} of {events} events in {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+
+
+def window_rates(progress: list[tuple[float, int]], started: float, windows: int = 5) -> list[float]:
+    """Events/s in `windows` consecutive slices of equal event counts (is the rate sustained?)."""
+    total = progress[-1][1]
+    points = [(started, 0)] + [p for p in progress if p[0] > started]
+    rates = []
+    for n in range(windows):
+        low, high = total * n / windows, total * (n + 1) / windows
+        t0 = next(t for t, c in points if c >= low)
+        t1 = next(t for t, c in points if c >= high)
+        rates.append(round((high - low) / max(t1 - t0, POLL_S), 1))
+    return rates
+
+
+def _first_stored(schema: Schema) -> float:
+    value = schema.scalar("SELECT min(received_at) FROM events")
+    return float(value.timestamp()) if isinstance(value, datetime) else float("nan")
+
+
+def _pipeline_result(
+    schema: Schema, workload: Workload, started: float, done_at: float, rss: list[tuple[float, int]]
+) -> dict[str, Any]:
+    seconds = done_at - started
+    scored = schema.scalar("SELECT count(*) FROM risk_scores")
+    return {
+        "events": workload.events,
+        "accounts": len(workload.accounts),
+        "accounts_scored": int(scored),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(workload.events / seconds, 1),
+        "rss_samples": rss,
+    }
+
+
+def baseline(common: CommonSettings, events: int, timeout_s: float = 300) -> dict[str, Any]:
+    """kafka-python reading and json-decoding the same raw messages (services' client settings)."""
+    consumer = make_consumer(common, f"bench-baseline-{uuid.uuid4().hex[:6]}", common.topics.raw)
+    count, first, started = 0, 0, None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while count < events and time.monotonic() < deadline:
+            batches = consumer.poll(timeout_ms=500, max_records=common.consumer_max_poll_records)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)
+                count += len(records)
+            if started is None and count:
+                # The clock starts once the first poll has returned (the group join is excluded).
+                started, first = time.perf_counter(), count
+        seconds = time.perf_counter() - (started or time.perf_counter())
+    finally:
+        consumer.close()
+    timed = count - first
+    return {
+        "events": count,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(timed / max(seconds, 1e-9), 1),
+    }
+
+
+def start_profiles(profiler: str | None, services: list[Service], logs: Path) -> list[tuple[str, Any]]:
+    """py-spy (collapsed stacks) on each service for PROFILE_S seconds of the run."""
+    if not profiler:
+        return []
+    started = []
+    for service in services:
+        out = logs / f"profile-{service.name}-{service.port}.txt"
+        command = [profiler, "record", "--pid", str(service.process.pid), "-d", str(PROFILE_S)]
+        command += ["-r", "50", "--format", "raw", "-o", str(out), "--nonblocking"]
+        started.append(
+            (str(out), subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        )
+    return started
+
+
+def finish_profiles(profiles: list[tuple[str, Any]]) -> dict[str, list[tuple[str, float]]]:
+    """Top functions by inclusive share of samples, per profiled service."""
+    from bench.profile import hotspots
+
+    out = {}
+    for path, process in profiles:
+        process.wait(timeout=PROFILE_S + 30)
+        out[Path(path).name] = hotspots(Path(path))
+    return out
