@@ -33,6 +33,7 @@ def api_publisher(settings: SignalsSettings) -> Publisher:
             delivery_timeout_ms=timeout_ms + 100,
             request_timeout_ms=timeout_ms,
             max_block_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         ),
         timeout_s=settings.api_publish_timeout_s,
     )
