@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import Service
+from bench.profile import finish_profiles, start_profiles
 from bench.stats import median
 
 ENDPOINTS = ("healthz", "risk", "portfolio")
@@ -38,12 +39,23 @@ def measure(
     seconds: float,
     repeats: int,
     concurrency: int = 50,
+    profiler: str | None = None,
+    warm_s: float = 1.0,
 ) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {e: [] for e in ENDPOINTS}
-    for _ in range(repeats):
+    profiles: dict[str, Any] = {}
+    for repeat in range(repeats):
         for endpoint in ENDPOINTS:
-            runs[endpoint].append(_one(signals, key, endpoint, account_ids, work, seconds, concurrency))
+            profiling = start_profiles(
+                profiler if repeat == 0 else None, [signals], work, seconds, f"-{endpoint}"
+            )
+            runs[endpoint].append(
+                _one(signals, key, endpoint, account_ids, work, (seconds, warm_s), concurrency)
+            )
+            profiles.update(finish_profiles(profiling))
     result: dict[str, Any] = {"concurrency": concurrency, "seconds_per_run": seconds, "repeats": repeats}
+    if profiles:
+        result["profiles"] = profiles
     for endpoint, items in runs.items():
         result[endpoint] = {
             "p50_ms": median([r["p50_ms"] for r in items]),
@@ -71,12 +83,22 @@ def _one(
     endpoint: str,
     account_ids: list[str],
     work: Path,
-    seconds: float,
+    timing: tuple[float, float],
     concurrency: int,
 ) -> dict[str, Any]:
+    seconds, warm_s = timing
     paths_file = work / f"paths-{endpoint}.txt"
     paths_file.write_text("\n".join(paths_for(endpoint, account_ids)) + "\n")
     command = [sys.executable, "-m", "bench.httpload", str(paths_file), "--port", str(signals.port)]
-    command += ["--key", key, "--concurrency", str(concurrency), "--seconds", str(seconds)]
+    command += [
+        "--key",
+        key,
+        "--concurrency",
+        str(concurrency),
+        "--seconds",
+        str(seconds),
+        "--warm",
+        str(warm_s),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 120)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))

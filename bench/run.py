@@ -100,20 +100,20 @@ def run_throughput(plan: Plan, broker: LocalBroker, work: Path, profiler: str | 
     runs = []
     for repeat in range(plan.throughput_repeats):
         last = repeat == plan.throughput_repeats - 1
-        after = _http_after(plan, workload, work) if last else None
+        after = _http_after(plan, workload, work, profiler) if last else None
         runs.append(throughput.run_once(broker, workload, work / "logs", 3600, profiler, after))
         log(f"throughput run {repeat + 1}: {runs[-1]['events_per_s']} events/s")
     http = runs[-1].pop("after", None)
     return {"throughput": throughput_summary(runs), "http": http}
 
 
-def _http_after(plan: Plan, workload: Any, work: Path) -> Any:
+def _http_after(plan: Plan, workload: Any, work: Path, profiler: str | None) -> Any:
     ids = [a.id for a in workload.accounts]
 
     def after(signals: Any, key: str) -> Any:
         log("HTTP: /healthz, /v1/accounts/{id}/risk, /v1/portfolio at 50 concurrent clients")
         return endpoints.measure(
-            signals, key, ids, work, seconds=plan.http_seconds, repeats=plan.http_repeats
+            signals, key, ids, work, seconds=plan.http_seconds, repeats=plan.http_repeats, profiler=profiler
         )
 
     return after

@@ -32,11 +32,13 @@ HISTORY_DAYS = 3
 CHUNK = 5000
 
 
-def template(now: datetime) -> tuple[list[Account], dict[str, list[dict[str, Any]]]]:
-    """Up to 1,000 simulated accounts with their canonical events (subject = account id)."""
+def template(
+    now: datetime, accounts: int = TEMPLATE_ACCOUNTS
+) -> tuple[list[Account], dict[str, list[dict[str, Any]]]]:
+    """Simulated accounts (1,000 by default) with their canonical events (subject = account id)."""
     end = now.replace(microsecond=0)
     config = SimConfig(
-        accounts=TEMPLATE_ACCOUNTS, seed=23, aliases=False,
+        accounts=accounts, seed=23, aliases=False,
         start=end - timedelta(days=HISTORY_DAYS), live_start=end, end=end,
     )  # fmt: skip
     simulation = Simulation(config)

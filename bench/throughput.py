@@ -12,7 +12,6 @@ json-decoding the same raw messages.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -21,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import RssSampler, Schema, Service, create_api_key, start_service, topic_settings, wait_until
+from bench.profile import finish_profiles, start_profiles
 from bench.workload import Workload, import_registry, produce_all
 from shared.broker import LocalBroker
 from shared.config import CommonSettings
 from shared.kafka import make_consumer
 
 POLL_S = 0.2
-PROFILE_S = 30
 
 
 def run_once(
@@ -37,47 +36,57 @@ def run_once(
     timeout_s: float,
     profiler: str | None = None,
     after: Callable[[Service, str], Any] | None = None,
+    preload: bool = True,
 ) -> dict[str, Any]:
-    """One repeat; `after(signals, api_key)` runs on the filled state before signals stops."""
+    """One repeat; `after(signals, api_key)` runs on the filled state before signals stops.
+    `preload=False` (smoke test) produces while ingest runs, saving a restart."""
     schema = Schema()
+    running: list[Service] = []
     try:
         common = topic_settings(broker, schema.url)
         key = create_api_key(schema.url, ["accounts:write", "risk:read"])
-        signals = start_service("signals", common, logs)
-        try:
-            ingest = start_service("ingest", common, logs)
-            import_registry(signals.url, key, workload.accounts)
-            expected = len(workload.accounts)
-            wait_until(
-                lambda: schema.scalar("SELECT count(*) FROM ingest_accounts") >= expected,
-                120,
-                "ingest to read the registry",
-                0.2,
-            )
+        signals = _start(running, "signals", common, logs)
+        ingest = _start(running, "ingest", common, logs)
+        import_registry(signals.url, key, workload.accounts)
+        expected = len(workload.accounts)
+        wait_until(
+            lambda: schema.scalar("SELECT count(*) FROM ingest_accounts") >= expected,
+            120,
+            "ingest registry",
+            0.2,
+        )
+        if preload:
             ingest.stop()
-            produce_s = produce_all(common, workload.messages)
-            with RssSampler(signals) as rss:
-                ingest = start_service("ingest", common, logs)
-                profiles = start_profiles(profiler, [ingest, signals], logs)
-                progress: list[tuple[float, int]] = []
-                done_at = _wait_processed(schema, workload.events, timeout_s, progress)
-                ingest_done = schema.scalar("SELECT max(received_at) FROM events")
-            started = _first_stored(schema)
-            ingest.stop()
-            result = _pipeline_result(schema, workload, started, done_at, rss.samples)
-            result["signals_peak_rss_bytes"] = signals.peak_rss_bytes()
-            result["ingest_seconds"] = round(float(ingest_done.timestamp()) - started, 2)
-            result["window_events_per_s"] = window_rates(progress, started)
-            result["profiles"] = finish_profiles(profiles)
-            if after is not None:
-                result["after"] = after(signals, key)
-        finally:
-            signals.stop()
+        produce_s = produce_all(common, workload.messages)
+        with RssSampler(signals) as rss:
+            ingest = _start(running, "ingest", common, logs) if preload else ingest
+            profiles = start_profiles(profiler, [ingest, signals], logs)
+            progress: list[tuple[float, int]] = []
+            done_at = _wait_processed(schema, workload.events, timeout_s, progress)
+        ingest.stop()
+        result = _pipeline_result(schema, workload, done_at, rss.samples, progress)
+        result["signals_peak_rss_bytes"] = signals.peak_rss_bytes()
+        result["profiles"] = finish_profiles(profiles)
+        if after is not None:
+            result["after"] = after(signals, key)
+        _stop(running)
         result["produce_s"] = round(produce_s, 2)
         result["baseline"] = baseline(common, workload.events)
         return result
     finally:
+        _stop(running)
         schema.close()
+
+
+def _start(running: list[Service], name: str, common: CommonSettings, logs: Path) -> Service:
+    service = start_service(name, common, logs)
+    running.append(service)
+    return service
+
+
+def _stop(running: list[Service]) -> None:
+    for service in running:
+        service.stop()
 
 
 def _wait_processed(
@@ -114,67 +123,43 @@ def _first_stored(schema: Schema) -> float:
 
 
 def _pipeline_result(
-    schema: Schema, workload: Workload, started: float, done_at: float, rss: list[tuple[float, int]]
+    schema: Schema, workload: Workload, done_at: float, rss: list[tuple[float, int]], progress: list[Any]
 ) -> dict[str, Any]:
+    started = _first_stored(schema)
     seconds = done_at - started
-    scored = schema.scalar("SELECT count(*) FROM risk_scores")
+    ingest_done = schema.scalar("SELECT max(received_at) FROM events")
     return {
         "events": workload.events,
         "accounts": len(workload.accounts),
-        "accounts_scored": int(scored),
+        "accounts_scored": int(schema.scalar("SELECT count(*) FROM risk_scores")),
         "seconds": round(seconds, 2),
         "events_per_s": round(workload.events / seconds, 1),
+        "ingest_seconds": round(float(ingest_done.timestamp()) - started, 2),
+        "window_events_per_s": window_rates(progress, started),
         "rss_samples": rss,
     }
 
 
 def baseline(common: CommonSettings, events: int, timeout_s: float = 300) -> dict[str, Any]:
-    """kafka-python reading and json-decoding the same raw messages (services' client settings)."""
+    """kafka-python reading and json-decoding the same raw messages (services' client settings).
+
+    The clock starts once the group is joined and the first record arrived (polled alone), so the
+    join is excluded, as it is from the pipeline's figure."""
     consumer = make_consumer(common, f"bench-baseline-{uuid.uuid4().hex[:6]}", common.topics.raw)
-    count, first, started = 0, 0, None
     deadline = time.monotonic() + timeout_s
     try:
+        count = 0
+        while not count and time.monotonic() < deadline:
+            count = sum(len(r) for r in consumer.poll(timeout_ms=500, max_records=1).values())
+        started = time.perf_counter()
         while count < events and time.monotonic() < deadline:
             batches = consumer.poll(timeout_ms=500, max_records=common.consumer_max_poll_records)
             for records in batches.values():
                 for record in records:
                     json.loads(record.value)
                 count += len(records)
-            if started is None and count:
-                # The clock starts once the first poll has returned (the group join is excluded).
-                started, first = time.perf_counter(), count
-        seconds = time.perf_counter() - (started or time.perf_counter())
+        seconds = time.perf_counter() - started
     finally:
         consumer.close()
-    timed = count - first
-    return {
-        "events": count,
-        "seconds": round(seconds, 3),
-        "events_per_s": round(timed / max(seconds, 1e-9), 1),
-    }
-
-
-def start_profiles(profiler: str | None, services: list[Service], logs: Path) -> list[tuple[str, Any]]:
-    """py-spy (collapsed stacks) on each service for PROFILE_S seconds of the run."""
-    if not profiler:
-        return []
-    started = []
-    for service in services:
-        out = logs / f"profile-{service.name}-{service.port}.txt"
-        command = [profiler, "record", "--pid", str(service.process.pid), "-d", str(PROFILE_S)]
-        command += ["-r", "50", "--format", "raw", "-o", str(out), "--nonblocking"]
-        started.append(
-            (str(out), subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        )
-    return started
-
-
-def finish_profiles(profiles: list[tuple[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """Top functions by inclusive share of samples, per profiled service."""
-    from bench.profile import hotspots
-
-    out = {}
-    for path, process in profiles:
-        process.wait(timeout=PROFILE_S + 30)
-        out[Path(path).name] = hotspots(Path(path))
-    return out
+    rate = (count - 1) / max(seconds, 1e-6)
+    return {"events": count, "seconds": round(seconds, 3), "events_per_s": round(rate, 1)}
