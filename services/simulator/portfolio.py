@@ -54,6 +54,11 @@ class Plan:
     fall_to: datetime | None = None  # health reaches the trough here
     recover_to: datetime | None = None  # scares: back to baseline here
     moments: dict[str, datetime] = field(default_factory=dict)
+    product_lag: timedelta = timedelta(0)  # the product follows the relationship this much later
+
+    def product_health(self, at: datetime) -> float:
+        """The product side (usage, tickets, payments) erodes after the relationship does."""
+        return self.health(at - self.product_lag)
 
     def health(self, at: datetime) -> float:
         """The latent health (about 1 = thriving, 0 = gone) before noise."""
@@ -296,14 +301,17 @@ def _declining_churn(rng: random.Random, baseline: float, renewal: datetime) -> 
         moments["downgrade"] = renewal - rng.randint(25, 70) * DAY
     if rng.random() < 0.5:
         moments["cancel_notice"] = renewal - rng.randint(8, 40) * DAY
+    fall_to = renewal - lead * rng.uniform(0.05, 0.3)
     return Plan(
         kind="decline",
         fate="churn",
         baseline=baseline,
         trough=rng.uniform(0.22, 0.55),
         fall_from=fall_from,
-        fall_to=renewal - lead * rng.uniform(0.05, 0.3),
+        fall_to=fall_to,
         moments=_at_hour(rng, moments),
+        # Relationships erode first (meetings, NPS, people); usage and payments follow.
+        product_lag=(fall_to - fall_from) * rng.uniform(0.3, 0.6),
     )
 
 
