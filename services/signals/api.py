@@ -172,7 +172,7 @@ def get_risk_history(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[
-        int | None, Query(ge=1, description="cursor: next_before_id of the previous page")
+        int | None, Query(ge=1, le=2**63 - 1, description="cursor: next_before_id of the previous page")
     ] = None,
 ) -> dict[str, Any]:
     """Every score change, newest first."""
@@ -216,7 +216,7 @@ def get_portfolio(
     band: Annotated[Literal["green", "amber", "red"] | None, Query()] = None,
     tier: Annotated[str | None, Query(max_length=50)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
 ) -> dict[str, Any]:
     """Scored accounts by revenue at risk (ARR x probability), largest first, paginated."""
     with transaction(_sessions(request)) as session:

@@ -73,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"median lead {model['median_alert_lead_days']} days"
     )
     print(f"report: {folder / 'report.md'} and {folder / 'report.json'}")
+    if not report["beats_scorecard"]:
+        print("note: this model does not beat the scorecard on the validation dates; keep the scorecard")
     print(f"promote it with: kamwatch model promote {version}")
     return 0
 

@@ -284,8 +284,7 @@ FEATURE_NAMES = (
     "nps_detractor",
     "days_to_renewal",
 )
-# Registry-derived features (ARR, renewal date) are excluded from training: the registry keeps
-# only the current record, so their past values are unknown and would leak the future.
-MODEL_FEATURES = tuple(
-    n for n in FEATURE_NAMES if n not in ("days_to_renewal", "amount_overdue_to_arr", "amount_overdue")
-)
+# ARR-derived features are excluded from training: the registry keeps only the current ARR, so
+# past values are unknown. days_to_renewal is kept: training projects the current renewal date
+# to its yearly anniversary on or after each observation date (see training.renewal_on_or_after).
+MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n not in ("amount_overdue_to_arr", "amount_overdue"))

@@ -14,7 +14,7 @@ import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from services.signals import repository
 from services.signals.config import SignalsSettings
 from services.signals.engine import account_info
-from services.signals.features import MODEL_FEATURES, compute_features, relevant_state
+from services.signals.features import MODEL_FEATURES, AccountInfo, compute_features, relevant_state
 from services.signals.modelstore import ModelStore
 from services.signals.scoring import Scorecard
 from services.signals.service import Signal, signal_from_payload
@@ -104,12 +104,32 @@ def _observe_account(
             state.apply(s.type, s.data, s.time, s.key)
             index += 1
         buckets, entities = relevant_state(state.buckets, state.entities.values(), t)
-        features, _ = compute_features(buckets, entities, info, t)
+        as_of_info = AccountInfo(info.arr, renewal_on_or_after(info.renewal_date, t.date()))
+        features, _ = compute_features(buckets, entities, as_of_info, t)
         obs.rows.append(features)
         obs.labels.append(int(churn is not None and churn <= t + horizon))
         obs.times.append(t)
         obs.accounts.append(account_id)
         t += step
+
+
+def renewal_on_or_after(renewal: date | None, day: date) -> date | None:
+    """The registry keeps only the current renewal date; contracts renew yearly on that day, so
+    the renewal ahead of a past day is the anniversary of it on or after that day."""
+    if renewal is None:
+        return None
+    years = renewal.year - day.year
+    candidate = _shift_years(renewal, -years)
+    if candidate < day:
+        candidate = _shift_years(candidate, 1)
+    return candidate
+
+
+def _shift_years(value: date, years: int) -> date:
+    try:
+        return value.replace(year=value.year + years)
+    except ValueError:  # 29 February in a common year
+        return value.replace(year=value.year + years, day=28)
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> Any:

@@ -110,3 +110,12 @@ def test_features_ignore_what_happens_after_the_as_of_time() -> None:
 def test_every_feature_is_documented_in_the_catalog(repo_root) -> None:
     catalog = (repo_root / "docs" / "features.md").read_text()
     assert [name for name in FEATURE_NAMES if f"`{name}`" not in catalog] == []
+
+
+def test_training_projects_the_renewal_date_to_each_observation_day() -> None:
+    from services.signals.training import renewal_on_or_after
+
+    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 6, 1)) == date(2026, 3, 31)
+    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 3, 31)) == date(2025, 3, 31)
+    assert renewal_on_or_after(date(2025, 1, 1), date(2026, 5, 1)) == date(2027, 1, 1)
+    assert renewal_on_or_after(None, date(2026, 5, 1)) is None
