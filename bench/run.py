@@ -35,14 +35,16 @@ class Plan:
     accounts: int
     events: int
     throughput_repeats: int
+    throughput_cap_s: float
     http_seconds: float
     http_repeats: int
     latency_accounts: int
     latency_rates: tuple[tuple[float, float], ...]  # (events/s, seconds)
     probes_per_rate: int
-    scale_full: tuple[int, ...]
-    scale_sampled: tuple[int, ...] = ()
-    sampled_batches: int = 4
+    scale_sizes: tuple[int, ...]
+    rebuild_max: int  # larger portfolios: rebuild projected from the largest measured
+    sweep_full_max: int  # larger portfolios: `sweep_ticks` ticks timed, the full sweep projected
+    sweep_ticks: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,25 +53,31 @@ FULL = Plan(
     accounts=10_000,
     events=200_000,
     throughput_repeats=1,
-    http_seconds=5,
+    throughput_cap_s=480,
+    http_seconds=4,
     http_repeats=3,
     latency_accounts=500,
     latency_rates=((50, 15), (150, 15), (400, 10), (1000, 8)),
     probes_per_rate=5,
-    scale_full=(1_000, 10_000),
-    scale_sampled=(100_000,),
+    scale_sizes=(1_000, 10_000, 100_000),
+    rebuild_max=10_000,
+    sweep_full_max=1_000,
 )
 QUICK = Plan(
     mode="quick",
     accounts=500,
     events=10_000,
     throughput_repeats=1,
+    throughput_cap_s=120,
     http_seconds=2,
     http_repeats=1,
     latency_accounts=100,
     latency_rates=((50, 5), (200, 5)),
     probes_per_rate=2,
-    scale_full=(100, 500),
+    scale_sizes=(100, 500, 2_000),
+    rebuild_max=500,
+    sweep_full_max=500,
+    sweep_ticks=2,
 )
 
 
@@ -101,16 +109,16 @@ def run_throughput(plan: Plan, broker: LocalBroker, work: Path, profiler: str | 
     for repeat in range(plan.throughput_repeats):
         last = repeat == plan.throughput_repeats - 1
         after = _http_after(plan, workload, work, profiler) if last else None
-        runs.append(throughput.run_once(broker, workload, work / "logs", 3600, profiler, after))
+        runs.append(
+            throughput.run_once(broker, workload, work / "logs", plan.throughput_cap_s, profiler, after)
+        )
         log(f"throughput run {repeat + 1}: {runs[-1]['events_per_s']} events/s")
     http = runs[-1].pop("after", None)
     return {"throughput": throughput_summary(runs), "http": http}
 
 
 def _http_after(plan: Plan, workload: Any, work: Path, profiler: str | None) -> Any:
-    ids = [a.id for a in workload.accounts]
-
-    def after(signals: Any, key: str) -> Any:
+    def after(signals: Any, key: str, ids: list[str]) -> Any:
         log("HTTP: /healthz, /v1/accounts/{id}/risk, /v1/portfolio at 50 concurrent clients")
         return endpoints.measure(
             signals, key, ids, work, seconds=plan.http_seconds, repeats=plan.http_repeats, profiler=profiler
@@ -127,6 +135,10 @@ def throughput_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "events": runs[0]["events"],
         "accounts": runs[0]["accounts"],
+        "processed": median([r["processed"] for r in runs]),
+        "complete": all(r["complete"] for r in runs),
+        "seconds": median([r["seconds"] for r in runs]),
+        "ingest_events_per_s": median([r["ingest_events_per_s"] for r in runs]),
         "repeats": len(runs),
         "events_per_s": overall,
         "window_events_per_s_median": median(windows),
@@ -163,18 +175,16 @@ def run_latency(plan: Plan, broker: LocalBroker, work: Path) -> dict[str, Any]:
 
 def run_scale(plan: Plan, started: float) -> dict[str, Any]:
     data = scale.template(datetime.now(UTC))
-    sizes = []
-    for size in plan.scale_full:
-        log(f"scale: {size} accounts (rebuild and full sweep)")
-        sizes.append(scale.run_size(size, data))
-    for size in plan.scale_sampled:
+    sizes: list[dict[str, Any]] = []
+    for size in plan.scale_sizes:
         left = BUDGET_S - (time.monotonic() - started)
-        if left < 150:
+        if sizes and left < 150:
             log(f"scale: {size} accounts skipped ({left:.0f} s left of the time budget)")
             sizes.append({"accounts": size, "skipped": f"{left:.0f} s left of the 20-minute budget"})
             continue
-        log(f"scale: {size} accounts (sweep: {plan.sampled_batches} ticks, rebuild projected)")
-        sizes.append(scale.run_size(size, data, rebuild_too=False, sweep_batches=plan.sampled_batches))
+        rebuild, ticks = size <= plan.rebuild_max, 0 if size <= plan.sweep_full_max else plan.sweep_ticks
+        log(f"scale: {size} accounts (rebuild: {rebuild}, sweep ticks: {ticks or 'all'})")
+        sizes.append(scale.run_size(size, data, rebuild_too=rebuild, sweep_batches=ticks))
     report.project_rebuilds(sizes)
     return {"sizes": sizes, "history_days": scale.HISTORY_DAYS}
 

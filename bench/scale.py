@@ -21,7 +21,10 @@ from sqlalchemy import insert
 
 from bench.env import Schema, service_env
 from services.signals.models import Account as AccountRow
-from services.signals.models import SignalEvent
+from services.signals.models import SignalBucket, SignalEntity, SignalEvent
+from services.signals.rebuild import state_rows
+from services.signals.service import signal_from_payload
+from services.signals.state import AccountState
 from services.simulator.generator import SimConfig, Simulation
 from services.simulator.portfolio import Account
 from shared.config import CommonSettings
@@ -72,6 +75,31 @@ def fill(schema: Schema, size: int, accounts: list[Account], events: dict[str, l
                 connection.execute(insert(table), rows)
         total += len(event_rows)
     return total
+
+
+def fill_state(
+    schema: Schema, size: int, accounts: list[Account], events: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Buckets and entities of `size` accounts, folded once per template account and replicated."""
+    states = {}
+    for account in accounts:
+        state = AccountState()
+        for obj in events[account.id]:
+            signal = signal_from_payload(json.dumps(obj))
+            state.apply(signal.type, signal.data, signal.time, signal.key)
+        states[account.id] = state
+    with schema.engine.begin() as connection:
+        for start in range(0, size, 1000):
+            chunk = {
+                f"{accounts[n % len(accounts)].id}-{n // len(accounts)}": states[
+                    accounts[n % len(accounts)].id
+                ]
+                for n in range(start, min(size, start + 1000))
+            }
+            rows = state_rows(chunk)
+            for model, table in ((SignalBucket, "signal_buckets"), (SignalEntity, "signal_entities")):
+                if rows[table]:
+                    connection.execute(insert(model), rows[table])
 
 
 def _account_row(base: Account, account_id: str, now: datetime) -> dict[str, Any]:
@@ -146,8 +174,8 @@ def run_size(
             rebuild.pop("output")
             result["rebuild"] = {**rebuild, "ms_per_account": round(rebuild["seconds"] * 1000 / size, 3)}
         else:
-            # No scores yet: the sweep scores registered accounts first (the same work per account).
-            pass
+            # The state the rebuild would have written; the sweep then scores every account.
+            fill_state(schema, size, *template_data)
         hours = "24" if rebuild_too else "0"
         sweep = timed([sys.executable, "-m", "bench.sweep", hours, str(sweep_batches)], env, 3600)
         detail = json.loads(sweep.pop("output"))

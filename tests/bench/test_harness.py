@@ -37,15 +37,18 @@ def test_memory_summary_says_whether_rss_stayed_flat() -> None:
 @pytest.mark.slow
 def test_tiny_run_writes_json_markdown_and_png(broker: LocalBroker, tmp_path: Path) -> None:
     workload = build(accounts=8, min_events=120)
-    ids = [a.id for a in workload.accounts]
 
-    def http(signals: object, key: str) -> object:
+    def http(signals: object, key: str, ids: list[str]) -> object:
         return endpoints.measure(
             signals, key, ids, tmp_path, seconds=0.3, repeats=1, concurrency=4, warm_s=0.1
         )  # type: ignore[arg-type]
 
     one = throughput.run_once(broker, workload, tmp_path / "logs", 120, after=http, preload=False)
-    assert one["events"] == workload.events and one["accounts_scored"] == len(ids)
+    assert (
+        one["complete"]
+        and one["processed"] == workload.events
+        and one["accounts_scored"] == len(workload.accounts)
+    )
     assert one["baseline"]["events"] == workload.events
     sizes = [scale.run_size(10, scale.template(datetime.now(UTC), accounts=10))]
     results = {
