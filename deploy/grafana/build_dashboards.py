@@ -36,7 +36,13 @@ def panel(
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+                **({"format": "table", "instant": True} if kind == "table" else {}),
+            }
             for i, (expr, legend) in enumerate(targets)
         ],
         "gridPos": {"h": 8, "w": width, "x": 0, "y": 0},
