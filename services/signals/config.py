@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -18,7 +19,10 @@ class SignalsSettings(ServiceSettings):
     port: int = 8002
     group_id: str = "kamwatch-signals"
     scorecard_path: str = DEFAULT_SCORECARD
-    model_dir: str = Field(default="var/models", description="trained model versions + 'current' pointer")
+    model_dir: str = Field(
+        default_factory=lambda: str(Path(os.environ.get("KAMWATCH_VAR_DIR", "var")) / "models"),
+        description="trained model versions + the 'current' pointer (default $KAMWATCH_VAR_DIR/models)",
+    )
     horizon_days: int = Field(default=90, ge=7, le=365)
     amber_threshold: float = Field(default=0.30, gt=0, lt=1)
     red_threshold: float = Field(default=0.60, gt=0, lt=1)
