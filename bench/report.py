@@ -261,7 +261,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             t["baseline_events_per_s"], color="tab:purple", ls=":", label="kafka-python consume+json"
         )
     left.set(xlabel="offered load (events/s)", ylabel="events/s", title="Throughput vs load", yscale="log")
-    left.set_xscale("log")
+    if rates:
+        left.set_xscale("log")
     left.legend(fontsize=8)
     for key, label, style in (("risk_updated_s", "risk updated", "o-"), ("notified_s", "notified", "s--")):
         for q in ("p50", "p99"):
@@ -270,7 +271,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 right.plot(offered, values, style, label=f"{label} {q}")
     right.axhline(TARGETS["risk_p99_s"], color="tab:green", ls="-.", label="target p99 1 s")
     right.set(xlabel="offered load (events/s)", ylabel="seconds", title="Latency vs load", yscale="log")
-    right.set_xscale("log")
+    if rates:
+        right.set_xscale("log")
     right.legend(fontsize=8)
     m = results["machine"]
     fig.suptitle(
