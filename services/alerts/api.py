@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,8 @@ from shared.errors import AppError, NotFound, ValidationFailed
 
 router = APIRouter(prefix="/v1")
 STATES = ("open", "acknowledged", "snoozed", "resolved")
+MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number is a 422, not a database error (500)
+AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _now(request: Request) -> datetime:
@@ -62,7 +64,7 @@ def list_alerts(
     owner: str | None = Query(default=None, description="owner e-mail or name"),
     account: str | None = Query(default=None, description="account id"),
     limit: int = Query(default=100, ge=1, le=1000),
-    before: int | None = Query(default=None, description="page: alerts with a smaller id"),
+    before: int | None = Query(default=None, ge=1, le=MAX_ID, description="page: alerts with a smaller id"),
 ) -> AlertList:
     if state is not None and state not in STATES:
         raise ValidationFailed(f"state must be one of {', '.join(STATES)}")
@@ -75,7 +77,7 @@ def list_alerts(
 @router.get(
     "/alerts/{alert_id}", response_model=AlertDetail, dependencies=[Depends(require_scope("risk:read"))]
 )
-def get_alert(request: Request, alert_id: int) -> AlertDetail:
+def get_alert(request: Request, alert_id: AlertId) -> AlertDetail:
     with transaction(request.app.state.sessions) as session:
         alert = session.get(Alert, alert_id)
         if alert is None:
@@ -98,14 +100,14 @@ WRITE = [Depends(require_scope("alerts:write"))]
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertDetail, dependencies=WRITE)
-def acknowledge(request: Request, alert_id: int, body: ActionIn | None = None) -> AlertDetail:
+def acknowledge(request: Request, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
     body = body or ActionIn()
     why = body.reason or "acknowledged over the API"
     return _act(request, alert_id, lambda lc, s, a, now: lc.acknowledge(s, a, body.by or "api", now, why))
 
 
 @router.post("/alerts/{alert_id}/snooze", response_model=AlertDetail, dependencies=WRITE)
-def snooze(request: Request, alert_id: int, body: SnoozeIn) -> AlertDetail:
+def snooze(request: Request, alert_id: AlertId, body: SnoozeIn) -> AlertDetail:
     if (body.until is None) == (body.duration is None):
         raise ValidationFailed("give either 'until' (a time) or 'duration' (e.g. '4h')")
     why = body.reason or "snoozed over the API"
@@ -118,7 +120,7 @@ def snooze(request: Request, alert_id: int, body: SnoozeIn) -> AlertDetail:
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail, dependencies=WRITE)
-def resolve(request: Request, alert_id: int, body: ActionIn | None = None) -> AlertDetail:
+def resolve(request: Request, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
     body = body or ActionIn()
     why = body.reason or "resolved over the API"
     return _act(request, alert_id, lambda lc, s, a, now: lc.resolve(s, a, body.by or "api", now, why))

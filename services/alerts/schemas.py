@@ -12,6 +12,18 @@ from services.alerts.models import Alert, AlertTransition, Delivery, DeliveryAtt
 from services.alerts.policy import parse_duration
 
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_SNOOZE = timedelta(days=366)
+
+
+def snooze_length(value: Any) -> Any:
+    """A duration for snooze: overflow or out of (0, 366 days] is a 422, never a 500."""
+    try:
+        duration = parse_duration(value)
+    except OverflowError:
+        raise ValueError("duration is out of range; write e.g. 30m, 4h or 2d") from None
+    if isinstance(duration, timedelta) and not timedelta(0) < duration <= MAX_SNOOZE:
+        raise ValueError("duration must be more than 0 and at most 366 days")
+    return duration
 
 
 class ActionIn(BaseModel):
@@ -23,7 +35,7 @@ class ActionIn(BaseModel):
 
 class SnoozeIn(ActionIn):
     until: AwareDatetime | None = Field(default=None, description="snooze until this time")
-    duration: Annotated[timedelta, BeforeValidator(parse_duration)] | None = Field(
+    duration: Annotated[timedelta, BeforeValidator(snooze_length)] | None = Field(
         default=None, description="or for this long: 30m, 4h, 2d"
     )
 
