@@ -137,7 +137,9 @@ def _translate_and_publish(request: Request, source: str, payload: Any, translat
     except EventInvalid as error:
         metrics.WEBHOOKS.labels(source, "invalid").inc()
         raise ValidationFailed(str(error), problems=error.problems) from None
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as error:
+        # A payload of the wrong shape (a list where an object belongs, 1e400 as a time) is the
+        # sender's error: 422, never a 500.
         metrics.WEBHOOKS.labels(source, "invalid").inc()
         raise ValidationFailed(f"{source} payload has an unexpected shape: {type(error).__name__}") from None
     if not raw_events:

@@ -51,7 +51,8 @@ def verify_stripe(
     _check_age(timestamp, now, tolerance_s)
     signed = f"{timestamp}.".encode() + body
     expected = [_hmac(secret, signed).hex() for secret in secrets]
-    if not any(hmac.compare_digest(e, c) for e in expected for c in candidates):
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII str (hostile headers).
+    if not any(hmac.compare_digest(e.encode(), c.encode()) for e in expected for c in candidates):
         raise SignatureInvalid("signature does not match the body (wrong secret or altered body)")
 
 
@@ -65,7 +66,7 @@ def _parse_signed_header(header: str) -> tuple[int, list[str]]:
     candidates = []
     for item in header.split(","):
         name, _, value = item.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and value.isascii() and value.isdigit():  # "²".isdigit() is True
             timestamp = int(value)
         elif name == "v1" and value:
             candidates.append(value.lower())
@@ -103,7 +104,7 @@ def verify_zendesk(
     _check_age(sent_at.timestamp(), now, tolerance_s)
     signed = timestamp.encode() + body
     expected = [base64.b64encode(_hmac(secret, signed)).decode() for secret in secrets]
-    if not any(hmac.compare_digest(e, signature.strip()) for e in expected):
+    if not any(hmac.compare_digest(e.encode(), signature.strip().encode()) for e in expected):
         raise SignatureInvalid("signature does not match the body (wrong secret or altered body)")
 
 
