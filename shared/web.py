@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -60,11 +61,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Answer 413 for bodies over `max_bytes`, by Content-Length or while streaming."""
+    """Answer 413 for bodies over `max_bytes` (by Content-Length, or while reading) and 408 when a
+    client stops sending its body for `body_timeout_s` (slow-loris: uvicorn has no body timeout).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The body is read here, before the app runs, and handed on in one piece: raising from inside
+    the app's `receive` would surface through Starlette's middleware task groups as a 500.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,49 +80,62 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, 413, "payload_too_large", self._too_large)
             return
-        seen = 0
-        too_large = False
+        body = await self._read(receive, send)
+        if body is None:
+            return
+        replayed = False
 
-        async def limited_receive() -> Message:
-            nonlocal seen, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    too_large = True
-                    raise _TooLarge
-            return message
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:  # later receives wait for a disconnect
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send)
+        await self.app(scope, replay, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"request body is larger than {self.max_bytes} bytes; "
-                "split it into smaller batches",
-            }
-        ).encode()
+    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None once a 413/408 was sent (or the client went away)."""
+        chunks: list[bytes] = []
+        seen, more = 0, True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                message_text = f"the request body did not arrive within {self.body_timeout_s:g} s"
+                await self._reject(send, 408, "request_timeout", message_text)
+                return None
+            if message["type"] != "http.request":
+                return None  # http.disconnect: nobody to answer
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await self._reject(send, 413, "payload_too_large", self._too_large)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    @property
+    def _too_large(self) -> str:
+        return f"request body is larger than {self.max_bytes} bytes; split it into smaller batches"
+
+    async def _reject(self, send: Send, status: int, error: str, message: str) -> None:
+        body = json.dumps({"error": error, "message": message}).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def broker_reachable(bootstrap: str) -> str | None:
