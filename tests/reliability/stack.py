@@ -171,3 +171,13 @@ def policy_without_quiet_hours(tmp_path: Path) -> str:
     path = tmp_path / "policy.yaml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def fresh_database(request: Any, backend: str) -> str:
+    """A module's `database_url` override: one backend only, tables emptied (as tests/conftest.py)."""
+    from tests.conftest import _import_all_models, _truncate
+
+    url: str = request.getfixturevalue(f"{backend}_url")
+    _import_all_models()
+    _truncate(url)
+    return url
