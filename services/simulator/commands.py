@@ -93,20 +93,29 @@ def config_from_args(args: argparse.Namespace, today: date) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    import httpx
+    from kafka.errors import KafkaError
+
     from services.simulator.generator import Simulation
     from services.simulator.runner import run
 
     target = args.target or ("file" if args.out else "kafka")
     config = config_from_args(args, datetime.now(UTC).date())
     simulation = Simulation(config)
-    sink = _sink(target, args)
     try:
-        if target != "file" and args.register != "none":
-            _register(args, simulation)
-        started = time.monotonic()
-        stats = _run_with_bar(simulation, sink, args, run)
-    finally:
-        sink.close()
+        sink = _sink(target, args)
+        try:
+            if target != "file" and args.register != "none":
+                _register(args, simulation)
+            started = time.monotonic()
+            stats = _run_with_bar(simulation, sink, args, run)
+        finally:
+            sink.close()
+    except (httpx.TransportError, KafkaError) as error:
+        raise ConfigError(
+            f"cannot reach kamwatch ({type(error).__name__}: {error}); start it with `kamwatch run`, "
+            "check --ingest-url/--signals-url or KAMWATCH_KAFKA_BOOTSTRAP, or use --target file"
+        ) from None
     _summary(simulation, stats, target, args, time.monotonic() - started)
     return 0
 
