@@ -21,9 +21,10 @@ import httpx
 from services.simulator.emit import KafkaSink
 from services.simulator.generator import SimConfig, Simulation, midnight
 from services.simulator.portfolio import Account
-from services.simulator.registry import RegistryApiMissing, register_api, register_kafka
+from services.simulator.registry import register_api, register_kafka
 from services.simulator.runner import RunStats, run
 from shared.config import CommonSettings
+from shared.errors import ConfigError
 from shared.events import CloudEvent
 
 DEMO_SEED = 7
@@ -113,7 +114,7 @@ class Demo:
             with httpx.Client(base_url=self.signals_url, timeout=10) as client:
                 register_api(client, key, accounts, self.simulation.config.end)
             say(f"registered {len(accounts)} accounts through PUT {self.signals_url}/v1/accounts/{{id}}")
-        except (RegistryApiMissing, httpx.HTTPError) as error:
+        except (ConfigError, httpx.HTTPError) as error:  # no registry API yet, or it failed
             prefix = self.simulation.config.id_prefix()
             register_kafka(self.common, accounts, prefix, datetime.now(UTC), self.simulation.config.end)
             say(f"registered {len(accounts)} accounts on {self.common.topics.accounts} ({error})")
