@@ -45,11 +45,15 @@ class RiskEngine:
         return self.holder.scorer.version
 
     def features_of(
-        self, session: Session, account_id: str, account: Account | None, as_of: datetime
-    ) -> tuple[dict[str, float], dict[str, Any]]:
-        buckets = repository.account_buckets(session, account_id, as_of.date() - timedelta(days=HISTORY_DAYS))
-        entities = repository.account_entities(session, account_id, as_of - timedelta(days=HISTORY_DAYS))
-        return compute_features(buckets, entities, account_info(account), as_of)
+        self, session: Session, account_ids: list[str], accounts: dict[str, Account], as_of: datetime
+    ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
+        """Features of many accounts as of `as_of`, from two bulk queries."""
+        buckets = repository.buckets_of(session, account_ids, as_of.date() - timedelta(days=HISTORY_DAYS))
+        entities = repository.entities_of(session, account_ids, as_of - timedelta(days=HISTORY_DAYS))
+        return {
+            a: compute_features(buckets.get(a, {}), entities.get(a, []), account_info(accounts.get(a)), as_of)
+            for a in account_ids
+        }
 
     def assess(self, features: dict[str, float], details: dict[str, Any]) -> Assessment:
         score, contributions = self.holder.scorer.score(features)
@@ -64,9 +68,10 @@ class RiskEngine:
         accounts = repository.accounts_by_id(session, account_ids, lock=True)
         risks = repository.risk_for(session, account_ids, lock=True)
         to_publish = []
-        for account_id in sorted(set(account_ids)):
-            features, details = self.features_of(session, account_id, accounts.get(account_id), now)
-            result = self.assess(features, details)
+        ordered = sorted(set(account_ids))
+        computed = self.features_of(session, ordered, accounts, now)
+        for account_id in ordered:
+            result = self.assess(*computed[account_id])
             row = self._store(
                 session, account_id, accounts.get(account_id), risks.get(account_id), result, now
             )

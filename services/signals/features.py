@@ -29,19 +29,32 @@ class AccountInfo:
 
 
 class Window:
-    """Daily counters of the days (today - n, today], today = the as-of day."""
+    """Daily counters of one account by "days ago" (0 = the as-of day), for fast window sums."""
 
     def __init__(self, buckets: Mapping[date, Counts], today: date) -> None:
         self.buckets = buckets
         self.today = today
+        self._by_ago = {
+            (today - d).days: c for d, c in buckets.items() if 0 <= (today - d).days <= HISTORY_DAYS
+        }
+        self._series: dict[str, list[int | None]] = {}
 
-    def days(self, start_ago: int, length: int) -> list[date]:
-        """`length` days ending `start_ago` days before today, oldest first."""
-        end = self.today - timedelta(days=start_ago)
-        return [end - timedelta(days=i) for i in range(length - 1, -1, -1)]
+    def series(self, name: str) -> list[int | None]:
+        """Index = days ago; None where the day has no such counter."""
+        values = self._series.get(name)
+        if values is None:
+            values = [None] * (HISTORY_DAYS + 1)
+            for ago, counts in self._by_ago.items():
+                values[ago] = counts.get(name)
+            self._series[name] = values
+        return values
 
     def total(self, name: str, length: int, start_ago: int = 0) -> int:
-        return sum(self.buckets.get(d, {}).get(name, 0) for d in self.days(start_ago, length))
+        """Sum over `length` days ending `start_ago` days before the as-of day."""
+        return sum(v for v in self.series(name)[start_ago : start_ago + length] if v)
+
+    def ago(self, day: date) -> int:
+        return (self.today - day).days
 
     def last_day(self, names: Iterable[str]) -> date | None:
         wanted = tuple(names)
@@ -87,10 +100,12 @@ def compute_features(
 # --- usage -----------------------------------------------------------------------------------
 def _daily_mean(window: Window, name: str, length: int, start_ago: int, first: date | None) -> float | None:
     """Mean per day over the window, counting only days since the first ever usage (new accounts)."""
-    days = [d for d in window.days(start_ago, length) if first is not None and d >= first]
-    if not days:
+    if first is None:
         return None
-    return sum(window.buckets.get(d, {}).get(name, 0) for d in days) / len(days) / 1000
+    days = min(start_ago + length, window.ago(first) + 1) - start_ago
+    if days <= 0:
+        return None
+    return window.total(name, days, start_ago) / days / 1000
 
 
 def _ratio(value: float | None, baseline: float | None) -> float:
@@ -120,10 +135,11 @@ def usage_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
 
 def _slope(window: Window, first: date | None, baseline: float | None) -> float:
     """Least-squares slope of daily usage over 28 days, as a fraction of the baseline per day."""
-    days = [d for d in window.days(0, 28) if first is not None and d >= first]
-    if len(days) < 2 or not baseline:
+    days = min(28, window.ago(first) + 1) if first is not None else 0
+    if days < 2 or not baseline:
         return 0.0
-    ys = [window.buckets.get(d, {}).get("usage_milli", 0) / 1000 for d in days]
+    series = window.series("usage_milli")
+    ys = [(series[ago] or 0) / 1000 for ago in range(days - 1, -1, -1)]  # oldest first
     xs = list(range(len(ys)))
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
     cov = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
@@ -132,12 +148,10 @@ def _slope(window: Window, first: date | None, baseline: float | None) -> float:
 
 
 def _active_users_ratio(window: Window) -> float:
+    series = window.series("max_active_users")
+
     def mean(length: int, start_ago: int) -> float | None:
-        values = [
-            window.buckets[d]["max_active_users"]
-            for d in window.days(start_ago, length)
-            if "max_active_users" in window.buckets.get(d, {})
-        ]
+        values = [v for v in series[start_ago : start_ago + length] if v is not None]
         return sum(values) / len(values) if values else None
 
     return _ratio(mean(28, 0), mean(BASELINE_DAYS, 28))

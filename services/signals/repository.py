@@ -144,20 +144,29 @@ def entities_for_keys(
     return found
 
 
-def account_buckets(session: Session, account_id: str, since: date) -> dict[date, Counts]:
-    query = select(SignalBucket.day, SignalBucket.counts).where(
-        SignalBucket.account_id == account_id, SignalBucket.day >= since
-    )
-    return {day: json.loads(counts) for day, counts in session.execute(query)}
+def buckets_of(session: Session, account_ids: Sequence[str], since: date) -> dict[str, dict[date, Counts]]:
+    """Daily counters since `since` of many accounts (one query per chunk)."""
+    found: dict[str, dict[date, Counts]] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(SignalBucket.account_id, SignalBucket.day, SignalBucket.counts).where(
+            SignalBucket.account_id.in_(chunk), SignalBucket.day >= since
+        )
+        for account_id, day, counts in session.execute(query):
+            found.setdefault(account_id, {})[day] = json.loads(counts)
+    return found
 
 
-def account_entities(session: Session, account_id: str, since: datetime) -> list[EntityRow]:
+def entities_of(session: Session, account_ids: Sequence[str], since: datetime) -> dict[str, list[EntityRow]]:
     """Open things (tickets, unpaid invoices, active contacts) and anything that changed recently."""
-    query = select(SignalEntity).where(
-        SignalEntity.account_id == account_id,
-        or_(SignalEntity.active.is_(True), SignalEntity.event_time >= since),
-    )
-    return [to_entity(row) for row in session.scalars(query)]
+    found: dict[str, list[EntityRow]] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(SignalEntity).where(
+            SignalEntity.account_id.in_(chunk),
+            or_(SignalEntity.active.is_(True), SignalEntity.event_time >= since),
+        )
+        for row in session.scalars(query):
+            found.setdefault(row.account_id, []).append(to_entity(row))
+    return found
 
 
 def to_entity(row: SignalEntity) -> EntityRow:
