@@ -6,9 +6,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.events import ACCOUNT_ID_PATTERN
+from shared.events import ACCOUNT_ID_PATTERN, find_nul
 
 ACCOUNT_UPSERTED = "account.upserted"
 RISK_CHANGED = "risk.changed"
@@ -50,6 +50,18 @@ class AccountRecord(BaseModel):
     )
     deleted: bool = False
     updated_at: AwareDatetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL: one in a name or alias would fail every write.
+        try:
+            where = find_nul(value, "")
+        except RecursionError:
+            raise ValueError("the record is nested too deeply") from None
+        if where is not None:
+            raise ValueError(f"{where or 'record'} must not contain the NUL character \\u0000")
+        return value
 
 
 class Driver(BaseModel):

@@ -278,6 +278,15 @@ def validate_event(obj: Any, now: datetime) -> CloudEvent:
     if not isinstance(obj, dict):
         raise EventInvalid("event must be a JSON object", [Problem("event", f"got {type(obj).__name__}")])
     try:
+        nul = find_nul(obj, "")
+    except RecursionError:
+        raise EventInvalid("event is nested too deeply", [Problem("event", "nested too deeply")]) from None
+    if nul is not None:
+        # PostgreSQL text cannot hold NUL: storing one would fail the whole batch, again and again.
+        raise EventInvalid(
+            "event contains a NUL character", [Problem(nul or "event", "must not contain \\u0000")]
+        )
+    try:
         event = CloudEvent.model_validate(obj)
     except ValidationError as exc:
         raise EventInvalid("event envelope is invalid", _problems_from(exc, "")) from None
@@ -291,6 +300,23 @@ def validate_event(obj: Any, now: datetime) -> CloudEvent:
     event.time = event.time.astimezone(UTC)
     event.dataschema = dataschema_for(event.type)
     return event
+
+
+def find_nul(value: Any, where: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character, else None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: Any = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        found = find_nul(item, path)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_time(value: datetime, now: datetime) -> None:
