@@ -100,7 +100,12 @@ class RiskEngine:
             session.add(risk)
             previous = None
         else:
-            previous = {"score": risk.score, "band": risk.band, "drivers": json.loads(risk.drivers)}
+            previous = {
+                "score": risk.score,
+                "band": risk.band,
+                "drivers": json.loads(risk.drivers),
+                "model_version": risk.model_version,
+            }
         history = self._history(risk, previous, result, now) if changed else None
         if history is not None:
             session.add(history)
@@ -113,6 +118,8 @@ class RiskEngine:
         self, risk: RiskScore, previous: dict[str, Any] | None, result: Assessment, now: datetime
     ) -> RiskHistory:
         changes = describe_changes(previous, result.score, result.band, result.drivers)
+        if previous is not None and previous["model_version"] != self.model_version:
+            changes.insert(0, f"now scored by {self.model_version} (was {previous['model_version']})")
         publish = should_publish(
             result.score, result.band, risk.published_score, risk.published_band, self.settings.publish_step
         ) or _new_driver(previous, result.drivers)

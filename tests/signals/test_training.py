@@ -75,6 +75,8 @@ def test_trained_model_beats_scorecard_and_is_hot_loaded(
     promoted = kamwatch(env, "model", "promote", version)
     assert promoted.returncode == 0, promoted.stderr
     wait_for(lambda: _model_version(signals, auth) == version, what="promoted model in use without restart")
+    risk = signals.get("/v1/accounts/live-1/risk", headers=auth).json()
+    assert risk["changes"][0] == f"now scored by {version} (was scorecard-1)"
     listing = kamwatch(env, "model", "list")
     assert f"* {version}" in listing.stdout
 
