@@ -29,3 +29,14 @@ HTTP_SECONDS = Histogram(
     ["service", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+
+# Header on kamwatch.events (and carried on by later stages): when the event reached kamwatch,
+# as the raw record's broker timestamp in ms.
+RECEIVED_HEADER = "kw_received_ms"
+PIPELINE_LATENCY = Histogram(
+    "kamwatch_pipeline_latency_seconds",
+    "Time from when an event reached kamwatch (broker timestamp of its raw record) until the stage "
+    "(stored, scored, notified) completed",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 EVENTS = Counter(
     "kamwatch_ingest_events_total",
@@ -18,9 +18,3 @@ SIGNATURE_FAILURES = Counter(
     "kamwatch_ingest_signature_failures_total", "Webhook signatures that did not verify", ["source"]
 )
 PARKED = Gauge("kamwatch_ingest_parked_events", "Events waiting for their account to be registered")
-STORE_LATENCY = Histogram(
-    "kamwatch_pipeline_latency_seconds",
-    "Time from the raw record's broker timestamp until the stage completed",
-    ["stage"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)

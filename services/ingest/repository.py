@@ -76,9 +76,10 @@ _EVENT_COLUMNS = {
     "origin_offset": "bigint",
     "payload": "text",
 }
-_UNNEST_INSERT = text(  # noqa: S608 - built from the constant column map above, no input
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _EVENT_COLUMNS.items())}) "
+_UNNEST_COLUMNS = ", ".join(f"CAST(:{name} AS {sql_type}[])" for name, sql_type in _EVENT_COLUMNS.items())
+# Built only from the constant column map above; no input reaches the SQL text.
+_UNNEST_INSERT = text(
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM unnest({_UNNEST_COLUMNS}) "  # noqa: S608
     "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id"
 )
 

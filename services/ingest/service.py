@@ -22,6 +22,7 @@ from shared.errors import EventInvalid, Problem, ValidationFailed
 from shared.events import CloudEvent, decode_json, parse_account_ref, to_json, validate_event
 from shared.kafka import OutMessage, Publisher
 from shared.logging import get_logger
+from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
 log = get_logger(__name__)
 RAW_FAMILY = {
@@ -37,6 +38,10 @@ RAW_FAMILY = {
 }
 
 
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 @dataclass
 class _Pending:
     """What one batch decided, before it is written."""
@@ -49,6 +54,7 @@ class _Pending:
     types: dict[repository.EventKey, str] = field(default_factory=dict)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     broker_times: list[float] = field(default_factory=list)
+    arrivals: dict[repository.EventKey, int] = field(default_factory=dict)  # broker timestamp, ms
 
 
 def _origin(record: Any) -> repository.Origin:
@@ -169,6 +175,7 @@ class IngestProcessor:
             valid.append((record, event))
             if record.timestamp and record.timestamp > 0:
                 pending.broker_times.append(record.timestamp / 1000)
+                pending.arrivals[(event.source, event.id)] = int(record.timestamp)
         resolved = self._resolve(session, [event.subject or "" for _, event in valid])
         seen: set[repository.EventKey] = set()
         for record, event in valid:
@@ -268,7 +275,11 @@ class IngestProcessor:
         """Unpublished rows of this batch: new ones, and ones a crash left unpublished."""
         out = [
             self._message(
-                inserted[(row["source"], row["event_id"])], row["account_id"], row["type"], row["payload"]
+                inserted[(row["source"], row["event_id"])],
+                row["account_id"],
+                row["type"],
+                row["payload"],
+                pending.arrivals.get((row["source"], row["event_id"])) or _ms(row["received_at"]),
             )
             for row in pending.events
             if (row["source"], row["event_id"]) in inserted
@@ -278,7 +289,7 @@ class IngestProcessor:
         for row in repository.events_by_key(session, leftovers):
             key = (row.source, row.event_id)
             if row.published_at is None:
-                out.append(self._message(row.id, row.account_id, row.type, row.payload))
+                out.append(self._event_message(row))
             elif key in pending.origins and pending.origins[key] != (
                 row.origin_topic,
                 row.origin_partition,
@@ -290,16 +301,15 @@ class IngestProcessor:
         return out
 
     def _event_message(self, row: StoredEvent) -> OutMessage:
-        return self._message(row.id, row.account_id, row.type, row.payload)
+        return self._message(row.id, row.account_id, row.type, row.payload, _ms(row.received_at))
 
-    def _message(self, row_id: int, account_id: str, event_type: str, payload: str) -> OutMessage:
-        return OutMessage(
-            self.topics.events,
-            account_id,
-            payload.encode(),
-            (("ce_type", event_type.encode()),),
-            ref=("event", row_id),
-        )
+    def _message(
+        self, row_id: int, account_id: str, event_type: str, payload: str, received_ms: int
+    ) -> OutMessage:
+        # kw_received_ms: when the event reached kamwatch, so later stages can measure their
+        # latency from the same start (kamwatch_pipeline_latency_seconds{stage=...}).
+        headers = (("ce_type", event_type.encode()), (RECEIVED_HEADER, str(received_ms).encode()))
+        return OutMessage(self.topics.events, account_id, payload.encode(), headers, ref=("event", row_id))
 
     def _dead_message(self, row: DeadLetter) -> OutMessage:
         headers = (
@@ -322,7 +332,7 @@ class IngestProcessor:
             metrics.EVENTS.labels("any", "replayed").inc(len(replayed))
         wall = time.time()
         for sent in pending.broker_times:
-            metrics.STORE_LATENCY.labels("stored").observe(max(0.0, wall - sent))
+            PIPELINE_LATENCY.labels("stored").observe(max(0.0, wall - sent))
 
     # --- after publish, and time-driven work --------------------------------------------
     def published(self, messages: list[OutMessage]) -> None:
