@@ -15,10 +15,10 @@ from services.signals.models import Account, RiskHistory, RiskScore
 from services.signals.registry import parse_csv, record_from_body, record_json
 from services.signals.schemas import FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
 from services.signals.service import account_message
-from shared.auth import require_scope
+from shared.auth import lookup_scopes, require_scope
 from shared.contracts import AccountRecord
 from shared.db import transaction
-from shared.errors import NotFound, Problem, TransientError, ValidationFailed
+from shared.errors import Forbidden, NotFound, Problem, TransientError, Unauthorized, ValidationFailed
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -138,12 +138,32 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
     raise NotFound(f"account {account_id!r} is unknown: not registered and no events received")
 
 
-@router.get("/accounts/{account_id}/risk", dependencies=[READ], tags=["risk"], response_model=RiskOut)
+@router.get("/accounts/{account_id}/risk", tags=["risk"], response_model=RiskOut)
 def get_risk(account_id: str, request: Request) -> dict[str, Any]:
-    """Score (probability of churn within the horizon), band, drivers, changes, model, as-of."""
+    """Score (probability of churn within the horizon), band, drivers, changes, model, as-of.
+    Scope risk:read. The hot path: key check and score lookup share one transaction."""
     with transaction(_sessions(request)) as session:
+        authorize(session, request, "risk:read")
         risk = _risk_or_404(session, account_id)
     return risk_view(risk)
+
+
+def authorize(session: Session, request: Request, scope: str) -> None:
+    """The same check as shared.auth.require_scope, inside the caller's transaction."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>' "
+            "(make run prints a local key; `kamwatch keys create` makes others)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scopes = lookup_scopes(session, key.strip())
+    if scopes is None:
+        raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+    if scope not in scopes and "admin" not in scopes:
+        raise Forbidden(
+            f"this API key lacks the scope '{scope}'; create one with `kamwatch keys create --scopes {scope}`"
+        )
 
 
 def risk_view(risk: RiskScore) -> dict[str, Any]:

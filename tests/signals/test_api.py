@@ -7,6 +7,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.auth import create_key
+from shared.db import transaction
 from tests.helpers import NOW
 from tests.signals.streams import full_story, healthy_history
 from tests.signals.test_training import store_history
@@ -91,3 +93,13 @@ def test_unknown_account_is_404_with_its_id_and_bad_params_are_422(
     bad_limit = _portfolio(api, auth, limit=0)
     assert bad_limit.status_code == 422 and bad_limit.json()["problems"][0]["field"] == "query.limit"
     assert api.get("/v1/portfolio").status_code == 401
+    assert api.get("/v1/accounts/ghost-7/risk").status_code == 401
+    bogus = api.get("/v1/accounts/ghost-7/risk", headers={"Authorization": "Bearer kw_0000_nope"})
+    assert bogus.status_code == 401
+
+
+def test_risk_needs_the_risk_read_scope(api: TestClient, db: sessionmaker[Session]) -> None:
+    with transaction(db) as session:
+        key = create_key(session, "writer", ["accounts:write"])
+    response = api.get("/v1/accounts/acme/risk", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 403 and "risk:read" in response.json()["message"]
