@@ -7,6 +7,7 @@ poll a batch -> one DB transaction -> commit it -> produce downstream and flush 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.config import CommonSettings
 from shared.db import is_transient
-from shared.errors import TransientError
+from shared.errors import Problem, TransientError
 from shared.logging import get_logger
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
@@ -48,6 +49,29 @@ class OutMessage:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
     ref: Any = field(default=None, compare=False)  # e.g. the row id to mark as published
+
+
+def dead_letter_message(
+    topic: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    problems: Sequence[Problem],
+    origin: tuple[str, int, int],
+    ref: Any = None,
+) -> OutMessage:
+    """The original bytes for the dead-letter topic, with why and where in headers (the same
+    header scheme from every service: kw_error, kw_problems, kw_topic, kw_partition, kw_offset)."""
+    headers = (
+        ("kw_error", reason.encode()[:1000]),
+        ("kw_problems", json.dumps([p.as_dict() for p in problems]).encode()[:4000]),
+        ("kw_topic", origin[0].encode()),
+        ("kw_partition", str(origin[1]).encode()),
+        ("kw_offset", str(origin[2]).encode()),
+    )
+    text_key = key.decode("utf-8", "replace") if key else None
+    return OutMessage(topic, text_key, value or b"", headers, ref=ref)
 
 
 def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +16,7 @@ from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, Risk
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem
 from shared.events import decode_json
-from shared.kafka import OutMessage
+from shared.kafka import OutMessage, dead_letter_message
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,13 +82,14 @@ class AlertsProcessor:
             reason=str(error)[:300],
         )
         metrics.INVALID_RECORDS.labels(record.topic).inc()
-        headers = (
-            ("kamwatch-error", str(error)[:1000].encode()),
-            ("kamwatch-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ("kamwatch-problems", json.dumps([p.as_dict() for p in error.problems])[:4000].encode()),
+        return dead_letter_message(
+            self.topics.deadletter,
+            key=record.key,
+            value=record.value,
+            reason=str(error),
+            problems=error.problems,
+            origin=(record.topic, record.partition, record.offset),
         )
-        key = record.key.decode("utf-8", "replace") if record.key else None
-        return OutMessage(self.topics.deadletter, key, record.value or b"", headers)
 
     def published(self, messages: list[OutMessage]) -> None:
         return None

@@ -20,7 +20,7 @@ from shared.contracts import ACCOUNT_UPSERTED, AccountRecord
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem, ValidationFailed
 from shared.events import CloudEvent, decode_json, parse_account_ref, to_json, validate_event
-from shared.kafka import OutMessage, Publisher
+from shared.kafka import OutMessage, Publisher, dead_letter_message
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
@@ -312,15 +312,16 @@ class IngestProcessor:
         return OutMessage(self.topics.events, account_id, payload.encode(), headers, ref=("event", row_id))
 
     def _dead_message(self, row: DeadLetter) -> OutMessage:
-        headers = (
-            ("kw_error", row.reason.encode()[:1000]),
-            ("kw_problems", row.problems.encode()[:4000]),
-            ("kw_topic", row.topic.encode()),
-            ("kw_partition", str(row.partition).encode()),
-            ("kw_offset", str(row.offset).encode()),
+        problems = [Problem(p["field"], p["message"]) for p in json.loads(row.problems)]
+        return dead_letter_message(
+            self.topics.deadletter,
+            key=row.key,
+            value=row.value,
+            reason=row.reason,
+            problems=problems,
+            origin=(row.topic, row.partition, row.offset),
+            ref=("dead", row.id),
         )
-        key = row.key.decode("utf-8", "replace") if row.key else None
-        return OutMessage(self.topics.deadletter, key, row.value or b"", headers, ref=("dead", row.id))
 
     def _count(self, pending: _Pending, replayed: list[repository.EventKey]) -> None:
         stored = Counter(pending.types[k] for k in pending.keys)

@@ -58,7 +58,7 @@ def test_red_account_notifies_its_owner_once_on_slack_and_by_email(
 
     wait_for(lambda: sinks.mails() and sinks.slack(), what="a mail and a Slack message")
     [dead] = read_topic(common_settings.kafka_bootstrap, common_settings.topics.deadletter, 1)
-    assert b"risk.changed data is invalid" in dict(dead.headers)["kamwatch-error"]
+    assert b"risk.changed data is invalid" in dict(dead.headers)["kw_error"]
     # The same risk change delivered again (at-least-once upstream) must not notify again.
     _turn_red(common_settings, "acme")
     wait_for(lambda: len(_alerts(alerts, api_key, account="acme")) == 1, what="one alert")
