@@ -23,7 +23,7 @@ from shared.clock import Clock
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem
 from shared.events import ACCOUNT_ID_PATTERN, decode_json, to_json, validate_event
-from shared.kafka import OutMessage
+from shared.kafka import OutMessage, dead_letter_message
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -167,15 +167,14 @@ class SignalsProcessor:
         return list(signals.values()), dead
 
     def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
-        headers = (
-            ("kw_error", str(error).encode()[:1000]),
-            ("kw_problems", json.dumps([p.as_dict() for p in error.problems]).encode()[:4000]),
-            ("kw_topic", record.topic.encode()),
-            ("kw_partition", str(record.partition).encode()),
-            ("kw_offset", str(record.offset).encode()),
+        return dead_letter_message(
+            self.topics.deadletter,
+            key=record.key,
+            value=record.value,
+            reason=str(error),
+            problems=error.problems,
+            origin=(record.topic, record.partition, record.offset),
         )
-        key = record.key.decode("utf-8", "replace") if record.key else None
-        return OutMessage(self.topics.deadletter, key, record.value or b"", headers)
 
     @staticmethod
     def _observe(records: list[Any], outcomes: Counter[tuple[str, str]]) -> None:
