@@ -87,4 +87,9 @@ class RiskChange(BaseModel):
     model_version: str
     as_of: AwareDatetime
     scored_at: datetime | None = None
+    received_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the earliest event behind this change reached kamwatch (latency metrics); "
+        "none for a change made by the time-driven sweep",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -19,10 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.alerts import metrics, repository
 from services.alerts.channels import SendResult, SmtpConfig, send_email, send_slack, slack_url_allowed
 from services.alerts.config import AlertsSettings
-from services.alerts.models import Delivery
+from services.alerts.models import Alert, Delivery
 from shared.clock import Clock
+from shared.contracts import RiskChange
 from shared.db import transaction
 from shared.logging import get_logger
+from shared.metrics import PIPELINE_LATENCY
 
 log = get_logger(__name__)
 UNCERTAIN = "the service stopped between sending and recording; not resent to avoid a duplicate"
@@ -114,6 +116,8 @@ class DeliveryWorker:
             assert row is not None
             outcome = self._apply(row, result, now)
             repository.add_attempt(session, row, outcome, result.detail, now)
+            if outcome == "sent" and row.step == "L1":
+                self._observe_latency(session, row)
         metrics.DELIVERIES.labels(row.channel, outcome).inc()
         log.info(
             "delivery.attempt",
@@ -122,6 +126,14 @@ class DeliveryWorker:
             outcome=outcome,
             attempt=row.attempts,
         )
+
+    @staticmethod
+    def _observe_latency(session: Session, row: Delivery) -> None:
+        """Event reached kamwatch -> its first notification left (wall clock, not the test clock)."""
+        alert = session.get(Alert, row.alert_id)
+        received = RiskChange.model_validate_json(alert.risk).received_at if alert else None
+        if received is not None:
+            PIPELINE_LATENCY.labels("notified").observe(max(0.0, time.time() - received.timestamp()))
 
     def _apply(self, row: Delivery, result: SendResult, now: datetime) -> str:
         row.updated_at = now
