@@ -20,7 +20,7 @@ from typing import Any
 from bench import endpoints, latency, machine, report, scale, throughput
 from bench.env import WORK_DIR
 from bench.stats import median
-from bench.workload import build
+from bench.workload import IMPORT_ERRORS, build
 from shared.broker import LocalBroker, free_port
 
 RESULTS_DIR = Path("bench/results")
@@ -53,15 +53,15 @@ FULL = Plan(
     accounts=10_000,
     events=200_000,
     throughput_repeats=1,
-    throughput_cap_s=480,
+    throughput_cap_s=450,
     http_seconds=4,
     http_repeats=3,
     latency_accounts=500,
     latency_rates=((50, 15), (150, 15), (400, 10), (1000, 8)),
     probes_per_rate=5,
     scale_sizes=(1_000, 10_000, 100_000),
-    rebuild_max=10_000,
-    sweep_full_max=1_000,
+    rebuild_max=100_000,
+    sweep_full_max=10_000,
 )
 QUICK = Plan(
     mode="quick",
@@ -182,11 +182,21 @@ def run_scale(plan: Plan, started: float) -> dict[str, Any]:
             log(f"scale: {size} accounts skipped ({left:.0f} s left of the time budget)")
             sizes.append({"accounts": size, "skipped": f"{left:.0f} s left of the 20-minute budget"})
             continue
-        rebuild, ticks = size <= plan.rebuild_max, 0 if size <= plan.sweep_full_max else plan.sweep_ticks
-        log(f"scale: {size} accounts (rebuild: {rebuild}, sweep ticks: {ticks or 'all'})")
+        rebuild = size <= plan.rebuild_max and _rebuild_fits(sizes, size, left)
+        ticks = 0 if size <= plan.sweep_full_max else plan.sweep_ticks
+        log(f"scale: {size} accounts (rebuild: {rebuild}, sweep ticks: {ticks or 'all'}; {left:.0f} s left)")
         sizes.append(scale.run_size(size, data, rebuild_too=rebuild, sweep_batches=ticks))
     report.project_rebuilds(sizes)
     return {"sizes": sizes, "history_days": scale.HISTORY_DAYS}
+
+
+def _rebuild_fits(sizes: list[dict[str, Any]], size: int, left: float) -> bool:
+    """Run a rebuild only if its projection (from the largest one measured) fits the time left."""
+    measured = [s for s in sizes if "rebuild" in s]
+    if not measured:
+        return True
+    projected = measured[-1]["rebuild"]["ms_per_account"] * size / 1000
+    return projected * 1.3 + 120 < left
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         results["scale"] = run_scale(plan, started)
     results["machine"]["load_average_end"] = machine.load_average()
     results["machine"]["shared"] = args.shared or machine.looks_shared(results["machine"])
+    results["registry_import_errors"] = IMPORT_ERRORS
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     write(results, args.out)
     if not args.profile:

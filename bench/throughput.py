@@ -58,6 +58,11 @@ def run_once(
             "ingest registry",
             0.2,
         )
+        # Registering accounts makes signals score each of them once (its sweep); let that finish
+        # so the clock measures the stream, not the one-off registration.
+        wait_until(
+            lambda: schema.scalar("SELECT count(*) FROM risk_scores") >= expected, 900, "first scores", 0.5
+        )
         if preload:
             ingest.stop()
         produce_s = produce_all(common, workload.messages)

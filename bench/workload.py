@@ -107,20 +107,32 @@ def registry_csv(accounts: list[Account], extra: list[dict[str, str]] | None = N
     return out.getvalue()
 
 
+IMPORT_CHUNK = 1000
+IMPORT_ERRORS: list[str] = []  # 5xx answers met (and retried), reported in the results
+
+
 def import_registry(signals_url: str, api_key: str, accounts: list[Account]) -> None:
-    import_registry_csv(signals_url, api_key, registry_csv(accounts))
+    """The registry in chunks of 1,000 rows: one 10k-row import can outlast signals' outbox relay
+    delay (10 s), and then the request and the relay mark the same rows and may deadlock."""
+    for start in range(0, len(accounts), IMPORT_CHUNK):
+        import_registry_csv(signals_url, api_key, registry_csv(accounts[start : start + IMPORT_CHUNK]))
 
 
-def import_registry_csv(signals_url: str, api_key: str, text: str) -> None:
+def import_registry_csv(signals_url: str, api_key: str, text: str, attempts: int = 3) -> None:
     """POST the registry CSV to signals (it publishes account.upserted for ingest and alerts)."""
-    response = httpx.post(
-        f"{signals_url}/v1/accounts:import",
-        content=text.encode(),
-        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "text/csv"},
-        timeout=300,
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"registry import failed: {response.status_code} {response.text[:500]}")
+    for _ in range(attempts):
+        response = httpx.post(
+            f"{signals_url}/v1/accounts:import",
+            content=text.encode(),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "text/csv"},
+            timeout=300,
+        )
+        if response.status_code == 200:
+            return
+        IMPORT_ERRORS.append(f"{response.status_code} {response.text[:200]}")
+        if response.status_code < 500:
+            break
+    raise RuntimeError(f"registry import failed: {response.status_code} {response.text[:500]}")
 
 
 def produce_all(common: CommonSettings, messages: list[Message]) -> float:
