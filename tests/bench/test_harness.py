@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import endpoints, machine, report, run, scale, throughput
+from bench.env import Service
 from bench.stats import median, percentile
 from bench.workload import build
 from shared.broker import LocalBroker
@@ -38,10 +39,10 @@ def test_memory_summary_says_whether_rss_stayed_flat() -> None:
 def test_tiny_run_writes_json_markdown_and_png(broker: LocalBroker, tmp_path: Path) -> None:
     workload = build(accounts=8, min_events=120)
 
-    def http(signals: object, key: str, ids: list[str]) -> object:
+    def http(signals: Service, key: str, ids: list[str]) -> object:
         return endpoints.measure(
             signals, key, ids, tmp_path, seconds=0.3, repeats=1, concurrency=4, warm_s=0.1
-        )  # type: ignore[arg-type]
+        )
 
     one = throughput.run_once(broker, workload, tmp_path / "logs", 120, after=http, preload=False)
     assert (
