@@ -85,6 +85,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[str]:
         return []
     rate = t["events_per_s"]
     mem = t["memory"]
+    per_run = " / ".join(_fmt(r["events_per_s"]) for r in t.get("runs", []))
     scope = (
         f"all {t['events']:,} events"
         if t["complete"]
@@ -92,7 +93,7 @@ def _throughput_rows(results: dict[str, Any]) -> list[str]:
     )
     return [
         f"| 1. End-to-end throughput, raw topics → risk updated ({t['accounts']:,} accounts, {scope} "
-        f"({_fmt(t['seconds'])} s); runs: {t['repeats']}, median of 5 windows "
+        f"({_fmt(t['seconds'])} s); runs: {t['repeats']} ({per_run}), median of 5 windows "
         f"{_fmt(t['window_events_per_s_median'])}; ingest alone {_fmt(t['ingest_events_per_s'])}/s) | "
         f"{_fmt(rate)} events/s | kafka-python consume + json: {_fmt(t['baseline_events_per_s'])} events/s | "
         f"{_fmt(t['ratio_to_baseline'])} | ≥ 5,000 events/s | "
@@ -212,7 +213,7 @@ def _latency_table(results: dict[str, Any]) -> list[str]:
 
 def _hotspots(results: dict[str, Any]) -> list[str]:
     """Top project functions per profiled process (py-spy, inclusive share of active samples)."""
-    sources = dict((results.get("throughput") or {}).get("runs", [{}])[-1].get("profiles") or {})
+    sources = dict((results.get("throughput") or {}).get("runs", [{}])[0].get("profiles") or {})
     sources.update((results.get("http") or {}).get("profiles") or {})
     if not sources:
         return []
@@ -226,7 +227,7 @@ def _hotspots(results: dict[str, Any]) -> list[str]:
 
 def _worth(function: str) -> bool:
     """Skip the frames every stack has (process entry, consumer loop plumbing)."""
-    return not function.startswith(("services/cli.py", "shared/runtime.py", "shared/kafka.py:BatchLoop.run"))
+    return not function.startswith(("services/cli.py", "shared/runtime.py", "shared/kafka.py:BatchLoop"))
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
