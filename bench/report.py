@@ -245,6 +245,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
 
     rates = results.get("latency", {}).get("rates", [])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -274,6 +275,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set(xlabel="offered load (events/s)", ylabel="seconds", title="Latency vs load", yscale="log")
     if rates:
         right.set_xscale("log")
+        for axis in (left, right):
+            axis.set_xticks(offered, [f"{r:g}" for r in offered])
+            axis.xaxis.set_minor_locator(NullLocator())
+        right.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        right.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     right.legend(fontsize=8)
     m = results["machine"]
     fig.suptitle(
