@@ -61,6 +61,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {m['python']}, PostgreSQL {m['postgresql']}, kafka-python {m['packages']['kafka-python']}, "
         f"local broker: {m['broker']} · commit {m['git_commit']} · {results['elapsed_s']:.0f} s in all.",
         "",
+        f"Command: `{results.get('command', 'make bench')}` (`make bench` runs `python -m bench.run`).",
+        "",
     ]
     if m.get("shared"):
         lines += [

@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     work = WORK_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"mode": plan.mode, "plan": asdict(plan), "machine": machine.describe()}
+    results["command"] = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
     broker = LocalBroker(free_port(), log_path=work / "broker.log")
     broker.start()
     try:
