@@ -233,8 +233,15 @@ def _worth(function: str) -> bool:
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
+    errors = results.get("registry_import_errors") or []
+    seen = [
+        "",
+        f"Note: `POST /v1/accounts:import` answered an error {len(errors)} time(s) during the run and was "
+        f"retried (first: {errors[0][:160]!r}).",
+    ]
     return [
         *_hotspots(results),
+        *(seen if errors else []),
         "",
         "How each figure is measured: bench/README.md. Raw numbers: results.json. "
         "Plot: throughput_latency.png.",
