@@ -82,7 +82,9 @@ def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
         "batch_size": 65536,
         "compression_type": "lz4",
         "delivery_timeout_ms": settings.producer_delivery_timeout_ms,
-        "request_timeout_ms": min(10000, settings.producer_delivery_timeout_ms),
+        # kafka-python refuses delivery_timeout_ms <= linger_ms + request_timeout_ms (every send
+        # would fail): keep the request timeout below the delivery timeout.
+        "request_timeout_ms": max(100, min(10000, settings.producer_delivery_timeout_ms - 100)),
         "max_request_size": 4 * 1024 * 1024,
         # Fail fast when no broker answers: callers retry (loop) or answer 503 (HTTP).
         "max_block_ms": min(5000, settings.producer_delivery_timeout_ms),
