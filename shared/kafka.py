@@ -258,6 +258,7 @@ class BatchLoop:
         self._failures = 0
         self.last_error: str | None = None
         self.batches = 0
+        CONSUMER_BATCH_SECONDS.labels(name)  # exported at zero from start-up, so rates see the first batch
         self._lag_partitions: set[TopicPartition] = set()
 
     def stop(self) -> None:

@@ -138,12 +138,13 @@ def pipeline_health() -> dict[str, Any]:
             description="Messages not yet committed by the group, from the fetch high watermark.",
         ),
         panel(
-            "Latency p95: broker time -> stored, -> scored",
+            "Latency p95: event reached kamwatch -> stored, -> scored, -> notified",
             [
                 (quantile(0.95, "kamwatch_pipeline_latency_seconds", '{stage="stored"}'), "stored (ingest)"),
+                (quantile(0.95, "kamwatch_pipeline_latency_seconds", '{stage="scored"}'), "scored (signals)"),
                 (
-                    quantile(0.95, "kamwatch_signals_score_latency_seconds", '{stage="scored"}'),
-                    "scored (signals)",
+                    quantile(0.95, "kamwatch_pipeline_latency_seconds", '{stage="notified"}'),
+                    "notified (alerts)",
                 ),
             ],
             unit="s",

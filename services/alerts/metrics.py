@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.metrics import PIPELINE_LATENCY
+
 OPENED = Counter("kamwatch_alerts_opened_total", "Alerts opened", ["trigger", "severity"])
 ESCALATED = Counter("kamwatch_alerts_escalated_total", "Escalations to a higher level", ["level"])
 ACKNOWLEDGED = Counter(
@@ -27,3 +29,6 @@ OPEN = Gauge("kamwatch_alerts_open", "Alerts not resolved, by escalation level (
 INVALID_RECORDS = Counter(
     "kamwatch_alerts_invalid_records_total", "Input records that failed validation (dead-lettered)", ["topic"]
 )
+
+# Exported from start-up at zero, so the first observation already shows as an increase.
+PIPELINE_LATENCY.labels("notified")

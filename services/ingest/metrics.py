@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from shared.metrics import PIPELINE_LATENCY
+
 EVENTS = Counter(
     "kamwatch_ingest_events_total",
     "Raw events by outcome (stored, duplicate, parked, dead_lettered, replayed)",
@@ -18,3 +20,6 @@ SIGNATURE_FAILURES = Counter(
     "kamwatch_ingest_signature_failures_total", "Webhook signatures that did not verify", ["source"]
 )
 PARKED = Gauge("kamwatch_ingest_parked_events", "Events waiting for their account to be registered")
+
+# Exported from start-up at zero, so the first observation already shows as an increase.
+PIPELINE_LATENCY.labels("stored")

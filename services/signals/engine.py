@@ -170,12 +170,21 @@ def _new_driver(previous: dict[str, Any] | None, drivers: list[Driver]) -> bool:
     return bool({d.feature for d in drivers} - {d["feature"] for d in previous["drivers"]})
 
 
-def risk_messages(session: Session, topic: str, rows: list[RiskHistory]) -> list[OutMessage]:
+def risk_messages(
+    session: Session, topic: str, rows: list[RiskHistory], received: dict[str, datetime] | None = None
+) -> list[OutMessage]:
+    """risk.changed per row; `received`: per account, when the earliest event behind the change
+    reached kamwatch (for the pipeline latency metric downstream)."""
     current = repository.risk_for(session, [r.account_id for r in rows])
-    return [risk_message(topic, row, current.get(row.account_id)) for row in rows]
+    arrivals = received or {}
+    return [
+        risk_message(topic, row, current.get(row.account_id), arrivals.get(row.account_id)) for row in rows
+    ]
 
 
-def risk_message(topic: str, row: RiskHistory, current: RiskScore | None = None) -> OutMessage:
+def risk_message(
+    topic: str, row: RiskHistory, current: RiskScore | None = None, received_at: datetime | None = None
+) -> OutMessage:
     """risk.changed for one history row, keyed by account id; `extra` carries the account's name,
     tier, ARR and revenue at risk (no personal data)."""
     extra: dict[str, Any] = {}
@@ -194,6 +203,7 @@ def risk_message(topic: str, row: RiskHistory, current: RiskScore | None = None)
         model_version=row.model_version,
         as_of=row.as_of,
         scored_at=row.scored_at,
+        received_at=received_at,
         extra=extra,
     )
     return OutMessage(

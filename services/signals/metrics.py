@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
+
+from shared.metrics import PIPELINE_LATENCY
 
 EVENTS = Counter(
     "kamwatch_signals_events_total",
@@ -22,12 +24,9 @@ ARR_AT_RISK = Gauge(
     ["band", "currency"],
 )
 MODEL_INFO = Gauge("kamwatch_signals_model_info", "The risk model in use (value 1)", ["version"])
-SCORE_LATENCY = Histogram(
-    "kamwatch_signals_score_latency_seconds",
-    "From the event's broker timestamp to its account being scored",
-    ["stage"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
 ACCOUNTS_PUBLISHED = Counter(
     "kamwatch_signals_accounts_published_total", "account.upserted messages acknowledged by the broker"
 )
+
+# Exported from start-up at zero, so the first observation already shows as an increase.
+PIPELINE_LATENCY.labels("scored")

@@ -25,6 +25,7 @@ from shared.errors import EventInvalid, Problem
 from shared.events import ACCOUNT_ID_PATTERN, decode_json, to_json, validate_event
 from shared.kafka import OutMessage, dead_letter_message
 from shared.logging import get_logger
+from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
 log = get_logger(__name__)
 
@@ -113,6 +114,25 @@ def event_row(signal: Signal, now: datetime) -> dict[str, Any]:
     }
 
 
+def _arrival_ms(record: Any) -> int | None:
+    """When the event reached kamwatch: ingest's kw_received_ms header, else the record's timestamp."""
+    for name, value in record.headers or ():
+        if name == RECEIVED_HEADER and value and value.isdigit():
+            return int(value)
+    return int(record.timestamp) if record.timestamp and record.timestamp > 0 else None
+
+
+def _arrivals(records: list[Any]) -> dict[str, datetime]:
+    """Per account (the record key), the earliest arrival in the batch."""
+    earliest: dict[str, int] = {}
+    for record in records:
+        arrived = _arrival_ms(record)
+        if arrived is not None and record.key:
+            account = record.key.decode("utf-8", "replace")
+            earliest[account] = min(arrived, earliest.get(account, arrived))
+    return {account: datetime.fromtimestamp(ms / 1000, UTC) for account, ms in earliest.items()}
+
+
 class SignalsProcessor:
     """The BatchHandler of the signals consumer (kamwatch.events)."""
 
@@ -137,7 +157,7 @@ class SignalsProcessor:
             touched = sorted({s.account_id for s in fresh})
             self.engine.rescore(session, touched, now, "event")
             pending = repository.unpublished_history(session, account_ids=touched) if touched else []
-            out = risk_messages(session, self.topics.risk, pending)
+            out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
         for signal in signals:
             outcomes[
                 (signal.type, "applied" if (signal.source, signal.event_id) in inserted else "duplicate")
@@ -181,9 +201,8 @@ class SignalsProcessor:
         for (event_type, outcome), count in outcomes.items():
             metrics.EVENTS.labels(event_type, outcome).inc(count)
         wall = time.time()
-        for record in records:
-            if record.timestamp and record.timestamp > 0:
-                metrics.SCORE_LATENCY.labels("scored").observe(max(0.0, wall - record.timestamp / 1000))
+        for arrived in _arrivals(records).values():
+            PIPELINE_LATENCY.labels("scored").observe(max(0.0, wall - arrived.timestamp()))
 
     # --- after publish -------------------------------------------------------------------------
     def published(self, messages: list[OutMessage]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from services.alerts.app import create_app as alerts_app
 from services.alerts.config import AlertsSettings
@@ -28,6 +29,11 @@ from tests.helpers import NOW, cloud_event, wait_for
 
 pytestmark = pytest.mark.slow
 DAY = timedelta(days=1)
+
+
+def _latency_count(stage: str) -> float:
+    value = REGISTRY.get_sample_value("kamwatch_pipeline_latency_seconds_count", {"stage": stage})
+    return value or 0.0
 
 
 class Pipeline:
@@ -158,6 +164,7 @@ def test_an_account_turning_red_reaches_its_owner_once_on_slack_and_by_email(
             time=NOW - DAY,
         ),
     ]
+    notified_before = _latency_count("notified")
     sent_at = time.monotonic()
     pipeline.send(decline)
 
@@ -175,4 +182,6 @@ def test_an_account_turning_red_reaches_its_owner_once_on_slack_and_by_email(
         lambda: pipeline.alerts.get("/v1/alerts?account=acme", headers=pipeline.auth).json(), 10, "alert"
     )
     assert len(sinks.mails_to("dana@example.com")) == 1 and len(sinks.slack_to("dana")) == 1
+    # The first message of the alert is measured from when the decline reached kamwatch.
+    wait_for(lambda: _latency_count("notified") > notified_before, 10, "notified latency observed")
     print(f"decline sent -> red, Slack and e-mail to the owner in {elapsed:.2f} s; drivers: {texts}")

@@ -244,7 +244,8 @@ def drive(stack: Stack) -> None:
     healthy = _usage("acme", now, 120, 31, 1000.0)
     _send(stack, healthy)
     # Let Prometheus see the histograms once before the rest: a rate needs an increase it saw.
-    for metric in ("kamwatch_pipeline_latency_seconds_count", "kamwatch_signals_score_latency_seconds_count"):
+    for stage in ("stored", "scored"):
+        metric = f'kamwatch_pipeline_latency_seconds_count{{stage="{stage}"}}'
         wait_for(lambda metric=metric: stack.prometheus.query(metric), 30, f"{metric} scraped")
     _send(stack, healthy[:3])  # duplicates
     _send(stack, [cloud_event("usage.recorded", {"metric": "api_calls", "quantity": 1}, subject="ghost")])
@@ -256,7 +257,9 @@ def drive(stack: Stack) -> None:
     topics = stack.common.topics
     for topic in (topics.usage, topics.events, topics.risk):
         produce(stack.common.kafka_bootstrap, topic, [("acme", b"not a cloud event")])
-    wait_for(lambda: _alerts(stack), 90, "an alert for acme")
+    # Move the clock only once the owner was notified (level 1): moved earlier, the first
+    # notification itself would happen at the later time and the escalation would be a day away.
+    wait_for(lambda: [a for a in _alerts(stack) if a["level"] >= 1], 90, "an alert for acme at level 1")
     stack.clock_file.write_text(str(25 * 3600))  # a day passes without an acknowledgement
     escalated = wait_for(
         lambda: [a for a in _alerts(stack) if a["level"] >= 2], 30, f"escalation ({_alerts(stack)})"
