@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 class Stack:
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, demo: bool = False) -> None:
         self.var = var
         self.ports = {
             name: free_port() for name in ("broker", "ingest", "signals", "alerts", "smtp", "slack")
@@ -38,7 +38,8 @@ class Stack:
             }
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", "--broker-port", str(self.ports["broker"])],
+            [sys.executable, "-m", "services.cli", "run", "--broker-port", str(self.ports["broker"])]
+            + (["--demo"] if demo else []),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
