@@ -391,8 +391,10 @@ class BatchLoop:
             attempt=self._failures,
             delay_s=round(delay, 2),
         )
-        if self._failures >= 3 and self._consumer is not None:
-            # After repeated failures start over with a fresh client (broker restarts).
+        if self._failures >= 3 and self._consumer is not None and cause != "database":
+            # After repeated broker failures start over with a fresh client (broker restarts).
+            # Not for database outages: the Kafka side is healthy, the batch was rewound, and a
+            # recreated kafka-python consumer was seen to hang for minutes rejoining the group.
             self._close()
         self._stop.wait(delay)
 
