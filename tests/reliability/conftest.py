@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,20 @@ def soak() -> bool:
 
 
 skip_unless_soak = pytest.mark.skipif(not soak(), reason="full size runs under `make soak` (KAMWATCH_SOAK=1)")
+
+
+REPORTS: list[str] = []
+
+
+def report(line: str) -> None:
+    """Print what a fault/hostile-input test tried and checked; repeated in the terminal summary
+    so `make test` and `make soak` show the counts even when output is captured."""
+    REPORTS.append(line)
+    print(line, flush=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORTS:
+        terminalreporter.section("reliability and security: what was tried and checked")
+        for line in REPORTS:
+            terminalreporter.write_line(line)

@@ -36,6 +36,7 @@ from shared.events import to_json
 from shared.migrate import upgrade
 from tests.alerts.conftest import Sinks
 from tests.helpers import produce, wait_for
+from tests.reliability.conftest import report
 from tests.reliability.stack import ServiceProcess, count, person_set, register_accounts
 from tests.signals.streams import full_story
 
@@ -99,7 +100,7 @@ class StormReport:
 
     def add(self, line: str) -> None:
         self.lines.append(line)
-        print(line, flush=True)
+        report(line)
 
 
 def kill_storm(

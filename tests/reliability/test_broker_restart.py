@@ -26,6 +26,7 @@ from shared.config import CommonSettings, TopicNames
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.kafka import ensure_topics
 from tests.helpers import NOW, account_upserted, encode, make_usage_event, produce, read_topic, wait_for
+from tests.reliability.conftest import report
 from tests.reliability.stack import count, fresh_database
 from tests.security.apps import make_key
 
@@ -174,7 +175,7 @@ def test_broker_outage_gets_503_never_202_and_everything_recovers_by_itself(
     assert set(stored) == expected, "stored events differ from the events answered 202 or produced"
     after = {json.loads(r.value)["id"] for r in published}
     assert after >= expected - pre, "the consumer's producer did not recover: events stored, not published"
-    print(
+    report(
         f"broker restart: sent {sum(sender.statuses.values())} requests + {len(raw_ids)} raw events; "
         f"answers {dict(sender.statuses)}; outage: {outage_answers} x 503 (Retry-After 5), 0 x 202; "
         f"stored {len(stored)} (= every 202 + every raw event), duplicates 0, dead-lettered 0; "

@@ -15,7 +15,7 @@ from services.ingest.models import IngestAccount, StoredEvent
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import account_upserted, encode, make_usage_event, produce, read_topic, wait_for
-from tests.reliability.conftest import skip_unless_soak
+from tests.reliability.conftest import report, skip_unless_soak
 from tests.reliability.stack import ServiceProcess, count, fresh_database
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def run_group(
         distinct = session.scalar(select(func.count(func.distinct(StoredEvent.event_id))))
     engine.dispose()
     ids = [r.value for r in published]
-    print(
+    report(
         f"consumer group: events sent {total}, stored {stored} (distinct {distinct}), dead-lettered 0, "
         f"duplicates {stored - distinct}; member a killed at {stored_at_kill} stored; survivor consumed "
         f"{taken_over:g} more records after the kill; {len(ids)} records on kamwatch.events "

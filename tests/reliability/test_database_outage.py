@@ -20,7 +20,7 @@ from shared.clock import ManualClock
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import NOW, account_upserted, encode, make_usage_event, produce, wait_for
-from tests.reliability.conftest import skip_unless_soak
+from tests.reliability.conftest import report, skip_unless_soak
 from tests.reliability.pgproxy import PausableProxy
 from tests.reliability.stack import count, fresh_database
 
@@ -100,7 +100,7 @@ def run_outage(total: int, outage_s: float, common: CommonSettings, proxy: Pausa
         stored = session.scalar(select(func.count()).select_from(StoredEvent))
         distinct = session.scalar(select(func.count(func.distinct(StoredEvent.event_id))))
     direct.dispose()
-    print(
+    report(
         f"database outage {outage_s:g} s: events sent {total}, stored {stored} (distinct {distinct}), "
         f"dead-lettered 0, duplicates {stored - distinct}; {stored_during} stored when the outage ended; "
         f"{checks} checks of committed offsets <= stored, none moved; {retried:g} batch retries; "

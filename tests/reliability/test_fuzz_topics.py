@@ -28,6 +28,7 @@ from tests.helpers import (
     read_topic,
     wait_for,
 )
+from tests.reliability.conftest import report
 from tests.reliability.stack import count
 
 
@@ -144,7 +145,7 @@ def test_fuzz_corpus_is_dead_lettered_with_reasons_and_the_consumer_keeps_going(
     dead = read_topic(bootstrap, topics.deadletter, len(items) + 2, timeout_s=60)
     headers = [dict(r.headers) for r in dead]
     assert len(dead) >= len(items) + 2 and all(h.get("kw_error") for h in headers)
-    print(
+    report(
         f"fuzz corpus: {len(items)} hostile messages + 2 bad account records, {valid_count} valid; "
         f"stored {valid_count}, dead-lettered {len(rows) + 2} (table) / {len(dead)} (topic), "
         f"duplicates 0, consumer alive"

@@ -24,6 +24,7 @@ from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.web import BodyLimit, install_error_handlers
 from tests.helpers import NOW, make_usage_event, wait_for
+from tests.reliability.conftest import report
 from tests.reliability.stack import WEBHOOK_SECRETS, ServiceProcess, fresh_database, healthy
 from tests.reliability.strategies import json_values
 from tests.security.apps import CLOUDEVENTS_SECRETS, STRIPE_SECRETS, ZENDESK_SECRETS, make_key, running
@@ -90,7 +91,7 @@ def test_replayed_tampered_and_garbage_signatures_are_401(ingest: TestClient) ->
             _stripe(ingest, _invoice(f"evt_rot{i}"), sign_stripe(_invoice(f"evt_rot{i}"), valid, now - 290))
             == 202
         )
-    print(f"stripe: {len(tried) + 2} forged/replayed/tampered requests refused, 2 rotation secrets accepted")
+    report(f"stripe: {len(tried) + 2} forged/replayed/tampered requests refused, 2 rotation secrets accepted")
 
 
 def test_zendesk_and_cloudevents_need_every_header_and_the_exact_body(ingest: TestClient) -> None:
@@ -206,7 +207,7 @@ def test_stalled_partial_bodies_do_not_block_other_requests(
                 response = client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {key}"})
                 assert response.status_code == 202
                 served += 3
-        print(f"slow-loris: {len(stalled)} stalled uploads open; {served} other requests served meanwhile")
+        report(f"slow-loris: {len(stalled)} stalled uploads open; {served} other requests served meanwhile")
     finally:
         for sock in stalled:
             sock.close()

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from shared.config import CommonSettings
+from tests.reliability.conftest import report
 from tests.reliability.stack import fresh_database
 from tests.security.apps import SERVICES, build_app, make_key
 
@@ -59,5 +60,5 @@ def test_no_generated_request_gets_a_500(
                 # An operation without parameters or a declared body has nothing to make invalid.
                 assert mode is schemathesis.GenerationMode.NEGATIVE
     total = sum(statuses.values())
-    print(f"{service}: {len(operations)} operations, {total} requests, statuses {dict(statuses)}")
+    report(f"{service}: {len(operations)} operations, {total} requests, statuses {dict(statuses)}")
     assert failures == []

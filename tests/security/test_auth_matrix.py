@@ -19,6 +19,7 @@ from shared.auth import SCOPES, revoke_key
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import NOW, make_usage_event
+from tests.reliability.conftest import report
 from tests.security.apps import (
     CLOUDEVENTS_SECRETS,
     LINK_SECRET,
@@ -119,7 +120,9 @@ def test_every_route_needs_a_key_with_its_scope(
                 status = _call(client, method, path, _bearer(key))
                 assert status not in (401, 403, 500), f"{where} with the right key got {status}"
             checked += 1
-    print(f"{service}: {checked} protected routes checked x 7 calls; public routes tested separately")
+    backend = url.split(":")[0].split("+")[0]
+    calls = "none, unknown, not Bearer, revoked, wrong scope, right scope, admin"
+    report(f"auth {service} ({backend}): {checked} protected routes x 7 calls each ({calls})")
 
 
 def _stripe_body() -> bytes:

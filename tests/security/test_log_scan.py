@@ -22,6 +22,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.events import to_json
 from tests.alerts.conftest import Sinks
 from tests.helpers import encode, make_usage_event, produce, wait_for
+from tests.reliability.conftest import report
 from tests.reliability.stack import (
     SERVICE_NAMES,
     WEBHOOK_SECRETS,
@@ -172,7 +173,7 @@ def test_logs_of_a_full_run_hold_no_secret_key_signature_or_e_mail(
     leaks = [
         f"{what} in the {log} log" for log, text in texts.items() for what, s in secrets.items() if s in text
     ]
-    print(
+    report(
         f"log scan: {lines} lines ({json_lines} JSON) from {len(texts)} processes, "
         f"{len(secrets)} secret values searched, {len(sinks.mails())} mails and "
         f"{len(sinks.slack())} Slack posts delivered; leaks found: {len(leaks)}"
