@@ -60,5 +60,5 @@ def test_no_generated_request_gets_a_500(
                 # An operation without parameters or a declared body has nothing to make invalid.
                 assert mode is schemathesis.GenerationMode.NEGATIVE
     total = sum(statuses.values())
-    report(f"{service}: {len(operations)} operations, {total} requests, statuses {dict(statuses)}")
+    report(f"schemathesis {service}: {len(operations)} operations, {total} requests, {dict(statuses)}")
     assert failures == []
