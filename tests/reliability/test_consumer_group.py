@@ -98,6 +98,7 @@ def test_two_ingest_instances_one_dies(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 @skip_unless_soak
 def test_two_ingest_instances_one_dies_full(
     service_env: Callable[..., dict[str, str]], common_settings: CommonSettings, tmp_path: Path

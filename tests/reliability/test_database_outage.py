@@ -122,6 +122,7 @@ def test_postgres_unreachable_5s(common_settings: CommonSettings, proxy: Pausabl
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 @skip_unless_soak
 def test_postgres_unreachable_30s(common_settings: CommonSettings, proxy: PausableProxy) -> None:
     run_outage(30000, 30, common_settings, proxy)

@@ -92,6 +92,7 @@ def test_kill_storm_small(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 @skip_unless_soak
 def test_kill_storm_full(
     service_env: Callable[..., dict[str, str]], common_settings: CommonSettings, sinks: Sinks, tmp_path: Path
