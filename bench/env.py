@@ -111,10 +111,10 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_bytes(self) -> int:
-        return _status_kb(self.process.pid, "VmRSS") * 1024
+        return status_kb(self.process.pid, "VmRSS") * 1024
 
     def peak_rss_bytes(self) -> int:
-        return _status_kb(self.process.pid, "VmHWM") * 1024
+        return status_kb(self.process.pid, "VmHWM") * 1024
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.process.poll() is not None:
@@ -127,7 +127,7 @@ class Service:
             self.process.wait(timeout=5)
 
 
-def _status_kb(pid: int, key: str) -> int:
+def status_kb(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):

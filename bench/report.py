@@ -64,6 +64,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"Command: `{results.get('command', 'make bench')}` (`make bench` runs `python -m bench.run`).",
         "",
     ]
+    for rerun in results.get("reruns", []):
+        lines += [
+            f"Re-run of {', '.join(rerun['sections'])} on {rerun['machine']['date']} "
+            f"(`{rerun['command']}`, {rerun['elapsed_s']:.0f} s): {rerun.get('reason', 'see results.json')}",
+            "",
+        ]
     if m.get("shared"):
         lines += [
             f"**The machine was shared**: other engineers' tests ran at the same time (load average "
@@ -234,14 +240,18 @@ def _worth(function: str) -> bool:
 
 def _notes(results: dict[str, Any]) -> list[str]:
     errors = results.get("registry_import_errors") or []
-    seen = [
-        "",
-        f"Note: `POST /v1/accounts:import` answered an error {len(errors)} time(s) during the run and was "
-        f"retried (first: {errors[0][:160]!r}).",
-    ]
+    seen = (
+        [
+            "",
+            f"Note: `POST /v1/accounts:import` answered an error {len(errors)} time(s) during the run "
+            f"and was retried (first: {errors[0][:160]!r}).",
+        ]
+        if errors
+        else []
+    )
     return [
         *_hotspots(results),
-        *(seen if errors else []),
+        *seen,
         "",
         "How each figure is measured: bench/README.md. Raw numbers: results.json. "
         "Plot: throughput_latency.png.",

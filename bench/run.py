@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", default=None, help="py-spy binary: profile the services in benchmark 1")
     parser.add_argument("--shared", action="store_true", help="note that other work ran on the machine")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite results.md and the PNG from OUT/results.json"
+    )
     return parser.parse_args(argv)
 
 
@@ -210,6 +213,9 @@ def _rebuild_fits(sizes: list[dict[str, Any]], size: int, left: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        write(json.loads((args.out / "results.json").read_text()), args.out)
+        return 0
     plan = QUICK if args.quick else FULL
     only = set(args.only or ("throughput", "latency", "scale"))
     started = time.monotonic()
@@ -232,11 +238,30 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["shared"] = args.shared or machine.looks_shared(results["machine"])
     results["registry_import_errors"] = IMPORT_ERRORS
     results["elapsed_s"] = round(time.monotonic() - started, 1)
-    write(results, args.out)
+    write(_merged(results, args.out) if args.only else results, args.out)
     if not args.profile:
         shutil.rmtree(work, ignore_errors=True)
     log(f"done in {results['elapsed_s']:.0f} s; results in {args.out}/")
     return 0
+
+
+def _merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """--only: the new sections replace theirs in an existing results.json; the rest is kept."""
+    path = out / "results.json"
+    if not path.exists():
+        return results
+    merged = json.loads(path.read_text())
+    fresh = {k: v for k, v in results.items() if k in ("throughput", "http", "latency", "scale")}
+    merged.update(fresh)
+    merged.setdefault("reruns", []).append(
+        {
+            "sections": sorted(fresh),
+            "command": results["command"],
+            "machine": results["machine"],
+            "elapsed_s": results["elapsed_s"],
+        }
+    )
+    return merged
 
 
 def write(results: dict[str, Any], out: Path) -> None:
