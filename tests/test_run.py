@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,8 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(stack: Stack
         httpx.put(stack.url("signals") + "/v1/accounts/acme", json=account, headers=auth).status_code == 200
     )
     event = make_usage_event(18250, id="readme-1", subject="acme", time=NOW)
+    wait_for(lambda: _registered_in_ingest(stack.var), 30, "the account in ingest's read copy")
+    posted = time.monotonic()
     wait_for(lambda: _post(stack.url("ingest"), event, auth) == 202, 30, "event accepted")
 
     def stored() -> bool:
@@ -100,15 +103,22 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(stack: Stack
                 connection.execute("SELECT count(*) FROM events WHERE event_id = 'readme-1'").fetchone()[0]
             )
 
-    wait_for(stored, 30, "the event in the store")
+    wait_for(stored, 30, "the event in the store", interval_s=0.01)
+    stored_after = time.monotonic() - posted
     published = read_topic(f"127.0.0.1:{stack.ports['broker']}", "kamwatch.events", 1)
     assert [json.loads(r.value)["id"] for r in published] == ["readme-1"]
+    print(f"README event: 202 and stored {stored_after:.2f} s after the POST was sent")
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=60) == 0
     assert "kamwatch stopped." in stack.output()
     assert not port_in_use("127.0.0.1", stack.ports["broker"])
     assert not port_in_use("127.0.0.1", stack.ports["ingest"])
+
+
+def _registered_in_ingest(var: Path) -> bool:
+    with sqlite3.connect(var / "kamwatch.db") as connection:
+        return bool(connection.execute("SELECT count(*) FROM ingest_accounts").fetchone()[0])
 
 
 def _post(base: str, event: dict, headers: dict) -> int:
