@@ -31,6 +31,8 @@ def test_window_rates_split_the_run_by_event_count() -> None:
 def test_memory_summary_says_whether_rss_stayed_flat() -> None:
     flat = report.memory_summary([(float(t), 100 * 2**20) for t in range(20)])
     growing = report.memory_summary([(float(t), (100 + 10 * t) * 2**20) for t in range(20)])
+    warming = report.memory_summary([(float(t), (100 + 20 * min(t, 4)) * 2**20) for t in range(20)])
+    assert warming["flat"] is True
     assert flat["flat"] is True
     assert growing["flat"] is False
 
