@@ -80,7 +80,7 @@ async def import_accounts(
 def _import(request: Request, records: list[Any]) -> dict[str, Any]:
     changed_rows: list[Account] = []
     with transaction(_sessions(request)) as session:
-        for record in records:
+        for record in sorted(records, key=lambda r: r.id):  # id order: see mark_accounts_published
             row, changed = repository.save_account(session, record, record_json(record))
             if changed:
                 changed_rows.append(row)

@@ -78,7 +78,8 @@ def unpublished_accounts(session: Session, before: datetime, limit: int) -> list
 
 
 def mark_accounts_published(session: Session, versions: Sequence[tuple[str, int]], now: datetime) -> None:
-    for account_id, version in versions:
+    # Rows are locked in account id order here and in the import, so the two never deadlock.
+    for account_id, version in sorted(versions):
         session.execute(
             update(Account)
             .where(Account.id == account_id, Account.version == version)
