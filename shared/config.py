@@ -11,6 +11,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 VAR_DIR = Path("var")
 
 
+# Which raw topic an event type travels on, by the family before the first dot (the contract
+# that ingest's HTTP side, the simulator and upstream producers share).
+RAW_TOPIC_BY_FAMILY = {
+    "usage": "usage",
+    "ticket": "tickets",
+    "invoice": "payments",
+    "payment": "payments",
+    "subscription": "payments",
+    "contact": "contacts",
+    "engagement": "engagement",
+    "survey": "engagement",
+    "account": "engagement",
+}
+
+
 class TopicNames(BaseSettings):
     """Kafka topic names; every one can be renamed with KAMWATCH_TOPIC_<NAME>."""
 
@@ -29,6 +44,10 @@ class TopicNames(BaseSettings):
     @property
     def raw(self) -> list[str]:
         return [self.usage, self.tickets, self.payments, self.contacts, self.engagement]
+
+    def raw_for(self, event_type: str) -> str:
+        """The raw topic for an event type (`usage.recorded` -> the usage topic)."""
+        return str(getattr(self, RAW_TOPIC_BY_FAMILY[event_type.split(".", 1)[0]]))
 
     def all(self) -> list[str]:
         return [*self.raw, self.events, self.deadletter, self.accounts, self.risk]

@@ -14,6 +14,23 @@ ACCOUNT_UPSERTED = "account.upserted"
 RISK_CHANGED = "risk.changed"
 
 RiskBand = Literal["green", "amber", "red"]
+# Features every risk.changed carries in `features` (signals guarantees them, alert policies may
+# name them); docs/features.md has the whole catalog.
+CONTRACT_FEATURES = (
+    "usage_ratio_28d_vs_90d",
+    "days_since_last_activity",
+    "urgent_tickets_opened_14d",
+    "open_urgent_tickets",
+    "max_days_overdue",
+    "amount_overdue_to_arr",
+    "failed_payments_90d",
+    "key_contact_departed_90d",
+    "days_since_key_contact_departed",
+    "single_threaded",
+    "qbr_declined_or_missed_180d",
+    "last_nps",
+    "days_to_renewal",
+)
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
 
 

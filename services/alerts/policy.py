@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from shared.contracts import CONTRACT_FEATURES
 from shared.errors import ConfigError
 
 Severity = Literal["info", "warning", "critical"]
@@ -19,21 +20,7 @@ Role = Literal["owner", "manager", "executive_sponsor"]
 Channel = Literal["slack", "email"]
 BAND_RANK = {"green": 0, "amber": 1, "red": 2}
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-KNOWN_FEATURES = (
-    "usage_ratio_28d_vs_90d",
-    "days_since_last_activity",
-    "urgent_tickets_opened_14d",
-    "open_urgent_tickets",
-    "max_days_overdue",
-    "amount_overdue_to_arr",
-    "failed_payments_90d",
-    "key_contact_departed_90d",
-    "days_since_key_contact_departed",
-    "single_threaded",
-    "qbr_declined_or_missed_180d",
-    "last_nps",
-    "days_to_renewal",
-)
+KNOWN_FEATURES = CONTRACT_FEATURES
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")

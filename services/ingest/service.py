@@ -25,17 +25,6 @@ from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
 log = get_logger(__name__)
-RAW_FAMILY = {
-    "usage": "usage",
-    "ticket": "tickets",
-    "invoice": "payments",
-    "payment": "payments",
-    "subscription": "payments",
-    "contact": "contacts",
-    "engagement": "engagement",
-    "survey": "engagement",
-    "account": "engagement",
-}
 
 
 def _ms(when: datetime) -> int:
@@ -400,8 +389,7 @@ def validate_submission(body: Any, now: datetime, max_events: int) -> list[Cloud
 
 
 def raw_topic_for(settings: IngestSettings, event_type: str) -> str:
-    family = RAW_FAMILY[event_type.split(".", 1)[0]]
-    return str(getattr(settings.common.topics, family))
+    return settings.common.topics.raw_for(event_type)
 
 
 def publish_raw(publisher: Publisher, settings: IngestSettings, events: list[CloudEvent]) -> None:

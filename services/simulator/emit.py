@@ -21,17 +21,6 @@ from shared.config import CommonSettings, TopicNames
 from shared.errors import ConfigError
 from shared.events import CloudEvent, to_json
 
-TOPIC_BY_PREFIX = {
-    "usage": "usage",
-    "ticket": "tickets",
-    "invoice": "payments",
-    "payment": "payments",
-    "subscription": "payments",
-    "contact": "contacts",
-    "engagement": "engagement",
-    "survey": "engagement",
-    "account": "engagement",
-}
 API_BATCH = 500
 
 
@@ -43,7 +32,7 @@ class Sink(Protocol):
 
 def topic_for(event_type: str, topics: TopicNames) -> str:
     """The raw topic an event type travels on (shared.config.TopicNames)."""
-    return str(getattr(topics, TOPIC_BY_PREFIX[event_type.split(".", 1)[0]]))
+    return topics.raw_for(event_type)
 
 
 def event_line(event: CloudEvent) -> str:

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerts.models import AlertAccount, Delivery
 from services.ingest.models import DeadLetter, IngestAccount, StoredEvent
-from services.ingest.service import RAW_FAMILY
 from services.signals import repository as signals_repo
 from services.signals.commands import run_rebuild
 from services.signals.config import SignalsSettings
@@ -29,7 +28,7 @@ from services.signals.rebuild import rebuild
 from services.signals.registry import record_json
 from services.signals.service import event_row, signal_from_payload
 from shared.clock import ManualClock
-from shared.config import CommonSettings
+from shared.config import RAW_TOPIC_BY_FAMILY, CommonSettings
 from shared.contracts import AccountRecord
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.events import to_json
@@ -87,7 +86,7 @@ def stream(common: CommonSettings, items: list[tuple[str, str, bytes]], chunk: i
     for start in range(0, len(items), chunk):
         by_topic: dict[str, list[tuple[str | None, bytes | None]]] = {}
         for family, account, value in items[start : start + chunk]:
-            topic = getattr(topics, RAW_FAMILY[family])
+            topic = getattr(topics, RAW_TOPIC_BY_FAMILY[family])
             by_topic.setdefault(topic, []).append((account, value))
         for topic, messages in by_topic.items():
             produce(common.kafka_bootstrap, topic, messages)

@@ -7,24 +7,11 @@ from datetime import date, timedelta
 
 from services.signals.features import FEATURE_NAMES, AccountInfo, compute_features, relevant_state
 from services.signals.state import AccountState, event_key
+from shared.contracts import CONTRACT_FEATURES
 from tests.helpers import NOW
 from tests.signals.streams import DAY, daily_usage, full_story, invoice
 
-REQUIRED = (
-    "usage_ratio_28d_vs_90d",
-    "days_since_last_activity",
-    "urgent_tickets_opened_14d",
-    "open_urgent_tickets",
-    "max_days_overdue",
-    "amount_overdue_to_arr",
-    "failed_payments_90d",
-    "key_contact_departed_90d",
-    "days_since_key_contact_departed",
-    "single_threaded",
-    "qbr_declined_or_missed_180d",
-    "last_nps",
-    "days_to_renewal",
-)
+REQUIRED = CONTRACT_FEATURES
 
 
 def fold(events: list) -> AccountState:
