@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
-from shared.events import ACCOUNT_ID_PATTERN, find_nul
+from shared.errors import EventInvalid, Problem
+from shared.events import ACCOUNT_ID_PATTERN, decode_json, find_nul
 
 ACCOUNT_UPSERTED = "account.upserted"
 RISK_CHANGED = "risk.changed"
 
+M = TypeVar("M", bound=BaseModel)
 RiskBand = Literal["green", "amber", "red"]
 # Features every risk.changed carries in `features` (signals guarantees them, alert policies may
 # name them); docs/features.md has the whole catalog.
@@ -110,3 +120,16 @@ class RiskChange(BaseModel):
         "none for a change made by the time-driven sweep",
     )
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def read_contract_data(raw: bytes | None, expected_type: str, model: type[M]) -> M:
+    """The validated `data` of an internal-topic CloudEvent of `expected_type`, or EventInvalid
+    naming the field (what ingest and alerts read from kamwatch.accounts and kamwatch.risk)."""
+    envelope = decode_json(raw or b"")
+    if not isinstance(envelope, dict) or envelope.get("type") != expected_type:
+        raise EventInvalid(f"not a {expected_type} event", [Problem("type", f"expected '{expected_type}'")])
+    try:
+        return model.model_validate(envelope.get("data"))
+    except ValidationError as exc:
+        problems = [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        raise EventInvalid(f"{expected_type} data is invalid", problems) from None

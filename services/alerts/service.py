@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.alerts import metrics, repository
@@ -12,26 +11,13 @@ from services.alerts.config import AlertsSettings
 from services.alerts.delivery import DeliveryWorker
 from services.alerts.lifecycle import Lifecycle, account_values
 from shared.clock import Clock
-from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange
+from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange, read_contract_data
 from shared.db import transaction
-from shared.errors import EventInvalid, Problem
-from shared.events import decode_json
+from shared.errors import EventInvalid
 from shared.kafka import OutMessage, dead_letter_message
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def _data(record: Any, expected_type: str, model: type[Any]) -> Any:
-    """The validated `data` of a CloudEvent of `expected_type`, or EventInvalid naming the field."""
-    envelope = decode_json(record.value or b"")
-    if not isinstance(envelope, dict) or envelope.get("type") != expected_type:
-        raise EventInvalid("unexpected event", [Problem("type", f"expected '{expected_type}'")])
-    try:
-        return model.model_validate(envelope.get("data"))
-    except ValidationError as exc:
-        problems = [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
-        raise EventInvalid(f"{expected_type} data is invalid", problems) from None
 
 
 class AlertsProcessor:
@@ -68,10 +54,10 @@ class AlertsProcessor:
                 if account is not None:
                     account.deleted = True
                 return
-            account_record = _data(record, ACCOUNT_UPSERTED, AccountRecord)
+            account_record = read_contract_data(record.value, ACCOUNT_UPSERTED, AccountRecord)
             repository.upsert_account(session, account_values(account_record, now))
         else:
-            self.lifecycle.on_risk(session, _data(record, RISK_CHANGED, RiskChange), now)
+            self.lifecycle.on_risk(session, read_contract_data(record.value, RISK_CHANGED, RiskChange), now)
 
     def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
         log.warning(

@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.ingest import metrics, repository
 from services.ingest.config import IngestSettings
 from services.ingest.models import DeadLetter, StoredEvent
 from shared.clock import Clock
-from shared.contracts import ACCOUNT_UPSERTED, AccountRecord
+from shared.contracts import ACCOUNT_UPSERTED, AccountRecord, read_contract_data
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem, ValidationFailed
 from shared.events import CloudEvent, decode_json, parse_account_ref, to_json, validate_event
@@ -120,19 +119,7 @@ class IngestProcessor:
         if record.value is None:  # tombstone on the compacted topic
             key = (record.key or b"").decode("utf-8", "replace")
             return key, True, {}
-        envelope = decode_json(record.value)
-        if not isinstance(envelope, dict) or envelope.get("type") != ACCOUNT_UPSERTED:
-            raise EventInvalid(
-                "not an account.upserted event",
-                [Problem("type", f"expected '{ACCOUNT_UPSERTED}' on the accounts topic")],
-            )
-        try:
-            account = AccountRecord.model_validate(envelope.get("data"))
-        except ValidationError as exc:
-            raise EventInvalid(
-                "account record is invalid",
-                [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()],
-            ) from None
+        account = read_contract_data(record.value, ACCOUNT_UPSERTED, AccountRecord)
         return account.id, account.deleted, dict(account.external_ids)
 
     def _decide(self, session: Session, records: list[Any], pending: _Pending, now: datetime) -> None:
