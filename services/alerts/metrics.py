@@ -32,3 +32,9 @@ INVALID_RECORDS = Counter(
 
 # Exported from start-up at zero, so the first observation already shows as an increase.
 PIPELINE_LATENCY.labels("notified")
+
+# Every channel/outcome exported at zero from start-up: a failure rate (the alert rule, the
+# dashboard) then exists before the first failure and sees it as an increase.
+for _channel in ("slack", "email"):
+    for _outcome in ("sent", "retry", "failed", "uncertain", "cancelled"):
+        DELIVERIES.labels(_channel, _outcome)
