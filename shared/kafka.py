@@ -348,6 +348,12 @@ class BatchLoop:
     def _update_lag(self) -> None:
         """Lag = fetch high watermark - committed offset (what a restart would re-read).
 
+        This loop commits every batch before its tick and seeks back to the committed offset
+        when a batch fails, so at tick time the consumer's position *is* the committed offset.
+        The position is local state; asking the coordinator (`committed()`) is a network call
+        that, made every tick while the group rebalanced after a member was SIGKILLed, kept a
+        restarted member from ever finishing its join (tests/reliability kill storm).
+
         The high watermark comes from Fetch responses (`highwater`), never ListOffsets/end_offsets,
         which the local broker answers wrongly (../shared/KAFKA.md section 4); this is correct on
         Apache Kafka too. Gauges of partitions no longer assigned are removed, so a scaled-out group
@@ -369,11 +375,9 @@ class BatchLoop:
 
     def _set_lag(self, consumer: KafkaConsumer, tp: TopicPartition) -> None:
         highwater = consumer.highwater(tp)
-        if highwater is None:
+        if highwater is None:  # not fetched yet, so the position may not be known locally either
             return
-        committed = consumer.committed(tp, timeout_ms=1000)
-        if committed is None:  # nothing committed yet: the group starts where it reset to
-            committed = consumer.position(tp, timeout_ms=1000)
+        committed = consumer.position(tp, timeout_ms=0)
         if committed is not None:
             CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - committed))
             self._lag_partitions.add(tp)
