@@ -78,22 +78,8 @@ def topic_settings(broker: LocalBroker, database_url: str) -> CommonSettings:
 
 
 def service_env(common: CommonSettings, **extra: str) -> dict[str, str]:
-    """Environment for a `python -m services.cli <svc>` subprocess (like tests/conftest.py)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
-    env.update(
-        {
-            "KAMWATCH_DATABASE_URL": common.database_url,
-            "KAMWATCH_KAFKA_BOOTSTRAP": common.kafka_bootstrap,
-            "KAMWATCH_TOPIC_PARTITIONS": str(common.topic_partitions),
-            "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(common.consumer_session_timeout_ms),
-            "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(common.consumer_heartbeat_interval_ms),
-            "KAMWATCH_LOG_FORMAT": "json",
-        }
-    )
-    for name in TopicNames.model_fields:
-        env[f"KAMWATCH_TOPIC_{name.upper()}"] = getattr(common.topics, name)
-    env.update(extra)
-    return env
+    """Environment for a `python -m services.cli <svc>` subprocess."""
+    return {**common.subprocess_env(dict(os.environ)), **extra}
 
 
 @dataclass

@@ -78,3 +78,21 @@ class CommonSettings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("KAMWATCH_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
+
+    def subprocess_env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` (e.g. os.environ) without KAMWATCH_* settings, plus these settings as variables:
+        what a `python -m services.cli <svc>` child needs to run on the same broker and database."""
+        env = {k: v for k, v in base.items() if not k.startswith("KAMWATCH_")}
+        env.update(
+            {
+                "KAMWATCH_DATABASE_URL": self.database_url,
+                "KAMWATCH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "KAMWATCH_TOPIC_PARTITIONS": str(self.topic_partitions),
+                "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(self.consumer_session_timeout_ms),
+                "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(self.consumer_heartbeat_interval_ms),
+                "KAMWATCH_LOG_FORMAT": "json",
+            }
+        )
+        for name in TopicNames.model_fields:
+            env[f"KAMWATCH_TOPIC_{name.upper()}"] = getattr(self.topics, name)
+        return env

@@ -109,20 +109,7 @@ def common_settings(broker: LocalBroker, database_url: str, topic_prefix: str) -
 
 def settings_env(common: CommonSettings) -> dict[str, str]:
     """The same settings as environment variables, for service subprocesses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
-    env.update(
-        {
-            "KAMWATCH_DATABASE_URL": common.database_url,
-            "KAMWATCH_KAFKA_BOOTSTRAP": common.kafka_bootstrap,
-            "KAMWATCH_TOPIC_PARTITIONS": str(common.topic_partitions),
-            "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(common.consumer_session_timeout_ms),
-            "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(common.consumer_heartbeat_interval_ms),
-            "KAMWATCH_LOG_FORMAT": "json",
-        }
-    )
-    for field in TopicNames.model_fields:
-        env[f"KAMWATCH_TOPIC_{field.upper()}"] = getattr(common.topics, field)
-    return env
+    return common.subprocess_env(dict(os.environ))
 
 
 @pytest.fixture
