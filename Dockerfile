@@ -6,6 +6,7 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY kamwatch ./kamwatch
 RUN python -m pip install --no-cache-dir pip==26.3 \
  && python -m pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels .
 

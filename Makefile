@@ -32,7 +32,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services kamwatch
 
 format: install
 	$(BIN)/ruff check --fix .

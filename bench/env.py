@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
-from shared.broker import LocalBroker, free_port
+from kamwatch.dev.broker import LocalBroker, free_port
 from shared.config import CommonSettings, TopicNames
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.kafka import ensure_topics
@@ -78,7 +78,7 @@ def topic_settings(broker: LocalBroker, database_url: str) -> CommonSettings:
 
 
 def service_env(common: CommonSettings, **extra: str) -> dict[str, str]:
-    """Environment for a `python -m services.cli <svc>` subprocess."""
+    """Environment for a `python -m kamwatch.cli <svc>` subprocess."""
     return {**common.subprocess_env(dict(os.environ)), **extra}
 
 
@@ -124,14 +124,14 @@ def status_kb(pid: int, key: str) -> int:
 
 
 def start_service(name: str, common: CommonSettings, logs: Path, **extra: str) -> Service:
-    """Start `python -m services.cli <name>` and wait for /healthz."""
+    """Start `python -m kamwatch.cli <name>` and wait for /healthz."""
     port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}-{port}.log"
     handle = log_path.open("ab")
     env = service_env(common, **{f"KAMWATCH_{name.upper()}_PORT": str(port), **extra})
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", name, "--port", str(port)],
+        [sys.executable, "-m", "kamwatch.cli", name, "--port", str(port)],
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ from bench.env import (
 )
 from bench.stats import percentile
 from bench.workload import Message, Workload, import_registry_csv, produce_all, registry_csv
-from shared.broker import LocalBroker, free_port, port_in_use
+from kamwatch.dev.broker import LocalBroker, free_port, port_in_use
 from shared.config import CommonSettings
 from shared.events import make_event, to_json
 

@@ -241,7 +241,7 @@ def _hotspots(results: dict[str, Any]) -> list[str]:
 
 def _worth(function: str) -> bool:
     """Skip the frames every stack has (process entry, consumer loop plumbing)."""
-    return not function.startswith(("services/cli.py", "shared/runtime.py", "shared/kafka.py:BatchLoop"))
+    return not function.startswith(("kamwatch/cli.py", "shared/runtime.py", "shared/kafka.py:BatchLoop"))
 
 
 def _notes(results: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from bench import endpoints, latency, machine, report, scale, throughput
 from bench.env import WORK_DIR
 from bench.stats import median
 from bench.workload import IMPORT_ERRORS, build
-from shared.broker import LocalBroker, free_port
+from kamwatch.dev.broker import LocalBroker, free_port
 
 RESULTS_DIR = Path("bench/results")
 BUDGET_S = 19 * 60

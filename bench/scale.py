@@ -20,15 +20,15 @@ from typing import Any
 from sqlalchemy import insert
 
 from bench.env import Schema, service_env, status_kb
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.portfolio import Account
+from services.signals.events import signal_from_payload
 from services.signals.models import Account as AccountRow
 from services.signals.models import SignalBucket, SignalEntity, SignalEvent
 from services.signals.rebuild import state_rows
-from services.signals.service import signal_from_payload
 from services.signals.state import AccountState
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.portfolio import Account
 from shared.config import CommonSettings
-from shared.events import to_json
+from shared.events import parse_rfc3339, to_json
 
 TEMPLATE_ACCOUNTS = 1000
 HISTORY_DAYS = 3
@@ -128,7 +128,7 @@ def _event_row(obj: dict[str, Any], account_id: str, now: datetime) -> dict[str,
         "event_id": obj["id"],
         "type": obj["type"],
         "account_id": account_id,
-        "event_time": datetime.fromisoformat(obj["time"].replace("Z", "+00:00")),
+        "event_time": parse_rfc3339(obj["time"]),
         "payload": json.dumps(obj, sort_keys=True, separators=(",", ":")),
         "received_at": now,
     }
@@ -177,7 +177,7 @@ def run_size(
         result: dict[str, Any] = {"accounts": size, "events": events, "fill_s": round(fill_s, 2)}
         if rebuild_too:
             rebuild = timed(
-                [sys.executable, "-m", "services.cli", "signals", "rebuild", "--quiet"], env, 3600
+                [sys.executable, "-m", "kamwatch.cli", "signals", "rebuild", "--quiet"], env, 3600
             )
             rebuild.pop("output")
             result["rebuild"] = {**rebuild, "ms_per_account": round(rebuild["seconds"] * 1000 / size, 3)}

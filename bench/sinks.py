@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from services.alerts.sinks import LocalSinks
+from kamwatch.dev.sinks import LocalSinks
 
 
 def main(argv: list[str]) -> int:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.signals.config import SignalsSettings
+from services.signals.handler import SignalsProcessor
 from services.signals.modelstore import ModelHolder, ModelStore
 from services.signals.scoring import load_scorecard
-from services.signals.service import SignalsProcessor
 from shared.clock import SystemClock
 from shared.db import make_engine, make_sessionmaker, transaction
 

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from bench.env import RssSampler, Schema, Service, create_api_key, start_service, topic_settings, wait_until
 from bench.profile import finish_profiles, start_profiles
 from bench.workload import Workload, import_registry, produce_all
-from shared.broker import LocalBroker
+from kamwatch.dev.broker import LocalBroker
 from shared.config import CommonSettings
 from shared.kafka import make_consumer
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from services.simulator.emit import topic_for
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.portfolio import Account
+from kamwatch.dev.simulator.emit import topic_for
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.portfolio import Account
 from shared.config import CommonSettings
 from shared.events import to_json
 from shared.kafka import make_producer

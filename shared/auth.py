@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import Request
 from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared.db import Base, UTCDateTime, transaction
-from shared.errors import Forbidden, Unauthorized
 
 SCOPES = ("events:write", "risk:read", "accounts:write", "alerts:write", "admin")
 KEY_PREFIX = "kw_"
@@ -95,30 +92,3 @@ def ensure_local_key(factory: sessionmaker[Session], path: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
-
-
-def require_scope(scope: str) -> Callable[[Request], set[str]]:
-    """FastAPI dependency: a bearer key holding `scope` (or `admin`)."""
-
-    def dependency(request: Request) -> set[str]:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized(
-                "missing API key: send 'Authorization: Bearer <key>' "
-                "(make run prints a local key; `kamwatch keys create` makes others)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        factory: sessionmaker[Session] = request.app.state.sessions
-        with transaction(factory) as session:
-            scopes = lookup_scopes(session, key.strip())
-        if scopes is None:
-            raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
-        if scope not in scopes and "admin" not in scopes:
-            raise Forbidden(
-                f"this API key lacks the scope '{scope}'; create one with "
-                f"`kamwatch keys create --scopes {scope}`"
-            )
-        return scopes
-
-    return dependency

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-VAR_DIR = Path("var")
-
 
 # Which raw topic an event type travels on, by the family before the first dot (the contract
 # that ingest's HTTP side, the simulator and upstream producers share).
@@ -79,20 +75,15 @@ class CommonSettings(BaseSettings):
             raise ValueError("KAMWATCH_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
 
-    def subprocess_env(self, base: dict[str, str]) -> dict[str, str]:
-        """`base` (e.g. os.environ) without KAMWATCH_* settings, plus these settings as variables:
-        what a `python -m services.cli <svc>` child needs to run on the same broker and database."""
+    def subprocess_env(self, base: dict[str, str], log_format: str = "json") -> dict[str, str]:
+        """`base` (e.g. os.environ) without KAMWATCH_* variables, plus every one of these settings
+        as a variable: what a `python -m kamwatch.cli <svc>` child needs to run exactly as this
+        process is configured. Children log as `log_format` (JSON: their output goes to files)."""
         env = {k: v for k, v in base.items() if not k.startswith("KAMWATCH_")}
-        env.update(
-            {
-                "KAMWATCH_DATABASE_URL": self.database_url,
-                "KAMWATCH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-                "KAMWATCH_TOPIC_PARTITIONS": str(self.topic_partitions),
-                "KAMWATCH_CONSUMER_SESSION_TIMEOUT_MS": str(self.consumer_session_timeout_ms),
-                "KAMWATCH_CONSUMER_HEARTBEAT_INTERVAL_MS": str(self.consumer_heartbeat_interval_ms),
-                "KAMWATCH_LOG_FORMAT": "json",
-            }
-        )
+        for name in type(self).model_fields:
+            if name != "topics":
+                env[f"KAMWATCH_{name.upper()}"] = str(getattr(self, name))
         for name in TopicNames.model_fields:
             env[f"KAMWATCH_TOPIC_{name.upper()}"] = getattr(self.topics, name)
+        env["KAMWATCH_LOG_FORMAT"] = log_format
         return env

@@ -16,8 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.errors import EventInvalid, Problem
-from shared.events import ACCOUNT_ID_PATTERN, decode_json, find_nul
+from shared.errors import EventInvalid, Problem, problems_from
+from shared.events import ACCOUNT_ID_PATTERN, SCHEMA_VERSION, canonical_json, decode_json, envelope, find_nul
 
 ACCOUNT_UPSERTED = "account.upserted"
 RISK_CHANGED = "risk.changed"
@@ -125,11 +125,32 @@ class RiskChange(BaseModel):
 def read_contract_data(raw: bytes | None, expected_type: str, model: type[M]) -> M:
     """The validated `data` of an internal-topic CloudEvent of `expected_type`, or EventInvalid
     naming the field (what ingest and alerts read from kamwatch.accounts and kamwatch.risk)."""
-    envelope = decode_json(raw or b"")
-    if not isinstance(envelope, dict) or envelope.get("type") != expected_type:
+    event = decode_json(raw or b"")
+    if not isinstance(event, dict) or event.get("type") != expected_type:
         raise EventInvalid(f"not a {expected_type} event", [Problem("type", f"expected '{expected_type}'")])
     try:
-        return model.model_validate(envelope.get("data"))
+        return model.model_validate(event.get("data"))
     except ValidationError as exc:
-        problems = [Problem("data." + ".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        problems = problems_from(exc.errors(include_url=False), "data")
         raise EventInvalid(f"{expected_type} data is invalid", problems) from None
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {ACCOUNT_UPSERTED: AccountRecord, RISK_CHANGED: RiskChange}
+
+
+def contract_event(
+    event_type: str, data: Any, *, id: str, source: str, subject: str, time: datetime
+) -> bytes:
+    """The one writer of internal-topic CloudEvents (`account.upserted`, `risk.changed`)."""
+    schema = f"kamwatch:schemas/{SCHEMA_VERSION}/{CONTRACT_MODELS[event_type].__name__}.json"
+    obj = envelope(
+        event_type,
+        data,
+        id=id,
+        source=source,
+        time=time,
+        subject=subject,
+        datacontenttype="application/json",
+        dataschema=schema,
+    )
+    return canonical_json(obj).encode()

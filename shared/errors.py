@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,36 @@ class Problem:
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
+
+
+def problem_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error in words a user can act on (the single translation kamwatch uses)."""
+    if error.get("type") == "missing":
+        return "is required"
+    if error.get("type") == "extra_forbidden":
+        return "is not a known field; remove it (check the spelling)"
+    return str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+
+
+def problems_from(
+    errors: Iterable[Mapping[str, Any]], prefix: str = "", skip: Sequence[str] = (), empty: str = "event"
+) -> list[Problem]:
+    """pydantic errors (`ValidationError.errors()`) as Problems: field path, then the message.
+
+    `prefix` goes before every path (e.g. "data"), `skip` drops location parts (FastAPI's "body"),
+    `empty` names a problem with no location.
+    """
+    problems = []
+    for error in errors:
+        loc = ".".join(str(part) for part in error.get("loc", ()) if part not in skip)
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or empty)
+        problems.append(Problem(where, problem_message(error)))
+    return problems
+
+
+def summary(problems: Sequence[Problem]) -> str:
+    """'field: message; field: message' for a one-line error."""
+    return "; ".join(f"{p.field}: {p.message}" for p in problems)
 
 
 class AppError(Exception):
@@ -58,11 +89,6 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
-class PayloadTooLarge(AppError):
-    status_code = 413
-    code = "payload_too_large"
-
-
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
@@ -83,12 +109,12 @@ class EventInvalid(Exception):
 
     reason: str
     problems: list[Problem] = field(default_factory=list)
+    recorded: bool = False  # read back from a record: `reason` already holds the whole text
 
     def __str__(self) -> str:
-        if not self.problems:
+        if not self.problems or self.recorded:
             return self.reason
-        details = "; ".join(f"{p.field}: {p.message}" for p in self.problems)
-        return f"{self.reason}: {details}"
+        return f"{self.reason}: {summary(self.problems)}"
 
 
 class TransientError(Exception):

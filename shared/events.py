@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.errors import EventInvalid, Problem
+from shared.errors import EventInvalid, Problem, problems_from
 
 SCHEMA_VERSION = "v1"
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -29,7 +29,6 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SKEW = timedelta(days=1)
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 
@@ -238,20 +237,6 @@ def parse_account_ref(subject: str) -> AccountRef:
     )
 
 
-def _problems_from(error: ValidationError, prefix: str) -> list[Problem]:
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = ".".join(str(p) for p in item["loc"])
-        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "event")
-        message = item["msg"]
-        if item["type"] == "missing":
-            message = "is required"
-        elif item["type"] == "extra_forbidden":
-            message = "is not a known field; remove it"
-        problems.append(Problem(where, message))
-    return problems
-
-
 def decode_json(raw: bytes | str) -> Any:
     """Decode JSON or raise EventInvalid saying where the JSON breaks."""
     if isinstance(raw, bytes) and len(raw) > MAX_EVENT_BYTES:
@@ -289,13 +274,17 @@ def validate_event(obj: Any, now: datetime) -> CloudEvent:
     try:
         event = CloudEvent.model_validate(obj)
     except ValidationError as exc:
-        raise EventInvalid("event envelope is invalid", _problems_from(exc, "")) from None
+        raise EventInvalid(
+            "event envelope is invalid", problems_from(exc.errors(include_url=False))
+        ) from None
     _check_time(event.time, now)
     model = DATA_MODELS[event.type]
     try:
         data = model.model_validate(event.data)
     except ValidationError as exc:
-        raise EventInvalid(f"data is invalid for {event.type}", _problems_from(exc, "data")) from None
+        raise EventInvalid(
+            f"data is invalid for {event.type}", problems_from(exc.errors(include_url=False), "data")
+        ) from None
     event.data = data.model_dump(mode="json", exclude_none=True)
     event.time = event.time.astimezone(UTC)
     event.dataschema = dataschema_for(event.type)
@@ -337,24 +326,55 @@ def _check_time(value: datetime, now: datetime) -> None:
         )
 
 
-def parse_event(raw: bytes | str, now: datetime) -> CloudEvent:
-    return validate_event(decode_json(raw), now)
+def rfc3339(when: datetime) -> str:
+    """The one RFC 3339 writer: UTC with a `Z` (`2026-11-25T08:00:00Z`)."""
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def typed_data(event: CloudEvent) -> Any:
-    """The event's `data` as its typed model."""
-    return DATA_MODELS[event.type].model_validate(event.data)
+def parse_rfc3339(text: str) -> datetime:
+    """The one RFC 3339 reader: an aware UTC datetime (a time without offset is taken as UTC)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def canonical_json(payload: Any) -> str:
+    """Stable key order and no spaces, so stored and produced bytes are deterministic."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def envelope(
+    event_type: str,
+    data: Any,
+    *,
+    id: str,
+    source: str,
+    time: datetime | str,
+    subject: str | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The one CloudEvents 1.0 envelope builder (structured mode), as a JSON-ready dict. A `time`
+    given as text (from a webhook) is passed on as it is, for validate_event to judge."""
+    obj: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": event_type,
+        "time": time if isinstance(time, str) else rfc3339(time),
+        "data": data,
+        **extensions,
+    }
+    if subject is not None:
+        obj["subject"] = subject
+    return obj
 
 
 def to_json(event: CloudEvent, **overrides: Any) -> str:
-    """Canonical JSON: stable key order so stored and produced bytes are deterministic.
-
-    `overrides` replace or add attributes (e.g. the resolved `subject`) without copying the model.
-    """
+    """Canonical JSON of an event; `overrides` replace or add attributes (e.g. the resolved
+    `subject`) without copying the model."""
     payload = event.model_dump(mode="json", exclude_none=True)
-    payload["time"] = event.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    payload["time"] = rfc3339(event.time)
     payload.update(overrides)
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(payload)
 
 
 def make_event(
@@ -368,15 +388,5 @@ def make_event(
     **extensions: Any,
 ) -> CloudEvent:
     """Build and validate a CloudEvent (the helper simulators, translators and tests use)."""
-    obj: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": id,
-        "source": source,
-        "type": event_type,
-        "time": time.isoformat(),
-        "data": data,
-        **extensions,
-    }
-    if subject is not None:
-        obj["subject"] = subject
+    obj = envelope(event_type, data, id=id, source=source, time=time, subject=subject, **extensions)
     return validate_event(obj, now=time)

@@ -27,7 +27,7 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.config import CommonSettings
 from shared.db import is_transient
-from shared.errors import Problem, TransientError
+from shared.errors import EventInvalid, TransientError
 from shared.logging import get_logger
 from shared.metrics import (
     CONSUMER_BATCH_SECONDS,
@@ -51,27 +51,26 @@ class OutMessage:
     ref: Any = field(default=None, compare=False)  # e.g. the row id to mark as published
 
 
-def dead_letter_message(
-    topic: str,
-    *,
-    key: bytes | None,
-    value: bytes | None,
-    reason: str,
-    problems: Sequence[Problem],
-    origin: tuple[str, int, int],
-    ref: Any = None,
-) -> OutMessage:
-    """The original bytes for the dead-letter topic, with why and where in headers (the same
-    header scheme from every service: kw_error, kw_problems, kw_topic, kw_partition, kw_offset)."""
+def dead_letter_message(topic: str, record: Any, error: EventInvalid, *, ref: Any = None) -> OutMessage:
+    """The one dead-letter writer: `record` (a consumer record, or a stored row with the same
+    topic/partition/offset/key/value attributes) to `topic`, its original bytes untouched, with
+    why and where in headers (kw_error, kw_problems, kw_topic, kw_partition, kw_offset)."""
     headers = (
-        ("kw_error", reason.encode()[:1000]),
-        ("kw_problems", json.dumps([p.as_dict() for p in problems]).encode()[:4000]),
-        ("kw_topic", origin[0].encode()),
-        ("kw_partition", str(origin[1]).encode()),
-        ("kw_offset", str(origin[2]).encode()),
+        ("kw_error", str(error).encode()[:1000]),
+        ("kw_problems", json.dumps([p.as_dict() for p in error.problems]).encode()[:4000]),
+        ("kw_topic", record.topic.encode()),
+        ("kw_partition", str(record.partition).encode()),
+        ("kw_offset", str(record.offset).encode()),
     )
-    text_key = key.decode("utf-8", "replace") if key else None
-    return OutMessage(topic, text_key, value or b"", headers, ref=ref)
+    log.warning(
+        "consumer.dead_letter",
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=str(error)[:300],
+    )
+    text_key = record.key.decode("utf-8", "replace") if record.key else None
+    return OutMessage(topic, text_key, record.value or b"", headers, ref=ref)
 
 
 def make_producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:

@@ -1,19 +1,25 @@
-"""Process wiring for a service: one FastAPI app + one consumer loop thread, clean shutdown."""
+"""The service skeleton: one FastAPI app + one consumer loop thread, built the same way for every
+service (`build_service`), served until SIGTERM, shut down cleanly."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
-from shared.kafka import BatchLoop
+from shared.clock import Clock, clock_from_env
+from shared.db import make_engine, make_sessionmaker, ping
+from shared.kafka import BatchHandler, BatchLoop, Publisher, make_consumer, make_producer
 from shared.logging import get_logger
+from shared.settings import ServiceSettings
+from shared.web import BodyLimit, broker_reachable, install_error_handlers, install_ops_routes
 
 log = get_logger(__name__)
 
@@ -61,6 +67,72 @@ def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None]) 
             on_stop()
 
     return lifespan
+
+
+HandlerFactory = Callable[[sessionmaker[Session], Clock], BatchHandler]
+
+
+def consumer_loop(settings: ServiceSettings, topics: Sequence[str], handler: BatchHandler) -> BatchLoop:
+    """The consumer loop of a service: its group on `topics`, one producer for what it emits."""
+    common = settings.common
+    return BatchLoop(
+        name=settings.group_id,
+        consumer_factory=lambda: make_consumer(common, settings.group_id, topics),
+        publisher=Publisher(
+            lambda: make_producer(common), timeout_s=common.producer_delivery_timeout_ms / 1000
+        ),
+        handler=handler,
+        tick_interval_s=settings.tick_interval_s,
+    )
+
+
+def build_service(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    description: str,
+    router: APIRouter,
+    topics: Sequence[str],
+    handler: HandlerFactory,
+    clock: Clock | None = None,
+    with_consumer: bool = True,
+    publisher: Publisher | None = None,
+    parts: Mapping[str, Any] | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """One service process: engine and sessions, the batch handler on its consumer loop, and the
+    FastAPI app whose request dependencies (shared.web) find the session factory, clock,
+    `publisher` and service-specific `parts` on `app.state`. Everything is closed on shutdown."""
+    clock = clock or clock_from_env(settings.clock_file)
+    engine = make_engine(settings.common.database_url)
+    sessions = make_sessionmaker(engine)
+    batch_handler = handler(sessions, clock)
+    consumer = ConsumerThread(consumer_loop(settings, topics, batch_handler)) if with_consumer else None
+
+    def on_stop() -> None:
+        if publisher is not None:
+            publisher.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title=f"kamwatch {name}",
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan_with(consumer, on_stop),
+    )
+    state = {"settings": settings, "sessions": sessions, "clock": clock, "publisher": publisher}
+    state |= {"processor": batch_handler, "consumer": consumer, **(parts or {})}
+    for key, value in state.items():
+        setattr(app.state, key, value)
+    install_error_handlers(app)
+    checks = {
+        "database": lambda: ping(engine),
+        "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
+    }
+    install_ops_routes(app, name, checks)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes or settings.max_body_bytes)
+    return app
 
 
 def serve(app: FastAPI, host: str, port: int, consumer: ConsumerThread | None) -> int:

@@ -15,6 +15,10 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    group_id: str = "kamwatch"
+    tick_interval_s: float = Field(
+        default=5.0, gt=0, description="time-driven work (relays, sweeps) every so often"
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     clock_file: str | None = Field(default=None, description="tests: file holding a clock offset in s")
     common: CommonSettings = Field(default_factory=CommonSettings)

@@ -1,4 +1,5 @@
-"""FastAPI plumbing shared by the services: errors, health, metrics, body limits."""
+"""FastAPI plumbing shared by the services: request dependencies (session, clock, publisher,
+API-key scope), errors, health, metrics, body limits."""
 
 from __future__ import annotations
 
@@ -6,16 +7,22 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import AppError, Problem
+from shared.auth import lookup_scopes
+from shared.clock import Clock
+from shared.db import transaction
+from shared.errors import AppError, Forbidden, Unauthorized, problems_from, summary
+from shared.kafka import Publisher
 from shared.logging import get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -23,17 +30,81 @@ log = get_logger(__name__)
 ReadyCheck = Callable[[], str | None]  # returns None when fine, else what is wrong
 
 
-def _validation_problems(exc: RequestValidationError) -> list[Problem]:
-    problems = []
-    for item in exc.errors():
-        loc = [str(p) for p in item.get("loc", ()) if p not in ("body",)]
-        problems.append(
-            Problem(
-                ".".join(loc) or "body",
-                "is required" if item.get("type") == "missing" else str(item.get("msg", "is invalid")),
+# --- request-scoped dependencies --------------------------------------------------------------
+def _session(request: Request) -> Iterator[Session]:
+    """One transaction per request: commit when the route returns, roll back when it raises."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with transaction(factory) as session:
+        yield session
+
+
+def _clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+def _publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+# scope="function": the commit happens before the response is sent, so a 2xx means committed.
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+ClockDep = Annotated[Clock, Depends(_clock)]
+PublisherDep = Annotated[Publisher, Depends(_publisher)]
+# The raw request bytes, read on the event loop, so the route itself can be a `def` (thread pool).
+RawBodyDep = Annotated[bytes, Depends(_raw_body)]
+
+
+def app_part(name: str) -> Callable[[Request], Any]:
+    """A dependency returning a part that build_service put on the app (e.g. the alert lifecycle)."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return dependency
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who called: the API key's id and its scopes."""
+
+    key_id: str
+    scopes: frozenset[str]
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    """Dependency: a bearer key holding `scope` (or `admin`), checked in the route's session."""
+
+    def dependency(
+        session: SessionDep, authorization: Annotated[str, Header(include_in_schema=False)] = ""
+    ) -> Principal:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' "
+                "(make run prints a local key; `kamwatch keys create` makes others)",
+                headers={"WWW-Authenticate": "Bearer"},
             )
-        )
-    return problems
+        scopes = lookup_scopes(session, key.strip())
+        if scopes is None:
+            raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in scopes and "admin" not in scopes:
+            raise Forbidden(
+                f"this API key lacks the scope '{scope}'; create one with "
+                f"`kamwatch keys create --scopes {scope}`"
+            )
+        key_id = key.strip()[3:].split("_", 1)[0]
+        return Principal(key_id, frozenset(scopes))
+
+    return dependency
+
+
+# --- errors -----------------------------------------------------------------------------------
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -43,10 +114,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = _validation_problems(exc)
+        # "body" is where FastAPI puts the whole JSON body; callers name fields inside it.
+        problems = problems_from(exc.errors(), skip=("body",), empty="body")
         body = {
             "error": "validation_failed",
-            "message": "the request is invalid: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            "message": "the request is invalid: " + summary(problems),
             "problems": [p.as_dict() for p in problems],
         }
         return JSONResponse(body, status_code=422)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.broker import LocalBroker, free_port
+from kamwatch.dev.broker import LocalBroker, free_port
 from shared.config import CommonSettings, TopicNames
 from shared.db import Base, make_engine
 from shared.kafka import ensure_topics

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.broker import free_port, port_in_use
+from kamwatch.dev.broker import free_port, port_in_use
 from tests.helpers import NOW, make_usage_event, read_topic, wait_for
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ class Stack:
             }
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", "--broker-port", str(self.ports["broker"])]
+            [sys.executable, "-m", "kamwatch.cli", "run", "--broker-port", str(self.ports["broker"])]
             + (["--demo"] if demo else []),
             env=env,
             stdout=subprocess.PIPE,
@@ -137,7 +137,7 @@ def test_a_busy_broker_port_is_refused_with_a_clear_message(tmp_path: Path) -> N
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
         env["KAMWATCH_VAR_DIR"] = str(tmp_path / "var")
         result = subprocess.run(
-            [sys.executable, "-m", "services.cli", "run", "--broker-port", str(port)],
+            [sys.executable, "-m", "kamwatch.cli", "run", "--broker-port", str(port)],
             env=env,
             capture_output=True,
             text=True,

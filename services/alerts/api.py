@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -25,19 +25,17 @@ from services.alerts.schemas import (
     delivery_out,
     transition_out,
 )
-from shared.auth import require_scope
-from shared.db import transaction
+from services.alerts.states import AlertState
 from shared.errors import AppError, NotFound, ValidationFailed
+from shared.web import ClockDep, Principal, SessionDep, app_part, require_scope
 
 router = APIRouter(prefix="/v1")
-STATES = ("open", "acknowledged", "snoozed", "resolved")
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number is a 422, not a database error (500)
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-def _now(request: Request) -> datetime:
-    now: datetime = request.app.state.clock.now()
-    return now
+ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
+WriteAuth = Annotated[Principal, Depends(require_scope("alerts:write"))]
+LifecycleDep = Annotated[Lifecycle, Depends(app_part("lifecycle"))]
+Action = Callable[[Lifecycle, Session, Alert, datetime], None]
 
 
 def _load(session: Session, alert_id: int) -> Alert:
@@ -57,57 +55,62 @@ def _detail(session: Session, alert: Alert) -> AlertDetail:
     )
 
 
-@router.get("/alerts", response_model=AlertList, dependencies=[Depends(require_scope("risk:read"))])
+@router.get("/alerts", response_model=AlertList)
 def list_alerts(
-    request: Request,
-    state: str | None = Query(default=None, description="open, acknowledged, snoozed or resolved"),
+    _auth: ReadAuth,
+    session: SessionDep,
+    state: AlertState | None = Query(default=None, description="open, acknowledged, snoozed or resolved"),
     owner: str | None = Query(default=None, description="owner e-mail or name"),
     account: str | None = Query(default=None, description="account id"),
     limit: int = Query(default=100, ge=1, le=1000),
     before: int | None = Query(default=None, ge=1, le=MAX_ID, description="page: alerts with a smaller id"),
 ) -> AlertList:
-    if state is not None and state not in STATES:
-        raise ValidationFailed(f"state must be one of {', '.join(STATES)}")
-    with transaction(request.app.state.sessions) as session:
-        rows = repository.list_alerts(session, state, owner, account, limit, before)
-        alerts = [AlertOut(**alert_out(a)) for a in rows]
+    rows = repository.list_alerts(session, state, owner, account, limit, before)
+    alerts = [AlertOut(**alert_out(a)) for a in rows]
     return AlertList(alerts=alerts, next_before=alerts[-1].id if len(alerts) == limit else None)
 
 
-@router.get(
-    "/alerts/{alert_id}", response_model=AlertDetail, dependencies=[Depends(require_scope("risk:read"))]
-)
-def get_alert(request: Request, alert_id: AlertId) -> AlertDetail:
-    with transaction(request.app.state.sessions) as session:
-        alert = session.get(Alert, alert_id)
-        if alert is None:
-            raise NotFound(f"no alert with id {alert_id}")
-        return _detail(session, alert)
+@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+def get_alert(_auth: ReadAuth, session: SessionDep, alert_id: AlertId) -> AlertDetail:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert with id {alert_id}")
+    return _detail(session, alert)
 
 
-def _act(
-    request: Request, alert_id: int, action: Callable[[Lifecycle, Session, Alert, datetime], None]
+def _act(session: Session, lifecycle: Lifecycle, now: datetime, alert_id: int, action: Action) -> AlertDetail:
+    alert = _load(session, alert_id)
+    action(lifecycle, session, alert, now)
+    session.flush()
+    return _detail(session, alert)
+
+
+@router.post("/alerts/{alert_id}/ack", response_model=AlertDetail)
+def acknowledge(
+    _auth: WriteAuth,
+    session: SessionDep,
+    lifecycle: LifecycleDep,
+    clock: ClockDep,
+    alert_id: AlertId,
+    body: ActionIn | None = None,
 ) -> AlertDetail:
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    with transaction(request.app.state.sessions) as session:
-        alert = _load(session, alert_id)
-        action(lifecycle, session, alert, _now(request))
-        session.flush()
-        return _detail(session, alert)
-
-
-WRITE = [Depends(require_scope("alerts:write"))]
-
-
-@router.post("/alerts/{alert_id}/ack", response_model=AlertDetail, dependencies=WRITE)
-def acknowledge(request: Request, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
     body = body or ActionIn()
     why = body.reason or "acknowledged over the API"
-    return _act(request, alert_id, lambda lc, s, a, now: lc.acknowledge(s, a, body.by or "api", now, why))
+    by = body.by or "api"
+    return _act(
+        session, lifecycle, clock.now(), alert_id, lambda lc, s, a, now: lc.acknowledge(s, a, by, now, why)
+    )
 
 
-@router.post("/alerts/{alert_id}/snooze", response_model=AlertDetail, dependencies=WRITE)
-def snooze(request: Request, alert_id: AlertId, body: SnoozeIn) -> AlertDetail:
+@router.post("/alerts/{alert_id}/snooze", response_model=AlertDetail)
+def snooze(
+    _auth: WriteAuth,
+    session: SessionDep,
+    lifecycle: LifecycleDep,
+    clock: ClockDep,
+    alert_id: AlertId,
+    body: SnoozeIn,
+) -> AlertDetail:
     if (body.until is None) == (body.duration is None):
         raise ValidationFailed("give either 'until' (a time) or 'duration' (e.g. '4h')")
     why = body.reason or "snoozed over the API"
@@ -116,14 +119,24 @@ def snooze(request: Request, alert_id: AlertId, body: SnoozeIn) -> AlertDetail:
         until = body.until or now + (body.duration or lc.policy.snooze_for)
         lc.snooze(s, a, until, body.by or "api", now, why)
 
-    return _act(request, alert_id, action)
+    return _act(session, lifecycle, clock.now(), alert_id, action)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail, dependencies=WRITE)
-def resolve(request: Request, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail)
+def resolve(
+    _auth: WriteAuth,
+    session: SessionDep,
+    lifecycle: LifecycleDep,
+    clock: ClockDep,
+    alert_id: AlertId,
+    body: ActionIn | None = None,
+) -> AlertDetail:
     body = body or ActionIn()
     why = body.reason or "resolved over the API"
-    return _act(request, alert_id, lambda lc, s, a, now: lc.resolve(s, a, body.by or "api", now, why))
+    by = body.by or "api"
+    return _act(
+        session, lifecycle, clock.now(), alert_id, lambda lc, s, a, now: lc.resolve(s, a, by, now, why)
+    )
 
 
 # --- signed links: no API key; GET only shows a button so link scanners cannot act -------------
@@ -134,15 +147,10 @@ def _page(title: str, text: str, status: int = 200, form: bool = False) -> HTMLR
     return HTMLResponse(body + button, status_code=status)
 
 
-def _claim(request: Request, token: str) -> Any:
-    lifecycle: Lifecycle = request.app.state.lifecycle
-    return verify(lifecycle.settings.link_secret, token, _now(request))
-
-
 @router.get("/alert-links/{token}", response_class=HTMLResponse, include_in_schema=False)
-def link_page(request: Request, token: str) -> HTMLResponse:
+def link_page(lifecycle: LifecycleDep, clock: ClockDep, token: str) -> HTMLResponse:
     try:
-        claim = _claim(request, token)
+        claim = verify(lifecycle.settings.link_secret, token, clock.now())
     except LinkInvalid as exc:
         return _page("Link not valid", str(exc), 400)
     verb = "Acknowledge" if claim.action == "ack" else "Snooze"
@@ -150,12 +158,12 @@ def link_page(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/alert-links/{token}", response_class=HTMLResponse, summary="Act through a signed link")
-def link_action(request: Request, token: str) -> HTMLResponse:
+def link_action(session: SessionDep, lifecycle: LifecycleDep, clock: ClockDep, token: str) -> HTMLResponse:
+    now = clock.now()
     try:
-        claim = _claim(request, token)
+        claim = verify(lifecycle.settings.link_secret, token, now)
     except LinkInvalid as exc:
         return _page("Link not valid", str(exc), 400)
-    lifecycle: Lifecycle = request.app.state.lifecycle
 
     def action(lc: Lifecycle, s: Session, a: Alert, now: datetime) -> None:
         if claim.action == "ack":
@@ -166,7 +174,8 @@ def link_action(request: Request, token: str) -> HTMLResponse:
             )
 
     try:
-        detail = _act(request, claim.alert_id, action)
+        detail = _act(session, lifecycle, now, claim.alert_id, action)
     except AppError as exc:
+        session.rollback()
         return _page("Nothing done", exc.message, exc.status_code)
     return _page(f"Alert #{detail.id} is {detail.state}", f"Recorded for {claim.actor}. Thank you.")

@@ -13,6 +13,7 @@ from services.alerts.links import LinkClaim, sign
 from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
 from services.alerts.models import Alert, AlertAccount
 from services.alerts.policy import Policy
+from services.alerts.states import DeliveryState
 from shared.contracts import RiskChange
 
 
@@ -62,7 +63,7 @@ class Composer:
                     "role": person.role,
                     "payload": payload,
                     "message_id": mid,
-                    "state": "pending",
+                    "state": DeliveryState.pending,
                     "attempts": 0,
                     "next_attempt_at": quiet_until(
                         now, person.timezone, self.policy.quiet_hours, alert.severity

@@ -20,6 +20,7 @@ from services.alerts import metrics, repository
 from services.alerts.channels import SendResult, SmtpConfig, send_email, send_slack, slack_url_allowed
 from services.alerts.config import AlertsSettings
 from services.alerts.models import Alert, Delivery
+from services.alerts.states import DeliveryState
 from shared.clock import Clock
 from shared.contracts import RiskChange
 from shared.db import transaction
@@ -72,7 +73,7 @@ class DeliveryWorker:
             for row in repository.left_sending(session):
                 if row.updated_at > now - lease:
                     continue
-                row.state, row.last_error, row.updated_at = "uncertain", UNCERTAIN, now
+                row.state, row.last_error, row.updated_at = DeliveryState.uncertain, UNCERTAIN, now
                 repository.add_attempt(session, row, "uncertain", UNCERTAIN, now)
                 metrics.DELIVERIES.labels(row.channel, "uncertain").inc()
                 log.warning(
@@ -138,22 +139,24 @@ class DeliveryWorker:
     def _apply(self, row: Delivery, result: SendResult, now: datetime) -> str:
         row.updated_at = now
         if result.outcome == "sent":
-            row.state, row.sent_at, row.last_error = "sent", now, None
+            row.state, row.sent_at, row.last_error = DeliveryState.sent, now, None
             return "sent"
         row.last_error = result.detail
         if result.outcome == "failed" or row.attempts >= self.settings.max_attempts:
-            row.state = "failed"
+            row.state = DeliveryState.failed
             log.error("delivery.failed", delivery_id=row.id, alert_id=row.alert_id, channel=row.channel)
             return "failed"
         wait = backoff(row.attempts, self.settings.backoff_base_s, self.settings.backoff_max_s)
-        row.state = "pending"
+        row.state = DeliveryState.pending
         row.next_attempt_at = now + timedelta(seconds=max(wait, result.retry_after_s or 0.0))
         return "retry"
 
     def refresh_gauges(self) -> None:
         with transaction(self.sessions) as session:
-            metrics.OUTBOX_DEPTH.set(repository.count_by_state(session, ("pending", "sending")))
-            metrics.FAILED_DELIVERIES.set(repository.count_by_state(session, ("failed",)))
+            metrics.OUTBOX_DEPTH.set(
+                repository.count_by_state(session, (DeliveryState.pending, DeliveryState.sending))
+            )
+            metrics.FAILED_DELIVERIES.set(repository.count_by_state(session, (DeliveryState.failed,)))
             by_level = repository.open_by_level(session)
         for level in range(0, 11):
             metrics.OPEN.labels(str(level)).set(by_level.get(level, 0))

@@ -10,14 +10,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.alerts.policy import BAND_RANK, SEVERITY_RANK, Escalation, Policy, QuietHours
 from shared.contracts import RiskChange
 
-ACTIVE_STATES = ("open", "acknowledged", "snoozed")
-# Which lifecycle action is allowed from which state.
-ALLOWED = {
-    "ack": {"open", "snoozed"},
-    "snooze": {"open", "acknowledged", "snoozed"},
-    "resolve": {"open", "acknowledged", "snoozed"},
-}
-
 
 @dataclass(frozen=True)
 class Fired:

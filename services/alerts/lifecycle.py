@@ -17,7 +17,6 @@ from services.alerts import metrics, repository
 from services.alerts.compose import Composer, triggers_of
 from services.alerts.config import AlertsSettings
 from services.alerts.escalation import (
-    ALLOWED,
     Fired,
     Position,
     Recipient,
@@ -33,6 +32,7 @@ from services.alerts.escalation import (
 )
 from services.alerts.models import Alert, AlertAccount
 from services.alerts.policy import Policy
+from services.alerts.states import ALLOWED, AlertAction, AlertState
 from shared.contracts import AccountRecord, RiskChange
 from shared.errors import Conflict, ValidationFailed
 from shared.logging import get_logger
@@ -78,7 +78,7 @@ class Lifecycle:
 
     # --- state changes --------------------------------------------------------------------
     def _set_state(
-        self, session: Session, alert: Alert, to: str, actor: str, now: datetime, why: str
+        self, session: Session, alert: Alert, to: AlertState, actor: str, now: datetime, why: str
     ) -> None:
         repository.add_transition(
             session, alert, at=now, actor=actor, from_state=alert.state, to_state=to, reason=why
@@ -90,15 +90,15 @@ class Lifecycle:
         """A transition that keeps the state (grouping, escalation, inhibition)."""
         self._set_state(session, alert, alert.state, actor, now, why)
 
-    def _check(self, alert: Alert, action: str) -> None:
+    def _check(self, alert: Alert, action: AlertAction) -> None:
         if alert.state not in ALLOWED[action]:
-            raise Conflict(f"alert {alert.id} is {alert.state}; it cannot be {action}ed now")
+            raise Conflict(f"alert {alert.id} is {alert.state}; it cannot be {action.done} now")
 
     def acknowledge(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
-        if alert.state == "acknowledged":
+        if alert.state == AlertState.acknowledged:
             return  # a second click on the link is harmless
-        self._check(alert, "ack")
-        self._set_state(session, alert, "acknowledged", actor, now, why)
+        self._check(alert, AlertAction.ack)
+        self._set_state(session, alert, AlertState.acknowledged, actor, now, why)
         alert.acknowledged_at, alert.acknowledged_by = now, actor
         alert.next_escalation_at = alert.snoozed_until = None
         repository.cancel_pending(session, alert.id, now)
@@ -108,18 +108,18 @@ class Lifecycle:
     def snooze(
         self, session: Session, alert: Alert, until: datetime, actor: str, now: datetime, why: str
     ) -> None:
-        self._check(alert, "snooze")
+        self._check(alert, AlertAction.snooze)
         if until <= now:
             raise ValidationFailed("snooze 'until' must be in the future")
-        self._set_state(session, alert, "snoozed", actor, now, f"{why} (until {until.isoformat()})")
+        self._set_state(session, alert, AlertState.snoozed, actor, now, f"{why} (until {until.isoformat()})")
         alert.snoozed_until = alert.next_escalation_at = until
         repository.cancel_pending(session, alert.id, now)
 
     def resolve(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
-        if alert.state == "resolved":
+        if alert.state == AlertState.resolved:
             return
-        self._check(alert, "resolve")
-        self._set_state(session, alert, "resolved", actor, now, why)
+        self._check(alert, AlertAction.resolve)
+        self._set_state(session, alert, AlertState.resolved, actor, now, why)
         alert.resolved_at, alert.next_escalation_at, alert.snoozed_until = now, None, None
         repository.cancel_pending(session, alert.id, now)
         self._resolution_notices(session, alert, why, now)
@@ -192,7 +192,8 @@ class Lifecycle:
     ) -> None:
         """Join the account's alert still in its grouping window, or open a new one."""
         wave = next(
-            (a for a in active if a.level == 0 and a.state == "open" and a.inhibited_by is None), None
+            (a for a in active if a.level == 0 and a.state == AlertState.open and a.inhibited_by is None),
+            None,
         )
         others = {
             f.trigger for a in active if a is not wave and a.inhibited_by is None for f in triggers_of(a)
@@ -218,7 +219,7 @@ class Lifecycle:
             account_id=change.account_id,
             triggers=_dump_triggers(kept),
             severity=top_severity(kept),
-            state="open",
+            state=AlertState.open,
             escalation=self.policy.route(
                 account.tier if account else None,
                 account.segment if account else None,
@@ -243,7 +244,7 @@ class Lifecycle:
             at=now,
             actor=SYSTEM,
             from_state=None,
-            to_state="open",
+            to_state=AlertState.open,
             reason=f"opened: {_names(kept)}",
         )
         for fired in kept:
@@ -267,8 +268,8 @@ class Lifecycle:
     # --- time: notify, escalate, repeat -------------------------------------------------------
     def advance(self, session: Session, alert: Alert, now: datetime) -> None:
         """Take the step that is due for this alert (its next_escalation_at has passed)."""
-        if alert.state == "snoozed":
-            self._set_state(session, alert, "open", SYSTEM, now, "snooze ended")
+        if alert.state == AlertState.snoozed:
+            self._set_state(session, alert, AlertState.open, SYSTEM, now, "snooze ended")
             alert.snoozed_until = None
         account = repository.get_account(session, alert.account_id)
         if account is None:

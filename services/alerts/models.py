@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -19,9 +21,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.alerts.states import AlertState, DeliveryState
 from shared.db import Base, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def _state(enum: type[StrEnum]) -> Enum:
+    """A StrEnum stored as its value in VARCHAR(16), as the migration created it (no CHECK)."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
 
 
 class AlertAccount(Base):
@@ -65,7 +79,7 @@ class Alert(Base):
     account_id: Mapped[str] = mapped_column(String(64))
     triggers: Mapped[str] = mapped_column(Text)  # JSON [{trigger, severity}]
     severity: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))  # open|acknowledged|snoozed|resolved
+    state: Mapped[AlertState] = mapped_column(_state(AlertState))
     escalation: Mapped[str] = mapped_column(String(64))
     level: Mapped[int] = mapped_column(Integer, default=0)  # 0 = not notified yet
     repeats: Mapped[int] = mapped_column(Integer, default=0)
@@ -95,8 +109,8 @@ class AlertTransition(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(320))
-    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    to_state: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[AlertState | None] = mapped_column(_state(AlertState), nullable=True)
+    to_state: Mapped[AlertState] = mapped_column(_state(AlertState))
     level: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
 
@@ -125,7 +139,7 @@ class Delivery(Base):
     role: Mapped[str] = mapped_column(String(32))
     payload: Mapped[str] = mapped_column(Text)  # rendered at decision time: Slack JSON or RFC 5322
     message_id: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    state: Mapped[str] = mapped_column(String(16))  # pending|sending|sent|failed|uncertain|cancelled
+    state: Mapped[DeliveryState] = mapped_column(_state(DeliveryState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services.alerts.escalation import ACTIVE_STATES
 from services.alerts.models import (
     Alert,
     AlertAccount,
@@ -18,6 +17,7 @@ from services.alerts.models import (
     DeliveryAttempt,
     RiskScore,
 )
+from services.alerts.states import ACTIVE_STATES, AlertState, DeliveryState
 from shared.db import insert_ignore
 
 NOTICE_KINDS = ("notify", "escalation", "repeat")
@@ -76,7 +76,7 @@ def due_alerts(session: Session, now: datetime, limit: int = 100) -> list[Alert]
         select(Alert)
         .where(
             Alert.next_escalation_at <= now,
-            Alert.state.in_(("open", "snoozed")),
+            Alert.state.in_((AlertState.open, AlertState.snoozed)),
             Alert.inhibited_by.is_(None),
         )
         .order_by(Alert.next_escalation_at, Alert.id)
@@ -142,7 +142,9 @@ def email_thread(session: Session, alert_id: int) -> list[str]:
     query = select(Delivery.message_id).where(
         Delivery.alert_id == alert_id,
         Delivery.channel == "email",
-        Delivery.state.in_(("pending", "sending", "sent", "uncertain")),
+        Delivery.state.in_(
+            (DeliveryState.pending, DeliveryState.sending, DeliveryState.sent, DeliveryState.uncertain)
+        ),
         Delivery.message_id.is_not(None),
     )
     return [m for m in session.scalars(query.order_by(Delivery.id)) if m]
@@ -153,7 +155,7 @@ def notified_recipients(session: Session, alert_id: int) -> list[Delivery]:
     query = select(Delivery).where(
         Delivery.alert_id == alert_id,
         Delivery.kind.in_(NOTICE_KINDS),
-        Delivery.state.in_(("sent", "uncertain", "sending")),
+        Delivery.state.in_((DeliveryState.sent, DeliveryState.uncertain, DeliveryState.sending)),
     )
     seen: dict[tuple[str, str], Delivery] = {}
     for row in session.scalars(query.order_by(Delivery.id)):
@@ -165,8 +167,12 @@ def cancel_pending(session: Session, alert_id: int, now: datetime) -> int:
     """Drop queued notices that the ack/resolution made pointless (not the resolution notices)."""
     result = session.execute(
         update(Delivery)
-        .where(Delivery.alert_id == alert_id, Delivery.state == "pending", Delivery.kind.in_(NOTICE_KINDS))
-        .values(state="cancelled", updated_at=now)
+        .where(
+            Delivery.alert_id == alert_id,
+            Delivery.state == DeliveryState.pending,
+            Delivery.kind.in_(NOTICE_KINDS),
+        )
+        .values(state=DeliveryState.cancelled, updated_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -174,7 +180,7 @@ def cancel_pending(session: Session, alert_id: int, now: datetime) -> int:
 def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
     query = (
         select(Delivery)
-        .where(Delivery.state == "pending", Delivery.next_attempt_at <= now)
+        .where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
@@ -185,14 +191,16 @@ def claim(session: Session, delivery_id: int, now: datetime) -> bool:
     """pending -> sending, counted as an attempt; False if another worker took it first."""
     result = session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.state == "pending")
-        .values(state="sending", attempts=Delivery.attempts + 1, updated_at=now)
+        .where(Delivery.id == delivery_id, Delivery.state == DeliveryState.pending)
+        .values(state=DeliveryState.sending, attempts=Delivery.attempts + 1, updated_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
 def left_sending(session: Session) -> list[Delivery]:
-    return list(session.scalars(select(Delivery).where(Delivery.state == "sending").with_for_update()))
+    return list(
+        session.scalars(select(Delivery).where(Delivery.state == DeliveryState.sending).with_for_update())
+    )
 
 
 def add_attempt(session: Session, delivery: Delivery, outcome: str, detail: str, now: datetime) -> None:

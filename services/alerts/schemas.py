@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from services.alerts.models import Alert, AlertTransition, Delivery, DeliveryAttempt
 from services.alerts.policy import parse_duration
+from services.alerts.states import AlertState, DeliveryState
 
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_SNOOZE = timedelta(days=366)
@@ -43,8 +44,8 @@ class SnoozeIn(ActionIn):
 class TransitionOut(BaseModel):
     at: datetime
     actor: str
-    from_state: str | None
-    to_state: str
+    from_state: AlertState | None
+    to_state: AlertState
     level: int
     reason: str
 
@@ -65,7 +66,7 @@ class DeliveryOut(BaseModel):
     recipient: str
     recipient_name: str
     role: str
-    state: str
+    state: DeliveryState
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
@@ -77,7 +78,7 @@ class DeliveryOut(BaseModel):
 class AlertOut(BaseModel):
     id: int
     account_id: str
-    state: str
+    state: AlertState
     severity: str
     triggers: list[dict[str, str]]
     level: int

@@ -1,17 +1,22 @@
-"""Ingest HTTP routes (thin): events API and signed webhooks."""
+"""Ingest HTTP routes (thin): events API and signed webhooks.
+
+The routes are `def`: producing to the broker blocks until acks=all, so FastAPI runs them in the
+thread pool and the event loop (and /healthz) stays free.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
 from services.ingest import metrics
 from services.ingest.config import IngestSettings
+from services.ingest.handler import publish_raw, validate_submission
 from services.ingest.schemas import Accepted, Ignored
-from services.ingest.service import publish_raw, validate_submission
 from services.ingest.webhooks import (
     SignatureInvalid,
     stripe_to_events,
@@ -19,23 +24,20 @@ from services.ingest.webhooks import (
     verify_zendesk,
     zendesk_to_events,
 )
-from shared.auth import require_scope
 from shared.errors import AppError, EventInvalid, TransientError, Unauthorized, Unavailable, ValidationFailed
-from shared.events import decode_json
+from shared.events import CloudEvent, decode_json
 from shared.logging import get_logger
+from shared.web import ClockDep, Principal, PublisherDep, RawBodyDep, SessionDep, app_part, require_scope
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1")
+SettingsDep = Annotated[IngestSettings, Depends(app_part("settings"))]
+Translator = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _settings(request: Request) -> IngestSettings:
-    settings: IngestSettings = request.app.state.settings
-    return settings
-
-
-def _publish(request: Request, events: list[Any]) -> Accepted:
+def _publish(publisher: PublisherDep, settings: IngestSettings, events: list[CloudEvent]) -> Accepted:
     try:
-        publish_raw(request.app.state.publisher, _settings(request), events)
+        publish_raw(publisher, settings, events)
     except TransientError:
         log.warning("ingest.publish_unavailable", count=len(events))
         raise Unavailable(
@@ -51,76 +53,74 @@ def _json(body: bytes) -> Any:
         raise ValidationFailed(str(error), problems=error.problems) from None
 
 
-@router.post(
-    "/events", status_code=202, response_model=Accepted, dependencies=[Depends(require_scope("events:write"))]
-)
-async def post_events(request: Request) -> Accepted:
+@router.post("/events", status_code=202, response_model=Accepted)
+def post_events(
+    _auth: Annotated[Principal, Depends(require_scope("events:write"))],
+    body: RawBodyDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    session: SessionDep,
+) -> Accepted:
     """Send one CloudEvent or a JSON array of them (structured mode, application/json)."""
-    body = await request.body()
-    events = validate_submission(
-        _json(body), request.app.state.clock.now(), _settings(request).max_batch_events
-    )
-    return _publish(request, events)
+    session.commit()  # the key check is done: free the connection before a produce that may block
+    events = validate_submission(_json(body), clock.now(), settings.max_batch_events)
+    return _publish(publisher, settings, events)
 
 
 @router.post("/webhooks/stripe", status_code=202, response_model=Accepted | Ignored)
-async def stripe_webhook(request: Request) -> Any:
+def stripe_webhook(
+    body: RawBodyDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    stripe_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
     """Stripe events (signature checked over the raw body before anything else)."""
-    body = await request.body()
-    settings = _settings(request)
-    _verify(
-        "stripe",
-        lambda: verify_stripe(
-            request.headers.get("stripe-signature"),
-            body,
-            settings.stripe_webhook_secrets,
-            time.time(),
-            settings.signature_tolerance_s,
-        ),
-    )
-    return _translate_and_publish(request, "stripe", _json(body), stripe_to_events)
+    secrets, tolerance = settings.stripe_webhook_secrets, settings.signature_tolerance_s
+    _verify("stripe", lambda: verify_stripe(stripe_signature, body, secrets, time.time(), tolerance))
+    translated = _translate("stripe", _json(body), stripe_to_events)
+    if isinstance(translated, JSONResponse):
+        return translated
+    return _publish_webhook("stripe", translated, clock, publisher, settings)
 
 
 @router.post("/webhooks/zendesk", status_code=202, response_model=Accepted | Ignored)
-async def zendesk_webhook(request: Request) -> Any:
+def zendesk_webhook(
+    body: RawBodyDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    x_zendesk_webhook_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
+    x_zendesk_webhook_signature_timestamp: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
     """Zendesk event-subscription webhooks for tickets."""
-    body = await request.body()
-    settings = _settings(request)
-    _verify(
-        "zendesk",
-        lambda: verify_zendesk(
-            request.headers.get("x-zendesk-webhook-signature"),
-            request.headers.get("x-zendesk-webhook-signature-timestamp"),
-            body,
-            settings.zendesk_webhook_secrets,
-            time.time(),
-            settings.signature_tolerance_s,
-        ),
-    )
-    return _translate_and_publish(request, "zendesk", _json(body), zendesk_to_events)
+    secrets, tolerance = settings.zendesk_webhook_secrets, settings.signature_tolerance_s
+    signature, stamp = x_zendesk_webhook_signature, x_zendesk_webhook_signature_timestamp
+    _verify("zendesk", lambda: verify_zendesk(signature, stamp, body, secrets, time.time(), tolerance))
+    translated = _translate("zendesk", _json(body), zendesk_to_events)
+    if isinstance(translated, JSONResponse):
+        return translated
+    return _publish_webhook("zendesk", translated, clock, publisher, settings)
 
 
 @router.post("/webhooks/cloudevents", status_code=202, response_model=Accepted)
-async def cloudevents_webhook(request: Request) -> Any:
+def cloudevents_webhook(
+    body: RawBodyDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    x_kamwatch_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
     """Generic signed CloudEvents (CRMs and anything else): X-Kamwatch-Signature, Stripe scheme."""
-    body = await request.body()
-    settings = _settings(request)
-    _verify(
-        "cloudevents",
-        lambda: verify_stripe(
-            request.headers.get("x-kamwatch-signature"),
-            body,
-            settings.cloudevents_webhook_secrets,
-            time.time(),
-            settings.signature_tolerance_s,
-        ),
-    )
-    events = validate_submission(_json(body), request.app.state.clock.now(), settings.max_batch_events)
+    secrets, tolerance = settings.cloudevents_webhook_secrets, settings.signature_tolerance_s
+    _verify("cloudevents", lambda: verify_stripe(x_kamwatch_signature, body, secrets, time.time(), tolerance))
+    events = validate_submission(_json(body), clock.now(), settings.max_batch_events)
     metrics.WEBHOOKS.labels("cloudevents", "accepted").inc()
-    return _publish(request, events)
+    return _publish(publisher, settings, events)
 
 
-def _verify(source: str, check: Any) -> None:
+def _verify(source: str, check: Callable[[], None]) -> None:
     try:
         check()
     except SignatureInvalid as error:
@@ -129,7 +129,8 @@ def _verify(source: str, check: Any) -> None:
         raise Unauthorized(f"{source} webhook signature rejected: {error}") from None
 
 
-def _translate_and_publish(request: Request, source: str, payload: Any, translate: Any) -> Any:
+def _translate(source: str, payload: Any, translate: Translator) -> list[dict[str, Any]] | JSONResponse:
+    """The webhook's KAM events, or a 200 naming the ignored webhook type."""
     if not isinstance(payload, dict):
         raise ValidationFailed("webhook body must be a JSON object")
     try:
@@ -145,11 +146,17 @@ def _translate_and_publish(request: Request, source: str, payload: Any, translat
     if not raw_events:
         metrics.WEBHOOKS.labels(source, "ignored").inc()
         return JSONResponse(Ignored(ignored=str(payload.get("type"))).model_dump(), status_code=200)
+    return raw_events
+
+
+def _publish_webhook(
+    source: str, raw_events: list[dict[str, Any]], clock: ClockDep, publisher: PublisherDep, settings: Any
+) -> Accepted:
     try:
-        events = validate_submission(raw_events, request.app.state.clock.now(), len(raw_events))
+        events = validate_submission(raw_events, clock.now(), len(raw_events))
     except AppError:
         metrics.WEBHOOKS.labels(source, "invalid").inc()
         raise
-    accepted = _publish(request, events)
+    accepted = _publish(publisher, settings, events)
     metrics.WEBHOOKS.labels(source, "accepted").inc()
     return accepted

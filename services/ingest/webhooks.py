@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import EventInvalid, Problem
+from shared.events import envelope, parse_rfc3339
 
 # Stripe amounts are in the smallest unit; these currencies have none below the unit.
 ZERO_DECIMAL = {
@@ -96,11 +97,9 @@ def verify_zendesk(
             "missing X-Zendesk-Webhook-Signature or X-Zendesk-Webhook-Signature-Timestamp header"
         )
     try:
-        sent_at = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        sent_at = parse_rfc3339(timestamp)
     except ValueError:
         raise SignatureInvalid("X-Zendesk-Webhook-Signature-Timestamp is not an ISO 8601 time") from None
-    if sent_at.tzinfo is None:
-        sent_at = sent_at.replace(tzinfo=UTC)
     _check_age(sent_at.timestamp(), now, tolerance_s)
     signed = timestamp.encode() + body
     expected = [base64.b64encode(_hmac(secret, signed)).decode() for secret in secrets]
@@ -137,10 +136,6 @@ def _amount(minor: Any, currency: str) -> str:
     return str((value / 100).quantize(Decimal("0.01")))
 
 
-def _iso(unix: Any) -> str:
-    return datetime.fromtimestamp(int(unix), UTC).isoformat()
-
-
 def _date(unix: Any) -> str:
     return datetime.fromtimestamp(int(unix), UTC).date().isoformat()
 
@@ -164,17 +159,9 @@ def stripe_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
         )
     else:
         data = _invoice_data(kam_type, obj, created, uncollectible=stripe_type.endswith("uncollectible"))
-    return [
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "stripe",
-            "type": kam_type,
-            "time": _iso(created),
-            "subject": f"stripe:{customer}",
-            "data": {**data, "currency": currency.upper()},
-        }
-    ]
+    data = {**data, "currency": currency.upper()}
+    time = datetime.fromtimestamp(created, UTC)
+    return [envelope(kam_type, data, id=event_id, source="stripe", time=time, subject=f"stripe:{customer}")]
 
 
 def _invoice_data(
@@ -299,14 +286,7 @@ def zendesk_to_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
     score = (change.get("current") or {}) if zen_type == "ticket.csat_rating_changed" else {}
     if isinstance(score, dict) and score.get("score") in ("good", "bad"):
         data["csat"] = 5 if score["score"] == "good" else 1
+    event_id, time = str(_require(payload, "id", "event")), _require(payload, "time", "event")
     return [
-        {
-            "specversion": "1.0",
-            "id": str(_require(payload, "id", "event")),
-            "source": "zendesk",
-            "type": kam_type,
-            "time": _require(payload, "time", "event"),
-            "subject": f"zendesk:{organization}",
-            "data": data,
-        }
+        envelope(kam_type, data, id=event_id, source="zendesk", time=time, subject=f"zendesk:{organization}")
     ]

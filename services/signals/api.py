@@ -1,4 +1,5 @@
-"""HTTP routes of signals (thin): the account registry and risk queries."""
+"""HTTP routes of signals (thin): the account registry and risk queries. Each route runs in one
+request-scoped session (SessionDep), which the API-key check shares."""
 
 from __future__ import annotations
 
@@ -7,51 +8,50 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from services.signals import metrics, repository
+from services.signals.config import SignalsSettings
 from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.outbox import account_message
 from services.signals.registry import parse_csv, record_from_body, record_json
 from services.signals.schemas import FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
-from services.signals.service import account_message
-from shared.auth import lookup_scopes, require_scope
 from shared.contracts import AccountRecord
-from shared.db import transaction
-from shared.errors import Forbidden, NotFound, Problem, TransientError, Unauthorized, ValidationFailed
+from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
+from shared.web import ClockDep, Principal, PublisherDep, SessionDep, app_part, require_scope
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1")
-READ = Depends(require_scope("risk:read"))
-WRITE = Depends(require_scope("accounts:write"))
+ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
+WriteAuth = Annotated[Principal, Depends(require_scope("accounts:write"))]
+SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
 MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
-def _sessions(request: Request) -> sessionmaker[Session]:
-    return request.app.state.sessions
-
-
-def _now(request: Request) -> datetime:
-    return request.app.state.clock.now()
-
-
 # --- registry ------------------------------------------------------------------------------------
-@router.put("/accounts/{account_id}", dependencies=[WRITE], tags=["accounts"], response_model=AccountRecord)
-def put_account(account_id: str, request: Request, body: Annotated[Any, Body()]) -> dict[str, Any]:
+@router.put("/accounts/{account_id}", tags=["accounts"], response_model=AccountRecord)
+def put_account(
+    _auth: WriteAuth,
+    account_id: str,
+    body: Annotated[Any, Body()],
+    session: SessionDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
     """Create or replace an account (AccountRecord fields; `id` optional, must match the path)."""
-    record = record_from_body(account_id, body, _now(request))
-    with transaction(_sessions(request)) as session:
-        row, changed = repository.save_account(session, record, record_json(record))
+    record = record_from_body(account_id, body, clock.now())
+    row, changed = repository.save_account(session, record, record_json(record))
     if changed:
-        publish_now(request, [row])
+        session.commit()  # durable before it is announced; the outbox relays it if the publish fails
+        publish_now(session, publisher, settings, [row], clock.now())
     return json.loads(row.record)
 
 
-@router.get("/accounts/{account_id}", dependencies=[READ], tags=["accounts"], response_model=AccountRecord)
-def get_account(account_id: str, request: Request) -> dict[str, Any]:
-    with transaction(_sessions(request)) as session:
-        row = repository.get_account(session, account_id)
+@router.get("/accounts/{account_id}", tags=["accounts"], response_model=AccountRecord)
+def get_account(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
+    row = repository.get_account(session, account_id)
     if row is None:
         raise NotFound(
             f"account {account_id!r} is not registered; PUT /v1/accounts/{account_id} registers it"
@@ -59,40 +59,8 @@ def get_account(account_id: str, request: Request) -> dict[str, Any]:
     return json.loads(row.record)
 
 
-@router.post("/accounts:import", dependencies=[WRITE], tags=["accounts"], response_model=ImportOut)
-async def import_accounts(
-    request: Request, dry_run: Annotated[bool, Query(description="check only, write nothing")] = False
-) -> dict[str, Any]:
-    """CSV upload (multipart field `file`, or the raw text/csv body); all rows or none."""
-    text = await _csv_text(request)
-    records, problems = parse_csv(text, _now(request))
-    summary = {"dry_run": dry_run, "rows": len(records) + len({p["row"] for p in problems if p["row"] > 1})}
-    if dry_run:
-        return {**summary, "valid": len(records), "problems": problems}
-    if problems:
-        raise ValidationFailed(
-            f"{len(problems)} problem(s) in the CSV; nothing was imported (try ?dry_run=true)",
-            problems=[_csv_problem(p) for p in problems],
-        )
-    return {**summary, **await run_in_threadpool(_import, request, records)}
-
-
-def _import(request: Request, records: list[Any]) -> dict[str, Any]:
-    changed_rows: list[Account] = []
-    with transaction(_sessions(request)) as session:
-        for record in sorted(records, key=lambda r: r.id):  # id order: see mark_accounts_published
-            row, changed = repository.save_account(session, record, record_json(record))
-            if changed:
-                changed_rows.append(row)
-    publish_now(request, changed_rows)
-    return {"imported": len(records), "changed": len(changed_rows), "problems": []}
-
-
-def _csv_problem(problem: dict[str, Any]) -> Problem:
-    return Problem(f"row {problem['row']}: {problem['field']}", problem["message"])
-
-
 async def _csv_text(request: Request) -> str:
+    """The CSV of an import, read on the event loop (multipart field `file` or the raw body)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         upload = form.get("file")
@@ -109,19 +77,53 @@ async def _csv_text(request: Request) -> str:
         raise ValidationFailed("the CSV must be UTF-8 encoded") from None
 
 
-def publish_now(request: Request, rows: list[Account]) -> None:
+@router.post("/accounts:import", tags=["accounts"], response_model=ImportOut)
+def import_accounts(
+    _auth: WriteAuth,
+    text: Annotated[str, Depends(_csv_text)],
+    session: SessionDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    dry_run: Annotated[bool, Query(description="check only, write nothing")] = False,
+) -> dict[str, Any]:
+    """CSV upload (multipart field `file`, or the raw text/csv body); all rows or none."""
+    records, problems = parse_csv(text, clock.now())
+    summary = {"dry_run": dry_run, "rows": len(records) + len({p["row"] for p in problems if p["row"] > 1})}
+    if dry_run:
+        return {**summary, "valid": len(records), "problems": problems}
+    if problems:
+        raise ValidationFailed(
+            f"{len(problems)} problem(s) in the CSV; nothing was imported (try ?dry_run=true)",
+            problems=[_csv_problem(p) for p in problems],
+        )
+    changed_rows: list[Account] = []
+    for record in sorted(records, key=lambda r: r.id):  # id order: see mark_accounts_published
+        row, changed = repository.save_account(session, record, record_json(record))
+        if changed:
+            changed_rows.append(row)
+    session.commit()  # all rows durable before any is announced
+    publish_now(session, publisher, settings, changed_rows, clock.now())
+    return {**summary, "imported": len(records), "changed": len(changed_rows), "problems": []}
+
+
+def _csv_problem(problem: dict[str, Any]) -> Problem:
+    return Problem(f"row {problem['row']}: {problem['field']}", problem["message"])
+
+
+def publish_now(
+    session: Session, publisher: PublisherDep, settings: SignalsSettings, rows: list[Account], now: datetime
+) -> None:
     """Try to publish right after the commit; on a broker outage the tick relay sends it later."""
     if not rows:
         return
-    state = request.app.state
-    messages = [account_message(state.settings.common.topics.accounts, row) for row in rows]
+    messages = [account_message(settings.common.topics.accounts, row) for row in rows]
     try:
-        state.publisher.publish(messages)
+        publisher.publish(messages)
     except TransientError as exc:
         log.warning("accounts.publish_deferred", accounts=len(rows), error=str(exc)[:200])
         return
-    with transaction(_sessions(request)) as session:
-        repository.mark_accounts_published(session, [(r.id, r.version) for r in rows], _now(request))
+    repository.mark_accounts_published(session, [(r.id, r.version) for r in rows], now)
     metrics.ACCOUNTS_PUBLISHED.inc(len(rows))
 
 
@@ -139,31 +141,10 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
 
 
 @router.get("/accounts/{account_id}/risk", tags=["risk"], response_model=RiskOut)
-def get_risk(account_id: str, request: Request) -> dict[str, Any]:
+def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
     """Score (probability of churn within the horizon), band, drivers, changes, model, as-of.
     Scope risk:read. The hot path: key check and score lookup share one transaction."""
-    with transaction(_sessions(request)) as session:
-        authorize(session, request, "risk:read")
-        risk = _risk_or_404(session, account_id)
-    return risk_view(risk)
-
-
-def authorize(session: Session, request: Request, scope: str) -> None:
-    """The same check as shared.auth.require_scope, inside the caller's transaction."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized(
-            "missing API key: send 'Authorization: Bearer <key>' "
-            "(make run prints a local key; `kamwatch keys create` makes others)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    scopes = lookup_scopes(session, key.strip())
-    if scopes is None:
-        raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
-    if scope not in scopes and "admin" not in scopes:
-        raise Forbidden(
-            f"this API key lacks the scope '{scope}'; create one with `kamwatch keys create --scopes {scope}`"
-        )
+    return risk_view(_risk_or_404(session, account_id))
 
 
 def risk_view(risk: RiskScore) -> dict[str, Any]:
@@ -184,21 +165,19 @@ def risk_view(risk: RiskScore) -> dict[str, Any]:
     }
 
 
-@router.get(
-    "/accounts/{account_id}/risk/history", dependencies=[READ], tags=["risk"], response_model=HistoryOut
-)
+@router.get("/accounts/{account_id}/risk/history", tags=["risk"], response_model=HistoryOut)
 def get_risk_history(
+    _auth: ReadAuth,
     account_id: str,
-    request: Request,
+    session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="cursor: next_before_id of the previous page")
     ] = None,
 ) -> dict[str, Any]:
     """Every score change, newest first."""
-    with transaction(_sessions(request)) as session:
-        _risk_or_404(session, account_id)
-        rows = repository.account_history(session, account_id, limit, before_id)
+    _risk_or_404(session, account_id)
+    rows = repository.account_history(session, account_id, limit, before_id)
     return {
         "account_id": account_id,
         "items": [_history_view(r) for r in rows],
@@ -221,17 +200,17 @@ def _history_view(row: RiskHistory) -> dict[str, Any]:
     }
 
 
-@router.get("/accounts/{account_id}/features", dependencies=[READ], tags=["risk"], response_model=FeaturesOut)
-def get_features(account_id: str, request: Request) -> dict[str, Any]:
+@router.get("/accounts/{account_id}/features", tags=["risk"], response_model=FeaturesOut)
+def get_features(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
     """The features behind the current score (catalog: docs/features.md)."""
-    with transaction(_sessions(request)) as session:
-        risk = _risk_or_404(session, account_id)
+    risk = _risk_or_404(session, account_id)
     return {"account_id": account_id, "as_of": risk.as_of.isoformat(), "features": json.loads(risk.features)}
 
 
-@router.get("/portfolio", dependencies=[READ], tags=["risk"], response_model=PortfolioOut)
+@router.get("/portfolio", tags=["risk"], response_model=PortfolioOut)
 def get_portfolio(
-    request: Request,
+    _auth: ReadAuth,
+    session: SessionDep,
     owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name")] = None,
     band: Annotated[Literal["green", "amber", "red"] | None, Query()] = None,
     tier: Annotated[str | None, Query(max_length=50)] = None,
@@ -239,8 +218,7 @@ def get_portfolio(
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
 ) -> dict[str, Any]:
     """Scored accounts by revenue at risk (ARR x probability), largest first, paginated."""
-    with transaction(_sessions(request)) as session:
-        rows, total = repository.portfolio(session, owner, band, tier, limit, offset)
+    rows, total = repository.portfolio(session, owner, band, tier, limit, offset)
     items = [
         {
             **{k: v for k, v in risk_view(r).items() if k not in ("changes", "drivers")},

@@ -15,10 +15,8 @@ from services.signals.drivers import describe_changes, top_drivers
 from services.signals.features import HISTORY_DAYS, AccountInfo, compute_features
 from services.signals.models import Account, RiskHistory, RiskScore
 from services.signals.modelstore import ModelHolder
-from services.signals.registry import risk_event
 from services.signals.scoring import band_for, should_publish
-from shared.contracts import Driver, RiskChange
-from shared.kafka import OutMessage
+from shared.contracts import Driver
 
 
 @dataclass
@@ -168,48 +166,3 @@ def _new_driver(previous: dict[str, Any] | None, drivers: list[Driver]) -> bool:
     if previous is None:
         return False
     return bool({d.feature for d in drivers} - {d["feature"] for d in previous["drivers"]})
-
-
-def risk_messages(
-    session: Session, topic: str, rows: list[RiskHistory], received: dict[str, datetime] | None = None
-) -> list[OutMessage]:
-    """risk.changed per row; `received`: per account, when the earliest event behind the change
-    reached kamwatch (for the pipeline latency metric downstream)."""
-    current = repository.risk_for(session, [r.account_id for r in rows])
-    arrivals = received or {}
-    return [
-        risk_message(topic, row, current.get(row.account_id), arrivals.get(row.account_id)) for row in rows
-    ]
-
-
-def risk_message(
-    topic: str, row: RiskHistory, current: RiskScore | None = None, received_at: datetime | None = None
-) -> OutMessage:
-    """risk.changed for one history row, keyed by account id; `extra` carries the account's name,
-    tier, ARR and revenue at risk (no personal data)."""
-    extra: dict[str, Any] = {}
-    if current is not None:
-        extra = {"name": current.name, "tier": current.tier, "arr": current.arr, "currency": current.currency}
-        extra["revenue_at_risk"] = round(current.arr * row.score, 2)
-    change = RiskChange(
-        account_id=row.account_id,
-        score=row.score,
-        band=row.band,  # type: ignore[arg-type]
-        previous_score=row.previous_score,
-        previous_band=row.previous_band,  # type: ignore[arg-type]
-        drivers=[Driver(**d) for d in json.loads(row.drivers)],
-        changes=json.loads(row.changes),
-        features=json.loads(row.features),
-        model_version=row.model_version,
-        as_of=row.as_of,
-        scored_at=row.scored_at,
-        received_at=received_at,
-        extra=extra,
-    )
-    return OutMessage(
-        topic,
-        row.account_id,
-        risk_event(change, row.id),
-        (("ce_type", b"risk.changed"),),
-        ref=("risk", row.id),
-    )

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from services.signals import repository
 from services.signals.engine import RiskEngine
+from services.signals.events import signal_from_payload
 from services.signals.models import SignalBucket, SignalEntity
-from services.signals.service import signal_from_payload
 from services.signals.state import AccountState
 from shared.db import transaction
 

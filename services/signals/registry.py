@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange
-from shared.errors import Problem, ValidationFailed
+from shared.contracts import AccountRecord
+from shared.errors import Problem, ValidationFailed, problems_from, summary
 
-SOURCE = "kamwatch/signals"
 PEOPLE = ("owner", "manager", "sponsor")
 PERSON_FIELD = {"owner": "owner", "manager": "manager", "sponsor": "executive_sponsor"}
 CSV_COLUMNS = (
@@ -43,23 +42,8 @@ def record_from_body(account_id: str, body: dict[str, Any], now: datetime) -> Ac
     try:
         return AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
     except ValidationError as exc:
-        problems = [_problem(item) for item in exc.errors(include_url=False)]
-        raise ValidationFailed(
-            "invalid account: " + "; ".join(f"{p.field}: {p.message}" for p in problems), problems=problems
-        ) from None
-
-
-def _problem(item: Any, prefix: str = "") -> Problem:
-    loc = ".".join(str(p) for p in item["loc"])
-    message = "is required" if item["type"] == "missing" else str(item["msg"])
-    if item["type"] == "extra_forbidden":
-        message = "is not a known field; remove it"
-    return Problem(prefix + loc, message)
-
-
-def content_of(record: AccountRecord) -> str:
-    """Canonical JSON of a record without its timestamp (to detect a no-op PUT)."""
-    return json.dumps(record.model_dump(mode="json", exclude={"updated_at"}), sort_keys=True)
+        problems = problems_from(exc.errors(include_url=False), empty="body")
+        raise ValidationFailed("invalid account: " + summary(problems), problems=problems) from None
 
 
 def record_json(record: AccountRecord) -> str:
@@ -113,13 +97,12 @@ def _record_from_row(values: dict[str, str], now: datetime) -> tuple[AccountReco
     try:
         return AccountRecord.model_validate(body), problems
     except ValidationError as exc:
-        problems += [_csv_problem(item) for item in exc.errors(include_url=False)]
+        problems += [_csv_problem(p) for p in problems_from(exc.errors(include_url=False), empty="row")]
         return None, problems
 
 
-def _csv_problem(item: Any) -> Problem:
+def _csv_problem(problem: Problem) -> Problem:
     """Name the CSV column, not the nested model path (owner.email -> owner_email)."""
-    problem = _problem(item)
     head, _, tail = problem.field.partition(".")
     column = {v: k for k, v in PERSON_FIELD.items()}.get(head)
     if column and tail:
@@ -136,36 +119,3 @@ def parse_external_ids(text: str) -> dict[str, str]:
             raise ValueError(f"{part!r} is not system=id; write e.g. 'stripe=cus_1;zendesk=123'")
         ids[system.strip()] = external.strip()
     return ids
-
-
-# --- CloudEvents on the internal topics ----------------------------------------------------------
-def _cloud_event(
-    event_type: str, event_id: str, subject: str, time: datetime, data: Any, schema: str
-) -> bytes:
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": SOURCE,
-        "type": event_type,
-        "time": time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "dataschema": f"kamwatch:schemas/v1/{schema}.json",
-        "data": data,
-    }
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def account_event(record_text: str, version: int) -> bytes:
-    """account.upserted for one stored registry record (data = AccountRecord JSON)."""
-    data = json.loads(record_text)
-    time = datetime.fromisoformat(data["updated_at"].replace("Z", "+00:00"))
-    return _cloud_event(ACCOUNT_UPSERTED, f"{data['id']}@{version}", data["id"], time, data, "AccountRecord")
-
-
-def risk_event(change: RiskChange, history_id: int) -> bytes:
-    """risk.changed (data = RiskChange, with the full features dict)."""
-    data = change.model_dump(mode="json")
-    return _cloud_event(
-        RISK_CHANGED, f"{change.account_id}:{history_id}", change.account_id, change.as_of, data, "RiskChange"
-    )

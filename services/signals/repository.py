@@ -213,13 +213,6 @@ def get_risk(session: Session, account_id: str) -> RiskScore | None:
     return session.get(RiskScore, account_id)
 
 
-def history_rows(session: Session, ids: Sequence[int]) -> list[RiskHistory]:
-    rows: list[RiskHistory] = []
-    for chunk in _chunks(sorted(set(ids))):
-        rows += session.scalars(select(RiskHistory).where(RiskHistory.id.in_(chunk)).order_by(RiskHistory.id))
-    return rows
-
-
 def unpublished_history(
     session: Session, *, account_ids: Sequence[str] = (), before: datetime | None = None, limit: int = 1000
 ) -> list[RiskHistory]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared.events import parse_rfc3339
+
 KEY_ROLES = ("champion", "executive_sponsor")
 CLOSED_TICKET = ("solved", "closed")
 Counts = dict[str, int]
@@ -164,7 +166,7 @@ def _ticket_entity(action: str, data: Mapping[str, Any], time: datetime) -> Any:
     if opened is not None and not isinstance(opened, str):
         opened = iso(opened)
     elif opened is not None:
-        opened = iso(datetime.fromisoformat(opened.replace("Z", "+00:00")))
+        opened = iso(parse_rfc3339(opened))
     status = str(data.get("status", "open"))
     state = {"priority": data.get("priority"), "status": status, "opened_at": opened}
     return "ticket", str(data["ticket_id"]), state, status not in CLOSED_TICKET and action != "closed"

@@ -32,10 +32,10 @@ from tqdm import tqdm
 from services.signals import repository
 from services.signals.config import SignalsSettings
 from services.signals.engine import account_info
+from services.signals.events import Signal, signal_from_payload
 from services.signals.features import MODEL_FEATURES, AccountInfo, compute_features, relevant_state
 from services.signals.modelstore import ModelStore
 from services.signals.scoring import Scorecard
-from services.signals.service import Signal, signal_from_payload
 from services.signals.state import AccountState
 from shared.db import transaction
 from shared.errors import ConfigError

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from kamwatch.dev.broker import free_port, port_in_use
 from services.alerts.app import create_app
 from services.alerts.config import AlertsSettings
-from shared.broker import free_port, port_in_use
 from shared.clock import ManualClock
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
@@ -59,7 +59,7 @@ class Sinks:
 
 def start_sinks(directory: Path, *knobs: str) -> Sinks:
     smtp_port, http_port = free_port(), free_port()
-    command = [sys.executable, "-m", "services.cli", "alerts", "sinks", "--dir", str(directory)]
+    command = [sys.executable, "-m", "kamwatch.cli", "alerts", "sinks", "--dir", str(directory)]
     command += ["--smtp-port", str(smtp_port), "--http-port", str(http_port), *knobs]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(

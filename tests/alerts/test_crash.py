@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from kamwatch.dev.broker import free_port
 from services.alerts.models import Delivery
-from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.alerts.conftest import Sinks, account_event, registered, risk_changed
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "alerts"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "kamwatch.cli", "alerts"], env=env, stdout=out, stderr=out
         )
 
 

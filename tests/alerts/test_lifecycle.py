@@ -160,9 +160,9 @@ def test_api_needs_a_key_with_alerts_write_and_reports_unknown_alerts(settings: 
 
 
 def test_a_permanent_failure_is_recorded_and_counted_not_silent(settings: AlertsSettings, db) -> None:
+    from kamwatch.dev.broker import free_port
     from services.alerts import metrics
     from services.alerts.delivery import DeliveryWorker
-    from shared.broker import free_port
 
     closed = free_port()  # nothing listens here
     settings = settings.model_copy(update={"max_attempts": 1, "smtp_port": closed, "slack_min_interval_s": 0})
@@ -180,8 +180,8 @@ def test_a_permanent_failure_is_recorded_and_counted_not_silent(settings: Alerts
 
 
 def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db) -> None:
+    from kamwatch.dev.broker import free_port
     from services.alerts.delivery import DeliveryWorker
-    from shared.broker import free_port
 
     settings = settings.model_copy(update={"smtp_port": free_port(), "slack_min_interval_s": 3600})
     lc = Lifecycle(settings, load_policy(settings.policy_file))

@@ -12,7 +12,7 @@ from bench import endpoints, machine, report, run, scale, throughput
 from bench.env import Service
 from bench.stats import median, percentile
 from bench.workload import build
-from shared.broker import LocalBroker
+from kamwatch.dev.broker import LocalBroker
 
 
 def test_percentiles_use_the_nearest_rank() -> None:

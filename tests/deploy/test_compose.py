@@ -13,7 +13,7 @@ from pathlib import Path
 import compose
 import yaml
 
-from services.cli import build_parser
+from kamwatch.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICES = {"kafka", "postgres", "migrate", "ingest", "signals", "alerts", "prometheus", "grafana"}

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 from sqlalchemy import func, select
 
+from kamwatch.dev.broker import free_port
 from services.ingest.models import IngestAccount, StoredEvent
-from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.db import transaction
 from tests.helpers import account_upserted, encode, make_usage_event, produce, read_topic, wait_for
@@ -25,7 +25,7 @@ TOTAL = 6000
 def _start(env: dict[str, str], port: int, log_path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "ingest", "--port", str(port)],
+            [sys.executable, "-m", "kamwatch.cli", "ingest", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

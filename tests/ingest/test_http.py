@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from kamwatch.dev.broker import free_port
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
 from services.ingest.models import StoredEvent
 from services.ingest.webhooks import sign_stripe, sign_zendesk
 from shared.auth import create_key
-from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.db import transaction
 from tests.helpers import NOW, account_upserted, make_usage_event, produce, wait_for

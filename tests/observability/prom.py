@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.broker import free_port
+from kamwatch.dev.broker import free_port
 from tests.helpers import wait_for
 
 HINT = "promtool/prometheus not found: run `bash deploy/ensure-tools.sh` (Debian package 'prometheus')"

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from kamwatch.dev.broker import free_port
 from shared.auth import SCOPES, create_key
-from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
 from tests.alerts.conftest import Sinks, start_sinks
@@ -53,7 +53,7 @@ class Stack:
 def _start_service(name: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name, "--port", str(port)],
+            [sys.executable, "-m", "kamwatch.cli", name, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -162,7 +162,7 @@ def run_stack(tmp_path: Path, repo_root: Path) -> Iterator[Stack]:
     with ExitStack() as stack:
         with (tmp_path / "run.log").open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", "--broker-port", str(broker_port)],
+                [sys.executable, "-m", "kamwatch.cli", "run", "--broker-port", str(broker_port)],
                 env=_run_env(tmp_path, ports),
                 cwd=tmp_path,
                 stdout=log,

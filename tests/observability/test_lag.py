@@ -8,7 +8,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
-from shared.broker import LocalBroker
+from kamwatch.dev.broker import LocalBroker
 from shared.config import CommonSettings
 from shared.kafka import BatchLoop, OutMessage, Publisher, make_consumer, make_producer
 from tests.helpers import wait_for

@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from shared.broker import free_port
+from kamwatch.dev.broker import free_port
 
 
 class PausableProxy:

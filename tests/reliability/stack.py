@@ -1,4 +1,4 @@
-"""The three services as real processes (python -m services.cli <svc>) with JSON logs in files,
+"""The three services as real processes (python -m kamwatch.cli <svc>) with JSON logs in files,
 the alert sinks, and the helpers the fault and log tests share."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.broker import free_port
+from kamwatch.dev.broker import free_port
 from shared.config import CommonSettings
 from shared.db import transaction
 from tests.alerts.conftest import Sinks
@@ -52,7 +52,7 @@ class ServiceProcess:
     def start(self, wait: bool = True) -> None:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)],
+                [sys.executable, "-m", "kamwatch.cli", self.name, "--port", str(self.port)],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -23,10 +23,10 @@ from services.signals import repository as signals_repo
 from services.signals.commands import run_rebuild
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
+from services.signals.events import event_row, signal_from_payload
 from services.signals.models import Account, RiskHistory, SignalEvent
 from services.signals.rebuild import rebuild
 from services.signals.registry import record_json
-from services.signals.service import event_row, signal_from_payload
 from shared.clock import ManualClock
 from shared.config import RAW_TOPIC_BY_FAMILY, CommonSettings
 from shared.contracts import AccountRecord

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from kamwatch.dev.broker import LocalBroker, free_port
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
 from services.ingest.models import IngestAccount, StoredEvent
 from services.ingest.webhooks import sign_stripe
-from shared.broker import LocalBroker, free_port
 from shared.clock import ManualClock
 from shared.config import CommonSettings, TopicNames
 from shared.db import make_engine, make_sessionmaker, transaction

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kamwatch.dev.broker import free_port
 from services.ingest.webhooks import sign_stripe, sign_zendesk
-from shared.broker import free_port
 from shared.config import CommonSettings
 from shared.web import BodyLimit, install_error_handlers
 from tests.helpers import NOW, make_usage_event, wait_for

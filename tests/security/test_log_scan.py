@@ -41,7 +41,7 @@ ACCOUNT = "logscan-gmbh"
 
 def _cli_key(env: dict[str, str]) -> tuple[str, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "keys", "create", "--scopes", "admin", "--name", "logscan"],
+        [sys.executable, "-m", "kamwatch.cli", "keys", "create", "--scopes", "admin", "--name", "logscan"],
         env=env,
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def api(signals_settings: SignalsSettings, clock: ManualClock) -> Iterator[TestC
 def processor(signals_settings: SignalsSettings, db: sessionmaker[Session], clock: ManualClock) -> Any:
     """The consumer's handler, driven by hand (tick = sweep + outbox relay)."""
     from services.signals.app import model_holder
-    from services.signals.service import SignalsProcessor
+    from services.signals.handler import SignalsProcessor
 
     return SignalsProcessor(signals_settings, db, clock, model_holder(signals_settings))
 

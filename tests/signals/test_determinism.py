@@ -104,7 +104,7 @@ def test_order_and_duplicates_do_not_change_features_scores_or_rebuild(
     assert _snapshot(db) == before
 
     cli = subprocess.run(
-        [sys.executable, "-m", "services.cli", "signals", "rebuild", "--check"],
+        [sys.executable, "-m", "kamwatch.cli", "signals", "rebuild", "--check"],
         env=service_env(KAMWATCH_SIGNALS_MODEL_DIR=signals_settings.model_dir),
         capture_output=True,
         text=True,

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from kamwatch.dev.broker import free_port
 from services.signals.app import create_app
 from services.signals.config import SignalsSettings
 from services.signals.models import Account
 from services.signals.registry import CSV_COLUMNS
-from shared.broker import free_port
 from shared.clock import ManualClock
 from shared.config import CommonSettings
 from shared.db import transaction

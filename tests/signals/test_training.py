@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.signals import repository
 from services.signals.commands import run_train
 from services.signals.config import SignalsSettings
-from services.signals.service import Signal, apply_signals, event_row
+from services.signals.events import Signal, event_row
+from services.signals.handler import apply_signals
 from shared.clock import ManualClock
 from shared.db import transaction
 from shared.events import to_json
@@ -35,7 +36,7 @@ def store_history(db: sessionmaker[Session], events: list[Any]) -> None:
 
 def kamwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "kamwatch.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kamwatch.dev.local import service_port
 from shared.errors import ConfigError
 
 TARGETS = ("kafka", "webhooks", "api", "file")
@@ -48,16 +49,12 @@ def register(top: Any, actions: Any) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON-lines file for --target file")
     parser.add_argument("--register", choices=("api", "kafka", "none"), default="api")
-    parser.add_argument("--ingest-url", default=f"http://127.0.0.1:{_port('INGEST', 8001)}")
-    parser.add_argument("--signals-url", default=f"http://127.0.0.1:{_port('SIGNALS', 8002)}")
+    parser.add_argument("--ingest-url", default=f"http://127.0.0.1:{service_port('ingest')}")
+    parser.add_argument("--signals-url", default=f"http://127.0.0.1:{service_port('signals')}")
     parser.add_argument("--api-key", default=None, help="default: KAMWATCH_API_KEY or var/api-key")
     parser.add_argument("--no-aliases", action="store_true", help="address every event by account id")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=cmd_simulate)
-
-
-def _port(service: str, default: int) -> int:
-    return int(os.environ.get(f"KAMWATCH_{service}_PORT", default))
 
 
 def read_api_key(explicit: str | None) -> str | None:
@@ -71,7 +68,7 @@ def read_api_key(explicit: str | None) -> str | None:
 
 
 def config_from_args(args: argparse.Namespace, today: date) -> Any:
-    from services.simulator.generator import SimConfig
+    from kamwatch.dev.simulator.generator import SimConfig
 
     if args.accounts < 1 or args.days < 0 or args.live_minutes < 0:
         raise ConfigError("--accounts must be at least 1, --days and --live-minutes not negative")
@@ -96,8 +93,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import httpx
     from kafka.errors import KafkaError
 
-    from services.simulator.generator import Simulation
-    from services.simulator.runner import run
+    from kamwatch.dev.simulator.generator import Simulation
+    from kamwatch.dev.simulator.runner import run
 
     target = args.target or ("file" if args.out else "kafka")
     config = config_from_args(args, datetime.now(UTC).date())
@@ -121,7 +118,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _sink(target: str, args: argparse.Namespace) -> Any:
-    from services.simulator import emit
+    from kamwatch.dev.simulator import emit
 
     if target == "file":
         if args.out is None:
@@ -150,7 +147,7 @@ def _client(base_url: str) -> Any:
 
 
 def _register(args: argparse.Namespace, simulation: Any) -> None:
-    from services.simulator.registry import register_api, register_kafka
+    from kamwatch.dev.simulator.registry import register_api, register_kafka
 
     accounts = simulation.accounts
     if args.register == "kafka":

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 
-from services.simulator.generator import SOURCE
-from services.simulator.portfolio import Account
+from kamwatch.dev.simulator.generator import SOURCE
+from kamwatch.dev.simulator.portfolio import Account
 from shared.config import CommonSettings
-from shared.contracts import ACCOUNT_UPSERTED, AccountRecord
+from shared.contracts import ACCOUNT_UPSERTED, AccountRecord, contract_event
 from shared.errors import ConfigError
 
 
@@ -40,17 +39,9 @@ def register_api(
 def upserted_event(account: Account, prefix: str, now: datetime, as_of: datetime | None = None) -> bytes:
     """The account.upserted CloudEvent signals would publish for this account."""
     record = AccountRecord.model_validate({**account.record(as_of), "updated_at": now})
-    envelope = {
-        "specversion": "1.0",
-        "id": f"{prefix}-account-{account.index:05d}",
-        "source": SOURCE,
-        "type": ACCOUNT_UPSERTED,
-        "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "subject": account.id,
-        "datacontenttype": "application/json",
-        "data": record.model_dump(mode="json", exclude_none=True),
-    }
-    return json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()
+    data = record.model_dump(mode="json", exclude_none=True)
+    event_id = f"{prefix}-account-{account.index:05d}"
+    return contract_event(ACCOUNT_UPSERTED, data, id=event_id, source=SOURCE, subject=account.id, time=now)
 
 
 def register_kafka(

@@ -8,6 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from kamwatch.dev import commands as dev_commands
+from kamwatch.dev.simulator import commands as sim_commands
+from services.alerts import commands as alerts_commands
+from services.signals import commands as signals_commands
 from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
 
@@ -94,18 +98,6 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from services.stack import run_stack
-
-    return run_stack(demo=args.demo, broker_port=args.broker_port, external_broker=args.no_broker)
-
-
-def cmd_broker(args: argparse.Namespace) -> int:
-    from services.stack import run_broker_foreground
-
-    return run_broker_foreground(args.port)
-
-
 def _safe_url(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -122,22 +114,10 @@ def build_parser(extra: list[Callable[[Any, Any], None]] | None = None) -> argpa
         service.add_argument("--port", type=int, default=None)
         service.set_defaults(func=cmd_service)
         actions[name] = service.add_subparsers(dest="action", required=False)
-    run = sub.add_parser("run", help="start the whole system on its embedded default")
-    run.add_argument("--demo", action="store_true", help="also stream a simulated portfolio")
-    run.add_argument("--broker-port", type=int, default=None)
-    run.add_argument(
-        "--no-broker",
-        action="store_true",
-        help="use the broker at KAMWATCH_KAFKA_BOOTSTRAP instead of starting one",
-    )
-    run.set_defaults(func=cmd_run)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     topics = sub.add_parser("topics", help="create the Kafka topics")
     topics.add_argument("--partitions", type=int, default=None)
     topics.set_defaults(func=cmd_topics)
-    broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker")
-    broker.add_argument("--port", type=int, default=9092)
-    broker.set_defaults(func=cmd_broker)
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key (shown once)")
@@ -157,16 +137,9 @@ def build_parser(extra: list[Callable[[Any, Any], None]] | None = None) -> argpa
 
 
 def _service_commands() -> list[Callable[[Any, Any], None]]:
-    """Subcommands contributed by services: `register(top_level, {service: its actions})`
-    adds e.g. `kamwatch signals rebuild` or `kamwatch train`."""
-    found = []
-    for name in (*SERVICES, "simulator"):  # the simulator is a tool, not a service
-        try:
-            module = importlib.import_module(f"services.{name}.commands")
-        except ModuleNotFoundError:
-            continue
-        found.append(module.register)
-    return found
+    """Subcommands contributed by services and the dev tools: `register(top_level, {service: its
+    actions})` adds e.g. `kamwatch signals rebuild`, `kamwatch train` or `kamwatch run`."""
+    return [alerts_commands.register, signals_commands.register, dev_commands.register, sim_commands.register]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        log.error(
-            "command.failed",
-            command=args.command,
-            error_type=type(error).__name__,
-            exc_info=error if "-v" in (argv or sys.argv) else None,
-        )
+        log.error("command.failed", command=args.command, error_type=type(error).__name__, exc_info=error)
         print(f"kamwatch {args.command}: {type(error).__name__}: {str(error)[:500]}", file=sys.stderr)
         return 1
 

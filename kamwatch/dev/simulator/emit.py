@@ -15,11 +15,11 @@ from typing import IO, Any, Protocol
 
 import httpx
 
+from kamwatch.dev.simulator.payloads import channel, stripe_payload, zendesk_payload
 from services.ingest.webhooks import sign_stripe, sign_zendesk
-from services.simulator.payloads import channel, stripe_payload, zendesk_payload
 from shared.config import CommonSettings, TopicNames
 from shared.errors import ConfigError
-from shared.events import CloudEvent, to_json
+from shared.events import CloudEvent, rfc3339, to_json
 
 API_BATCH = 500
 
@@ -135,7 +135,7 @@ class WebhookSink:
             headers = {"Stripe-Signature": sign_stripe(body, self._stripe_secret, int(now))}
         else:
             body = json.dumps(zendesk_payload(event)).encode()
-            stamp = datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
+            stamp = rfc3339(datetime.fromtimestamp(int(now), UTC))
             headers = {
                 "X-Zendesk-Webhook-Signature": sign_zendesk(body, self._zendesk_secret, stamp),
                 "X-Zendesk-Webhook-Signature-Timestamp": stamp,

@@ -1,4 +1,5 @@
-"""Ingest logic: validate -> resolve account -> dedup -> store, and the outbox to Kafka."""
+"""The ingest batch handler: validate -> resolve account -> dedup -> store, and the outbox to Kafka;
+plus the HTTP side's validation and produce to the raw topics."""
 
 from __future__ import annotations
 
@@ -138,13 +139,6 @@ class IngestProcessor:
                     )
                 parse_account_ref(event.subject)
             except EventInvalid as error:
-                log.info(
-                    "ingest.dead_letter",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    reason=error.reason,
-                )
                 pending.dead.append(dead_letter_row(record, error, now))
                 pending.outcomes[("invalid", "dead_lettered")] += 1
                 continue
@@ -289,15 +283,8 @@ class IngestProcessor:
 
     def _dead_message(self, row: DeadLetter) -> OutMessage:
         problems = [Problem(p["field"], p["message"]) for p in json.loads(row.problems)]
-        return dead_letter_message(
-            self.topics.deadletter,
-            key=row.key,
-            value=row.value,
-            reason=row.reason,
-            problems=problems,
-            origin=(row.topic, row.partition, row.offset),
-            ref=("dead", row.id),
-        )
+        error = EventInvalid(row.reason, problems, recorded=True)
+        return dead_letter_message(self.topics.deadletter, row, error, ref=("dead", row.id))
 
     def _count(self, pending: _Pending, replayed: list[repository.EventKey]) -> None:
         stored = Counter(pending.types[k] for k in pending.keys)

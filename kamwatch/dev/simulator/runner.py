@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.simulator.emit import Sink, batches
-from services.simulator.generator import Simulation
+from kamwatch.dev.simulator.emit import Sink, batches
+from kamwatch.dev.simulator.generator import Simulation
 from shared.events import CloudEvent
 
 HISTORY_BATCH = 2000

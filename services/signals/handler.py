@@ -1,12 +1,10 @@
-"""Signals logic: consume canonical events -> state -> risk; the sweep; the outboxes."""
+"""The signals batch handler: canonical events -> state -> risk; the sweep; the outbox relay."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,59 +12,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
-from services.signals.engine import RiskEngine, risk_messages
-from services.signals.models import Account, SignalBucket, SignalEntity
+from services.signals.engine import RiskEngine
+from services.signals.events import Signal, event_row, parse_signal
+from services.signals.models import SignalBucket, SignalEntity
 from services.signals.modelstore import ModelHolder
-from services.signals.registry import account_event
-from services.signals.state import AccountState, EntityRow, event_key, merge_counts, merge_entity
+from services.signals.outbox import account_message, risk_messages
+from services.signals.state import AccountState, EntityRow, merge_counts, merge_entity
 from shared.clock import Clock
 from shared.db import transaction
-from shared.errors import EventInvalid, Problem
-from shared.events import ACCOUNT_ID_PATTERN, decode_json, to_json, validate_event
+from shared.errors import EventInvalid
 from shared.kafka import OutMessage, dead_letter_message
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One canonical event as signals keeps it."""
-
-    source: str
-    event_id: str
-    type: str
-    account_id: str
-    time: datetime
-    data: dict[str, Any]
-    payload: str
-
-    @property
-    def key(self) -> str:
-        return event_key(self.source, self.event_id)
-
-
-def parse_signal(raw: bytes | None, now: datetime) -> Signal:
-    event = validate_event(decode_json(raw or b""), now)
-    if not event.subject or not re.match(ACCOUNT_ID_PATTERN, event.subject):
-        raise EventInvalid(
-            "event subject is not a kamwatch account id",
-            [
-                Problem(
-                    "subject",
-                    "must be the resolved account id (ingest resolves aliases such as stripe:cus_1)",
-                )
-            ],
-        )
-    return Signal(event.source, event.id, event.type, event.subject, event.time, event.data, to_json(event))
-
-
-def signal_from_payload(payload: str) -> Signal:
-    """A stored event back as a Signal (rebuild, training): no time-bound checks on replay."""
-    obj = json.loads(payload)
-    time = datetime.fromisoformat(obj["time"].replace("Z", "+00:00")).astimezone(UTC)
-    return Signal(obj["source"], obj["id"], obj["type"], obj["subject"], time, obj["data"], payload)
 
 
 def apply_signals(session: Session, signals: list[Signal]) -> None:
@@ -100,18 +59,6 @@ def _write_entity(session: Session, account_id: str, row: SignalEntity | None, e
 
 def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def event_row(signal: Signal, now: datetime) -> dict[str, Any]:
-    return {
-        "source": signal.source,
-        "event_id": signal.event_id,
-        "type": signal.type,
-        "account_id": signal.account_id,
-        "event_time": signal.time,
-        "payload": signal.payload,
-        "received_at": now,
-    }
 
 
 def _arrival_ms(record: Any) -> int | None:
@@ -172,29 +119,13 @@ class SignalsProcessor:
             try:
                 signal = parse_signal(record.value, now)
             except EventInvalid as error:
-                log.warning(
-                    "signals.invalid_event",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
                 metrics.EVENTS.labels("invalid", "dead_lettered").inc()
-                dead.append(self._dead_letter(record, error))
+                dead.append(dead_letter_message(self.topics.deadletter, record, error))
                 continue
             if (signal.source, signal.event_id) in signals:  # the same event twice in one batch
                 metrics.EVENTS.labels(signal.type, "duplicate").inc()
             signals.setdefault((signal.source, signal.event_id), signal)
         return list(signals.values()), dead
-
-    def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
-        return dead_letter_message(
-            self.topics.deadletter,
-            key=record.key,
-            value=record.value,
-            reason=str(error),
-            problems=error.problems,
-            origin=(record.topic, record.partition, record.offset),
-        )
 
     @staticmethod
     def _observe(records: list[Any], outcomes: Counter[tuple[str, str]]) -> None:
@@ -252,14 +183,3 @@ class SignalsProcessor:
         for band, currency, count, at_risk in repository.band_totals(session):
             metrics.ACCOUNTS_BY_BAND.labels(band).inc(count)
             metrics.ARR_AT_RISK.labels(band, currency).set(at_risk)
-
-
-def account_message(topic: str, account: Account) -> OutMessage:
-    """account.upserted for a registry row, keyed by account id (compacted topic)."""
-    return OutMessage(
-        topic,
-        account.id,
-        account_event(account.record, account.version),
-        (("ce_type", b"account.upserted"),),
-        ref=("account", (account.id, account.version)),
-    )

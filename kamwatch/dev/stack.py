@@ -11,8 +11,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kamwatch.dev.broker import LocalBroker, port_in_use
+from kamwatch.dev.local import SERVICE_PORTS, service_port, var_dir
+from kamwatch.dev.simulator.demo import start_demo
+from kamwatch.dev.sinks import start_for_stack
 from shared.auth import ensure_local_key
-from shared.broker import LocalBroker
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import ConfigError
@@ -21,17 +24,6 @@ from shared.logging import configure_logging, get_logger
 from shared.migrate import upgrade
 
 log = get_logger("kamwatch.run")
-SERVICE_PORTS = {"ingest": 8001, "signals": 8002, "alerts": 8003}
-
-
-def var_dir() -> Path:
-    path = Path(os.environ.get("KAMWATCH_VAR_DIR", "var")).resolve()
-    (path / "log").mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _port(name: str) -> int:
-    return int(os.environ.get(f"KAMWATCH_{name.upper()}_PORT", SERVICE_PORTS[name]))
 
 
 class Supervisor:
@@ -47,7 +39,7 @@ class Supervisor:
     def start(self, name: str) -> None:
         log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name],
+            [sys.executable, "-m", "kamwatch.cli", name],
             env=self.env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -110,8 +102,6 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
         os.environ["KAMWATCH_KAFKA_BOOTSTRAP"] = broker.bootstrap
     common = CommonSettings()
     configure_logging(common.log_level, common.log_format, "run")
-    from services.alerts.sinks import start_for_stack
-
     # The policy groups an account's triggers for 2 minutes; on one machine a new user should see
     # the message within seconds, so the embedded profile groups for 2 s unless told otherwise.
     os.environ.setdefault("KAMWATCH_ALERTS_GROUPING_WINDOW_S", "2")
@@ -139,9 +129,7 @@ def _run(
     engine = make_engine(common.database_url)
     key = ensure_local_key(make_sessionmaker(engine), var / "api-key")
     engine.dispose()
-    for port in (_port(n) for n in SERVICE_PORTS):
-        from shared.broker import port_in_use
-
+    for port in (service_port(n) for n in SERVICE_PORTS):
         if port_in_use("127.0.0.1", port):
             raise ConfigError(
                 f"port {port} is already in use; stop what listens there or set KAMWATCH_<SERVICE>_PORT"
@@ -149,7 +137,7 @@ def _run(
     for name in SERVICE_PORTS:
         supervisor.start(name)
     for name in SERVICE_PORTS:
-        url = f"http://127.0.0.1:{_port(name)}"
+        url = f"http://127.0.0.1:{service_port(name)}"
         ok = wait_healthy(url + "/healthz", 60)
         print(
             f"{name:8s}  {url}  {'up' if ok else 'NOT UP, see ' + str(var / 'log' / (name + '.log'))}"
@@ -159,7 +147,7 @@ def _run(
     print(f"API key: {key}", flush=True)
     print(f"(also in {var / 'api-key'}; logs in {var / 'log'}) -- Ctrl-C stops everything", flush=True)
     if demo:
-        _start_demo(supervisor)
+        start_demo(supervisor)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -168,15 +156,6 @@ def _run(
     stop.wait()
     print("\nstopping...", flush=True)
     return 0
-
-
-def _start_demo(supervisor: Supervisor) -> None:
-    try:
-        from services.simulator.demo import start_demo
-    except ModuleNotFoundError:
-        print("demo: the simulator is not part of this build yet", flush=True)
-        return
-    start_demo(supervisor)
 
 
 def run_broker_foreground(port: int) -> int:

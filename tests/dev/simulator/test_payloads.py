@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.payloads import channel, stripe_payload, zendesk_payload
 from services.ingest.webhooks import stripe_to_events, zendesk_to_events
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.payloads import channel, stripe_payload, zendesk_payload
 from shared.events import validate_event
 
 START = datetime(2025, 3, 3, tzinfo=UTC)

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.events import CloudEvent
+from shared.events import CloudEvent, rfc3339
 
 STRIPE_TYPES = {
     "invoice.paid": "invoice.paid",
@@ -116,7 +116,7 @@ def zendesk_payload(event: CloudEvent) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": event.id,
         "type": "zen:event-type:ticket.created",
-        "time": event.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "time": rfc3339(event.time),
         "detail": detail,
     }
     if event.type != "ticket.opened":

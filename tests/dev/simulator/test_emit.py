@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
+from kamwatch.dev.simulator.emit import KafkaSink, WebhookSink, topic_for
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.payloads import channel
+from kamwatch.dev.simulator.registry import register_kafka
+from kamwatch.dev.simulator.runner import run
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
-from services.simulator.emit import KafkaSink, WebhookSink, topic_for
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.payloads import channel
-from services.simulator.registry import register_kafka
-from services.simulator.runner import run
 from shared.auth import create_key
 from shared.clock import ManualClock
 from shared.config import CommonSettings

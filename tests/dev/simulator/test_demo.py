@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.simulator.demo import LIVE_SPAN, demo_config, notable, portfolio_summary, speedup
-from services.simulator.generator import Simulation
+from kamwatch.dev.simulator.demo import LIVE_SPAN, demo_config, notable, portfolio_summary, speedup
+from kamwatch.dev.simulator.generator import Simulation
 from shared.events import validate_event
 from tests.helpers import make_contact_event, make_invoice_event, make_ticket_event, make_usage_event
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import httpx
 
-from services.simulator.emit import KafkaSink
-from services.simulator.generator import SimConfig, Simulation, midnight
-from services.simulator.portfolio import Account
-from services.simulator.registry import register_api, register_kafka
-from services.simulator.runner import RunStats, run
+from kamwatch.dev.local import service_port, var_dir
+from kamwatch.dev.simulator.emit import KafkaSink
+from kamwatch.dev.simulator.generator import SimConfig, Simulation, midnight
+from kamwatch.dev.simulator.portfolio import Account
+from kamwatch.dev.simulator.registry import register_api, register_kafka
+from kamwatch.dev.simulator.runner import RunStats, run
 from shared.config import CommonSettings
 from shared.errors import ConfigError
 from shared.events import CloudEvent
@@ -77,14 +78,11 @@ class Demo:
     """Runs in a daemon thread of `kamwatch run`; never blocks Ctrl-C."""
 
     def __init__(self, supervisor: Any) -> None:
-        from services.simulator.commands import _port
-        from services.stack import var_dir
-
         env = supervisor.env
         self.stop: threading.Event = supervisor.stopping
         self.common = CommonSettings(kafka_bootstrap=env.get("KAMWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
         self.key_path = var_dir() / "api-key"
-        self.signals_url = f"http://127.0.0.1:{_port('SIGNALS', 8002)}"
+        self.signals_url = f"http://127.0.0.1:{service_port('signals')}"
         self.simulation = Simulation(demo_config(datetime.now(UTC)))
         self.by_subject = _subjects(self.simulation.accounts)
         self.live_started = False

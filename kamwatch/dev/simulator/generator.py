@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.simulator.account import SOURCE, AccountSim, midnight
-from services.simulator.portfolio import DAY, Timeline, build_portfolio
+from kamwatch.dev.simulator.account import SOURCE, AccountSim, midnight
+from kamwatch.dev.simulator.portfolio import DAY, Timeline, build_portfolio
 from shared.events import CloudEvent
 
 __all__ = ["SOURCE", "SimConfig", "Simulation", "midnight"]

@@ -60,22 +60,8 @@ class AlertsProcessor:
             self.lifecycle.on_risk(session, read_contract_data(record.value, RISK_CHANGED, RiskChange), now)
 
     def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
-        log.warning(
-            "alerts.dead_letter",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            reason=str(error)[:300],
-        )
         metrics.INVALID_RECORDS.labels(record.topic).inc()
-        return dead_letter_message(
-            self.topics.deadletter,
-            key=record.key,
-            value=record.value,
-            reason=str(error),
-            problems=error.problems,
-            origin=(record.topic, record.partition, record.offset),
-        )
+        return dead_letter_message(self.topics.deadletter, record, error)
 
     def published(self, messages: list[OutMessage]) -> None:
         return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from shared.broker import free_port, port_in_use
+from kamwatch.dev.broker import free_port, port_in_use
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

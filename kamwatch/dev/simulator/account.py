@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from services.simulator.portfolio import CHURN_REASONS, DAY, Account, Contact
-from shared.events import CloudEvent, make_event
+from kamwatch.dev.simulator.portfolio import CHURN_REASONS, DAY, Account, Contact
+from shared.events import CloudEvent, make_event, rfc3339
 
 if TYPE_CHECKING:
-    from services.simulator.generator import SimConfig
+    from kamwatch.dev.simulator.generator import SimConfig
 
 SOURCE = "kamwatch/simulator"
 HOUR = timedelta(hours=1)
@@ -162,7 +162,7 @@ class AccountSim:
     def _ticket(self, opened: datetime, priority: str) -> None:
         decline = self._decline()
         ticket = f"{self.account.zendesk_id[-4:]}{self.count:05d}"
-        base = {"ticket_id": ticket, "priority": priority, "opened_at": _iso(opened)}
+        base = {"ticket_id": ticket, "priority": priority, "opened_at": rfc3339(opened)}
         hours = RESOLVE_HOURS[priority] * (1 + 2.0 * decline) * self.rng.lognormvariate(0, 0.5)
         closed = opened + timedelta(hours=max(0.3, hours))
         self.at(opened, "ticket.opened", {**base, "status": "new"})
@@ -338,10 +338,6 @@ class AccountSim:
 
 def _contact(contact: Contact) -> dict[str, Any]:
     return {"contact_id": contact.id, "role": contact.role, "executive": contact.executive}
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _poisson(rng: random.Random, rate: float) -> int:

@@ -9,9 +9,9 @@ from statistics import mean
 
 import pytest
 
-from services.simulator.emit import FileSink
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.runner import run
+from kamwatch.dev.simulator.emit import FileSink
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.runner import run
 from shared.events import EVENT_TYPES, CloudEvent, to_json, validate_event
 
 START = datetime(2025, 6, 2, tzinfo=UTC)

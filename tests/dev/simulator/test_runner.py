@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from services.simulator.generator import SimConfig, Simulation
-from services.simulator.runner import Pacer, run
+from kamwatch.dev.simulator.generator import SimConfig, Simulation
+from kamwatch.dev.simulator.runner import Pacer, run
 from shared.events import CloudEvent
 
 START = datetime(2026, 2, 2, tzinfo=UTC)

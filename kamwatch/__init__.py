@@ -1,0 +1,1 @@
+"""kamwatch: the command line above the services (`services/`) and the development tools (`kamwatch.dev`)."""
