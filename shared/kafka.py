@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
@@ -24,7 +24,9 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 from kafka.structs import OffsetAndMetadata
+from sqlalchemy.orm import Session, sessionmaker
 
+from shared.clock import Clock
 from shared.config import CommonSettings
 from shared.db import is_transient
 from shared.errors import EventInvalid, TransientError
@@ -36,6 +38,7 @@ from shared.metrics import (
     CONSUMER_RETRIES,
     PRODUCED,
 )
+from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
@@ -51,10 +54,13 @@ class OutMessage:
     ref: Any = field(default=None, compare=False)  # e.g. the row id to mark as published
 
 
-def dead_letter_message(topic: str, record: Any, error: EventInvalid, *, ref: Any = None) -> OutMessage:
+def dead_letter_message(
+    topic: str, record: Any, error: EventInvalid, *, service: str, ref: Any = None
+) -> OutMessage:
     """The one dead-letter writer: `record` (a consumer record, or a stored row with the same
     topic/partition/offset/key/value attributes) to `topic`, its original bytes untouched, with
-    why and where in headers (kw_error, kw_problems, kw_topic, kw_partition, kw_offset)."""
+    why and where in headers (kw_error, kw_problems, kw_topic, kw_partition, kw_offset), logged
+    as `<service>.dead_letter` with where it came from."""
     headers = (
         ("kw_error", str(error).encode()[:1000]),
         ("kw_problems", json.dumps([p.as_dict() for p in error.problems]).encode()[:4000]),
@@ -63,7 +69,7 @@ def dead_letter_message(topic: str, record: Any, error: EventInvalid, *, ref: An
         ("kw_offset", str(record.offset).encode()),
     )
     log.warning(
-        "consumer.dead_letter",
+        f"{service}.dead_letter",
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
@@ -228,6 +234,19 @@ class BatchHandler(Protocol):
 
     def tick(self) -> list[OutMessage]:
         """Periodic time-driven work; return what to produce."""
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class Processor(Generic[S]):
+    """Base of a service's BatchHandler: its settings, topic names, session factory and clock."""
+
+    def __init__(self, settings: S, sessions: sessionmaker[Session], clock: Clock) -> None:
+        self.settings = settings
+        self.topics = settings.common.topics
+        self.sessions = sessions
+        self.clock = clock
 
 
 class BatchLoop:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 from kamwatch.dev import require_dev_extra
+from kamwatch.dev.local import until_stopped
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -43,10 +42,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         f"Slack receiver {sinks.slack_url}/<any path> -> {sinks.slack_dir}/\nready",
         flush=True,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    until_stopped().wait()
     sinks.stop()
     return 0
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 SERVICE_PORTS = {"ingest": 8001, "signals": 8002, "alerts": 8003}
@@ -18,3 +20,11 @@ def var_dir() -> Path:
 def service_port(name: str) -> int:
     """KAMWATCH_<SERVICE>_PORT, else the service's default port."""
     return int(os.environ.get(f"KAMWATCH_{name.upper()}_PORT", SERVICE_PORTS[name]))
+
+
+def until_stopped() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) or SIGTERM sets: wait on it to run until told to stop."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from kamwatch.dev.broker import LocalBroker, port_in_use
-from kamwatch.dev.local import SERVICE_PORTS, service_port, var_dir
+from kamwatch.dev.local import SERVICE_PORTS, service_port, until_stopped, var_dir
 from kamwatch.dev.simulator.demo import start_demo
 from kamwatch.dev.sinks import start_for_stack
 from shared.auth import ensure_local_key
@@ -148,11 +148,8 @@ def _run(
     print(f"(also in {var / 'api-key'}; logs in {var / 'log'}) -- Ctrl-C stops everything", flush=True)
     if demo:
         start_demo(supervisor)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    watcher = threading.Thread(target=supervisor.watch, daemon=True)
-    watcher.start()
+    stop = until_stopped()
+    threading.Thread(target=supervisor.watch, daemon=True).start()
     stop.wait()
     print("\nstopping...", flush=True)
     return 0
@@ -162,9 +159,6 @@ def run_broker_foreground(port: int) -> int:
     broker = LocalBroker(port)
     broker.start()
     print(f"broker listening on {broker.bootstrap} (in memory); Ctrl-C stops it", flush=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+    until_stopped().wait()
     broker.stop()
     return 0

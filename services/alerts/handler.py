@@ -14,22 +14,19 @@ from shared.clock import Clock
 from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange, read_contract_data
 from shared.db import transaction
 from shared.errors import EventInvalid
-from shared.kafka import OutMessage, dead_letter_message
+from shared.kafka import OutMessage, Processor, dead_letter_message
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 
-class AlertsProcessor:
+class AlertsProcessor(Processor[AlertsSettings]):
     """Consumes kamwatch.accounts and kamwatch.risk; tick() escalates and delivers."""
 
     def __init__(
         self, settings: AlertsSettings, sessions: sessionmaker[Session], clock: Clock, lifecycle: Lifecycle
     ) -> None:
-        self.settings = settings
-        self.topics = settings.common.topics
-        self.sessions = sessions
-        self.clock = clock
+        super().__init__(settings, sessions, clock)
         self.lifecycle = lifecycle
         self.worker = DeliveryWorker(settings, sessions, clock)
         self.ticks = 0  # completed ticks (tests wait for one after moving the clock)
@@ -61,7 +58,7 @@ class AlertsProcessor:
 
     def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
         metrics.INVALID_RECORDS.labels(record.topic).inc()
-        return dead_letter_message(self.topics.deadletter, record, error)
+        return dead_letter_message(self.topics.deadletter, record, error, service="alerts")
 
     def published(self, messages: list[OutMessage]) -> None:
         return None

@@ -10,17 +10,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from services.ingest import metrics, repository
 from services.ingest.config import IngestSettings
 from services.ingest.models import DeadLetter, StoredEvent
-from shared.clock import Clock
 from shared.contracts import ACCOUNT_UPSERTED, AccountRecord, read_contract_data
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem, ValidationFailed
 from shared.events import CloudEvent, decode_json, parse_account_ref, to_json, validate_event
-from shared.kafka import OutMessage, Publisher, dead_letter_message
+from shared.kafka import OutMessage, Processor, Publisher, dead_letter_message
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
@@ -71,14 +70,8 @@ def canonical_json(event: CloudEvent, account_id: str) -> str:
     return to_json(event, subject=account_id, accountref=event.subject)
 
 
-class IngestProcessor:
+class IngestProcessor(Processor[IngestSettings]):
     """The BatchHandler of the ingest consumer (raw topics + kamwatch.accounts)."""
-
-    def __init__(self, settings: IngestSettings, sessions: sessionmaker[Session], clock: Clock) -> None:
-        self.settings = settings
-        self.topics = settings.common.topics
-        self.sessions = sessions
-        self.clock = clock
 
     # --- the batch ------------------------------------------------------------------------
     def handle(self, records: list[Any]) -> list[OutMessage]:
@@ -284,7 +277,7 @@ class IngestProcessor:
     def _dead_message(self, row: DeadLetter) -> OutMessage:
         problems = [Problem(p["field"], p["message"]) for p in json.loads(row.problems)]
         error = EventInvalid(row.reason, problems, recorded=True)
-        return dead_letter_message(self.topics.deadletter, row, error, ref=("dead", row.id))
+        return dead_letter_message(self.topics.deadletter, row, error, service="ingest", ref=("dead", row.id))
 
     def _count(self, pending: _Pending, replayed: list[repository.EventKey]) -> None:
         stored = Counter(pending.types[k] for k in pending.keys)

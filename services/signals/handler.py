@@ -21,7 +21,7 @@ from services.signals.state import AccountState, EntityRow, merge_counts, merge_
 from shared.clock import Clock
 from shared.db import transaction
 from shared.errors import EventInvalid
-from shared.kafka import OutMessage, dead_letter_message
+from shared.kafka import OutMessage, Processor, dead_letter_message
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
@@ -80,16 +80,13 @@ def _arrivals(records: list[Any]) -> dict[str, datetime]:
     return {account: datetime.fromtimestamp(ms / 1000, UTC) for account, ms in earliest.items()}
 
 
-class SignalsProcessor:
+class SignalsProcessor(Processor[SignalsSettings]):
     """The BatchHandler of the signals consumer (kamwatch.events)."""
 
     def __init__(
         self, settings: SignalsSettings, sessions: sessionmaker[Session], clock: Clock, holder: ModelHolder
     ) -> None:
-        self.settings = settings
-        self.topics = settings.common.topics
-        self.sessions = sessions
-        self.clock = clock
+        super().__init__(settings, sessions, clock)
         self.holder = holder
         self.engine = RiskEngine(settings, holder)
 
@@ -120,7 +117,7 @@ class SignalsProcessor:
                 signal = parse_signal(record.value, now)
             except EventInvalid as error:
                 metrics.EVENTS.labels("invalid", "dead_lettered").inc()
-                dead.append(dead_letter_message(self.topics.deadletter, record, error))
+                dead.append(dead_letter_message(self.topics.deadletter, record, error, service="signals"))
                 continue
             if (signal.source, signal.event_id) in signals:  # the same event twice in one batch
                 metrics.EVENTS.labels(signal.type, "duplicate").inc()
