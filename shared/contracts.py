@@ -23,7 +23,12 @@ ACCOUNT_UPSERTED = "account.upserted"
 RISK_CHANGED = "risk.changed"
 
 M = TypeVar("M", bound=BaseModel)
-RiskBand = Literal["green", "amber", "red"]
+# `churned`: the account left (an `account.churned` event); it is no longer scored or alerted.
+RiskBand = Literal["green", "amber", "red", "churned"]
+CHURNED = "churned"
+# The contract term assumed when the registry has no `term_months` (a yearly contract).
+DEFAULT_TERM_MONTHS = 12
+BILLING_PERIODS = {"monthly": 1, "quarterly": 3, "annual": 12}
 # Features every risk.changed carries in `features` (signals guarantees them, alert policies may
 # name them); docs/features.md has the whole catalog.
 CONTRACT_FEATURES = (
@@ -68,6 +73,13 @@ class AccountRecord(BaseModel):
     tier: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "standard"
     segment: Annotated[str, StringConstraints(max_length=50)] | None = None
     renewal_date: date | None = None
+    term_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=120,
+        description="contract term in months (1 monthly, 3 quarterly, 12 annual...); absent = "
+        f"{DEFAULT_TERM_MONTHS}. `account.renewed` moves renewal_date forward by it",
+    )
     owner: Person | None = None
     manager: Person | None = None
     executive_sponsor: Person | None = None

@@ -33,7 +33,7 @@ from services.alerts.escalation import (
 from services.alerts.models import Alert, AlertAccount
 from services.alerts.policy import Policy
 from services.alerts.states import ALLOWED, AlertAction, AlertState
-from shared.contracts import AccountRecord, RiskChange
+from shared.contracts import CHURNED, AccountRecord, RiskChange
 from shared.errors import Conflict, ValidationFailed
 from shared.logging import get_logger
 
@@ -115,25 +115,38 @@ class Lifecycle:
         alert.snoozed_until = alert.next_escalation_at = until
         repository.cancel_pending(session, alert.id, now)
 
-    def resolve(self, session: Session, alert: Alert, actor: str, now: datetime, why: str) -> None:
+    def resolve(
+        self, session: Session, alert: Alert, actor: str, now: datetime, why: str, notify: bool = True
+    ) -> None:
         if alert.state == AlertState.resolved:
             return
         self._check(alert, AlertAction.resolve)
         self._set_state(session, alert, AlertState.resolved, actor, now, why)
         alert.resolved_at, alert.next_escalation_at, alert.snoozed_until = now, None, None
         repository.cancel_pending(session, alert.id, now)
-        self._resolution_notices(session, alert, why, now)
+        if notify:
+            self._resolution_notices(session, alert, why, now)
         for muted in repository.inhibited_by(session, alert.id):
             muted.inhibited_by = None
             muted.next_escalation_at = now
             self._note(session, muted, SYSTEM, now, f"unmuted: alert {alert.id} was resolved")
 
-    def _resolution_notices(self, session: Session, alert: Alert, why: str, now: datetime) -> None:
-        """One notice to each (channel, recipient) that was notified about the alert."""
+    def _resolution_notices(
+        self,
+        session: Session,
+        alert: Alert,
+        why: str,
+        now: datetime,
+        step: str = "resolved",
+        skip: frozenset[tuple[str, str]] = frozenset(),
+    ) -> set[tuple[str, str]]:
+        """One notice to each (channel, recipient) that was notified about the alert, except those
+        in `skip`; returns who was notified."""
         account = repository.get_account(session, alert.account_id)
         notified = repository.notified_recipients(session, alert.id)
+        notified = [d for d in notified if (d.channel, d.recipient) not in skip]
         if account is None or not notified:
-            return
+            return set()
         people = json.loads(account.people)
         found = [
             Recipient(
@@ -147,18 +160,56 @@ class Lifecycle:
             account,
             "resolution",
             alert.level,
-            "resolved",
+            step,
             found,
             now,
             why,
         )
         repository.add_deliveries(session, rows)
+        return {(d.channel, d.recipient) for d in notified}
+
+    # --- churn ---------------------------------------------------------------------------------
+    def on_churn(self, session: Session, change: RiskChange, now: datetime) -> None:
+        """The account churned: resolve its active alerts; everyone who received one of them gets
+        exactly one final notice saying it churned (on the newest alert they received)."""
+        repository.mark_churned(session, change.account_id, change.as_of, now)
+        # Muted alerts first, so resolving their source does not unmute (and schedule) them.
+        active = sorted(
+            repository.active_alerts(session, change.account_id), key=lambda a: a.inhibited_by is None
+        )
+        said = change.changes[0] if change.changes else "the account churned"
+        why = f"{said}; no further alerts for this account"
+        told: set[tuple[str, str]] = set()
+        for alert in sorted(active, key=lambda a: a.id, reverse=True):
+            alert.risk, alert.score, alert.band = change.model_dump_json(), change.score, change.band
+            told |= self._resolution_notices(session, alert, why, now, "churned", frozenset(told))
+        for alert in active:
+            self.resolve(session, alert, SYSTEM, now, why, notify=False)
+        log.info("alert.account_churned", account_id=change.account_id, resolved=len(active))
+
+    def _churn_blocks(self, session: Session, change: RiskChange, now: datetime) -> bool:
+        """A churned account gets no alert: every later change is ignored, except the one that
+        reactivates it (signals moves it out of band churned after a newer `account.renewed`)."""
+        churn = repository.churn_of(session, change.account_id)
+        if churn is None or churn.reactivated_at is not None:
+            return False
+        if change.previous_band == CHURNED and change.as_of > churn.as_of:
+            churn.reactivated_at = now
+            log.info("alert.account_reactivated", account_id=change.account_id, band=change.band)
+            return False
+        log.info("alert.churned_account_ignored", account_id=change.account_id, band=change.band)
+        return True
 
     # --- risk changes -----------------------------------------------------------------------
     def on_risk(self, session: Session, change: RiskChange, now: datetime) -> None:
         if repository.seen_before(session, change.account_id, change.as_of, change.score):
             return  # redelivered: everything it caused is already in the tables
         repository.record_score(session, change.account_id, change.as_of, change.score)
+        if change.band == CHURNED:
+            self.on_churn(session, change, now)
+            return
+        if self._churn_blocks(session, change, now):
+            return
         active = repository.active_alerts(session, change.account_id)
         for alert in active:
             alert.risk, alert.score, alert.band, alert.updated_at = (

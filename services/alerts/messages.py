@@ -52,6 +52,8 @@ def trigger_words(trigger: str) -> str:
 
 
 def headline(ctx: MessageContext) -> str:
+    if ctx.band == "churned":
+        return f"Churned: {ctx.account_name} left; its churn-risk alert is closed"
     return f"{KIND_WORDS[ctx.kind]}: {ctx.account_name} is {ctx.band.upper()} ({ctx.score * 100:.0f}/100)"
 
 

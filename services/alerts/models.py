@@ -159,3 +159,16 @@ class DeliveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     outcome: Mapped[str] = mapped_column(String(16))  # sent|retry|failed|uncertain
     detail: Mapped[str] = mapped_column(Text)
+
+
+class ChurnedAccount(Base):
+    """An account that churned (a risk.changed with band `churned`): its alerts were resolved with
+    one churn notice and no alert opens for it again, unless signals reactivates it (a change out of
+    band churned, newer than `as_of`; docs/alerts.md, "Churned accounts")."""
+
+    __tablename__ = "alert_churned_accounts"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())  # of the churn risk change
+    churned_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when alerts processed it
+    reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

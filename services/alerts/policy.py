@@ -18,7 +18,8 @@ from shared.errors import ConfigError
 Severity = Literal["info", "warning", "critical"]
 Role = Literal["owner", "manager", "executive_sponsor"]
 Channel = Literal["slack", "email"]
-BAND_RANK = {"green": 0, "amber": 1, "red": 2}
+# churned ranks as green: an account reactivated after a churn enters amber/red as from green.
+BAND_RANK = {"green": 0, "amber": 1, "red": 2, "churned": 0}
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 KNOWN_FEATURES = CONTRACT_FEATURES
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -13,6 +13,7 @@ from services.alerts.models import (
     Alert,
     AlertAccount,
     AlertTransition,
+    ChurnedAccount,
     Delivery,
     DeliveryAttempt,
     RiskScore,
@@ -55,6 +56,21 @@ def scores_between(session: Session, account_id: str, start: datetime, end: date
         RiskScore.account_id == account_id, RiskScore.as_of >= start, RiskScore.as_of < end
     )
     return list(session.scalars(query))
+
+
+def churn_of(session: Session, account_id: str) -> ChurnedAccount | None:
+    """The account's churn record, locked (PostgreSQL) for the rest of the batch."""
+    query = select(ChurnedAccount).where(ChurnedAccount.account_id == account_id).with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def mark_churned(session: Session, account_id: str, as_of: datetime, now: datetime) -> None:
+    row = churn_of(session, account_id)
+    if row is None:
+        session.add(ChurnedAccount(account_id=account_id, as_of=as_of, churned_at=now))
+    elif row.reactivated_at is not None or as_of > row.as_of:  # churned again after a win-back
+        row.as_of, row.churned_at, row.reactivated_at = as_of, now, None
+    session.flush()
 
 
 def active_alerts(session: Session, account_id: str) -> list[Alert]:

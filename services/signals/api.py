@@ -15,7 +15,7 @@ from services.signals.config import SignalsSettings
 from services.signals.models import Account, RiskHistory, RiskScore
 from services.signals.outbox import account_message
 from services.signals.registry import parse_csv, record_from_body, record_json
-from services.signals.schemas import FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
+from services.signals.schemas import Band, FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
 from shared.contracts import AccountRecord
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
@@ -212,13 +212,20 @@ def get_portfolio(
     _auth: ReadAuth,
     session: SessionDep,
     owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name")] = None,
-    band: Annotated[Literal["green", "amber", "red"] | None, Query()] = None,
+    band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
     tier: Annotated[str | None, Query(max_length=50)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
+    include: Annotated[
+        Literal["churned"] | None,
+        Query(description="churned: also list accounts that churned (band churned); left out by default"),
+    ] = None,
 ) -> dict[str, Any]:
-    """Scored accounts by revenue at risk (ARR x probability), largest first, paginated."""
-    rows, total = repository.portfolio(session, owner, band, tier, limit, offset)
+    """Scored live accounts by revenue at risk (ARR x probability), largest first, paginated.
+    Accounts that churned leave the portfolio unless `include=churned` is given."""
+    rows, total = repository.portfolio(
+        session, owner, band, tier, limit, offset, include_churned=include == "churned"
+    )
     items = [
         {
             **{k: v for k, v in risk_view(r).items() if k not in ("changes", "drivers")},

@@ -13,10 +13,10 @@ from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
 from services.signals.drivers import describe_changes, top_drivers
 from services.signals.features import HISTORY_DAYS, AccountInfo, compute_features
-from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
 from services.signals.scoring import band_for, should_publish
-from shared.contracts import Driver
+from shared.contracts import CHURNED, Driver
 
 
 @dataclass
@@ -62,22 +62,71 @@ class RiskEngine:
     def rescore(
         self, session: Session, account_ids: list[str], now: datetime, trigger: str
     ) -> list[RiskHistory]:
-        """Score each account as of `now`; return the new history rows to publish."""
+        """Score each account as of `now`; return the new history rows to publish. A churned
+        account (its latest outcome is `account.churned`) is not scored: it moves to band churned."""
         accounts = repository.accounts_by_id(session, account_ids, lock=True)
         risks = repository.risk_for(session, account_ids, lock=True)
+        churns = churned_accounts(repository.latest_outcomes(session, account_ids))
         to_publish = []
         ordered = sorted(set(account_ids))
-        computed = self.features_of(session, ordered, accounts, now)
+        live = [a for a in ordered if a not in churns]
+        computed = self.features_of(session, live, accounts, now)
         for account_id in ordered:
-            result = self.assess(*computed[account_id])
-            row = self._store(
-                session, account_id, accounts.get(account_id), risks.get(account_id), result, now
-            )
+            account, risk = accounts.get(account_id), risks.get(account_id)
+            if account_id in churns:
+                row = self._churned(session, account_id, account, risk, churns[account_id], now)
+            else:
+                row = self._store(session, account_id, account, risk, self.assess(*computed[account_id]), now)
             if row is not None and row.publish:
                 to_publish.append(row)
-        metrics.SCORES.labels(trigger).inc(len(set(account_ids)))
+        metrics.SCORES.labels(trigger).inc(len(live))
         session.flush()
         return to_publish
+
+    def _churned(
+        self,
+        session: Session,
+        account_id: str,
+        account: Account | None,
+        risk: RiskScore | None,
+        churn: SignalEvent,
+        now: datetime,
+    ) -> RiskHistory | None:
+        """Band churned, once: one published history row; later calls only refresh the copied
+        registry fields (the sweep brings a churned account here only after a registry change)."""
+        if risk is not None and risk.band == CHURNED:
+            _copy_account(risk, account_id, account, 0.0)
+            return None
+        previous = risk
+        if risk is None:
+            risk = RiskScore(account_id=account_id, published_score=None, published_band=None, changes="[]")
+            session.add(risk)
+        reason = json.loads(churn.payload).get("data", {}).get("reason")
+        said = f"account churned on {churn.event_time.date().isoformat()}" + (f": {reason}" if reason else "")
+        features = previous.features if previous is not None else "{}"
+        history = RiskHistory(
+            account_id=account_id,
+            score=1.0,
+            band=CHURNED,
+            previous_score=previous.score if previous else None,
+            previous_band=previous.band if previous else None,
+            model_version=self.model_version,
+            as_of=now,
+            scored_at=now,
+            drivers="[]",
+            changes=json.dumps([said]),
+            features=features,
+            publish=True,
+            published_at=None,
+        )
+        session.add(history)
+        metrics.RISK_CHANGES.labels(CHURNED).inc()
+        risk.published_score, risk.published_band = 1.0, CHURNED
+        risk.score, risk.band, risk.model_version = 1.0, CHURNED, self.model_version
+        risk.as_of, risk.scored_at = now, now
+        risk.drivers, risk.changes, risk.features = "[]", history.changes, features
+        _copy_account(risk, account_id, account, 0.0)
+        return history
 
     def _store(
         self,
@@ -149,15 +198,26 @@ class RiskEngine:
         risk.features = json.dumps(result.features, sort_keys=True)
         if risk.changes is None:
             risk.changes = "[]"
-        live = account is not None and not account.deleted
-        risk.account_version = account.version if account is not None else 0
-        risk.name = account.name if live and account else account_id
-        risk.arr = float(account.arr) if live and account else 0.0
-        risk.currency = account.currency if live and account else "USD"
-        risk.tier = account.tier if live and account else "unregistered"
-        risk.owner_email = account.owner_email if live and account else None
-        risk.owner_name = account.owner_name if live and account else None
-        risk.revenue_at_risk = round(risk.arr * result.score, 2)
+        _copy_account(risk, account_id, account, result.score)
+
+
+def _copy_account(risk: RiskScore, account_id: str, account: Account | None, score: float) -> None:
+    """The registry fields the portfolio shows, and revenue at risk (ARR x score; 0 once churned)."""
+    live = account is not None and not account.deleted
+    risk.account_version = account.version if account is not None else 0
+    risk.name = account.name if live and account else account_id
+    risk.arr = float(account.arr) if live and account else 0.0
+    risk.currency = account.currency if live and account else "USD"
+    risk.tier = account.tier if live and account else "unregistered"
+    risk.owner_email = account.owner_email if live and account else None
+    risk.owner_name = account.owner_name if live and account else None
+    risk.revenue_at_risk = round(risk.arr * score, 2)
+
+
+def churned_accounts(outcomes: dict[str, SignalEvent]) -> dict[str, SignalEvent]:
+    """The accounts whose latest outcome is a churn (an `account.renewed` dated after the churn
+    reactivates the account: docs/alerts.md, "Churned accounts")."""
+    return {a: e for a, e in outcomes.items() if e.type == "account.churned"}
 
 
 def _new_driver(previous: dict[str, Any] | None, drivers: list[Driver]) -> bool:

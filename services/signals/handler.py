@@ -6,7 +6,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,8 +17,10 @@ from services.signals.events import Signal, event_row, parse_signal
 from services.signals.models import SignalBucket, SignalEntity
 from services.signals.modelstore import ModelHolder
 from services.signals.outbox import account_message, risk_messages
+from services.signals.outcomes import apply_renewals
 from services.signals.state import AccountState, EntityRow, merge_counts, merge_entity
 from shared.clock import Clock
+from shared.contracts import RiskBand
 from shared.db import transaction
 from shared.errors import EventInvalid
 from shared.kafka import OutMessage, Processor, dead_letter_message
@@ -98,10 +100,12 @@ class SignalsProcessor(Processor[SignalsSettings]):
             inserted = repository.insert_new_events(session, [event_row(s, now) for s in signals])
             fresh = [s for s in signals if (s.source, s.event_id) in inserted]
             apply_signals(session, fresh)
+            renewed = apply_renewals(session, fresh, now)
             touched = sorted({s.account_id for s in fresh})
             self.engine.rescore(session, touched, now, "event")
             pending = repository.unpublished_history(session, account_ids=touched) if touched else []
             out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
+            out += [account_message(self.topics.accounts, a) for a in renewed]
         for signal in signals:
             outcomes[
                 (signal.type, "applied" if (signal.source, signal.event_id) in inserted else "duplicate")
@@ -175,7 +179,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
     def _gauges(session: Session) -> None:
         metrics.ACCOUNTS_BY_BAND.clear()
         metrics.ARR_AT_RISK.clear()
-        for band in ("green", "amber", "red"):
+        for band in get_args(RiskBand):
             metrics.ACCOUNTS_BY_BAND.labels(band).set(0)
         for band, currency, count, at_risk in repository.band_totals(session):
             metrics.ACCOUNTS_BY_BAND.labels(band).inc(count)

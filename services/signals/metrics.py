@@ -17,13 +17,21 @@ SCORES = Counter(
 RISK_CHANGES = Counter(
     "kamwatch_signals_risk_changes_total", "risk.changed messages decided, by new band", ["band"]
 )
-ACCOUNTS_BY_BAND = Gauge("kamwatch_signals_accounts_by_band", "Scored accounts per risk band", ["band"])
+ACCOUNTS_BY_BAND = Gauge(
+    "kamwatch_signals_accounts_by_band",
+    "Scored accounts per risk band (churned: accounts that left)",
+    ["band"],
+)
 ARR_AT_RISK = Gauge(
     "kamwatch_signals_arr_at_risk",
     "Revenue at risk (sum of ARR x churn probability) per band and currency",
     ["band", "currency"],
 )
 MODEL_INFO = Gauge("kamwatch_signals_model_info", "The risk model in use (value 1)", ["version"])
+RENEWALS = Counter(
+    "kamwatch_signals_renewals_total",
+    "account.renewed events that moved a registry renewal date forward by the term",
+)
 ACCOUNTS_PUBLISHED = Counter(
     "kamwatch_signals_accounts_published_total", "account.upserted messages acknowledged by the broker"
 )

@@ -26,6 +26,7 @@ class Account(Base):
     tier: Mapped[str] = mapped_column(String(50))
     segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
     renewal_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    term_months: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None = 12 (yearly)
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)

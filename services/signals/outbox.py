@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from services.signals import repository
 from services.signals.models import Account, RiskHistory, RiskScore
-from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, Driver, RiskChange, contract_event
+from shared.contracts import ACCOUNT_UPSERTED, CHURNED, RISK_CHANGED, Driver, RiskChange, contract_event
 from shared.events import parse_rfc3339
 from shared.kafka import OutMessage
 
@@ -62,7 +62,7 @@ def risk_message(
     extra: dict[str, Any] = {}
     if current is not None:
         extra = {"name": current.name, "tier": current.tier, "arr": current.arr, "currency": current.currency}
-        extra["revenue_at_risk"] = round(current.arr * row.score, 2)
+        extra["revenue_at_risk"] = 0.0 if row.band == CHURNED else round(current.arr * row.score, 2)
     change = RiskChange(
         account_id=row.account_id,
         score=row.score,

@@ -10,21 +10,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import AccountRecord
+from shared.contracts import BILLING_PERIODS, AccountRecord
 from shared.errors import Problem, ValidationFailed, problems_from, summary
 
 PEOPLE = ("owner", "manager", "sponsor")
 PERSON_FIELD = {"owner": "owner", "manager": "manager", "sponsor": "executive_sponsor"}
+PLAIN_COLUMNS = ("id", "name", "arr", "currency", "tier", "segment", "renewal_date", "term_months")
 CSV_COLUMNS = (
-    "id",
-    "name",
-    "arr",
-    "currency",
-    "tier",
-    "segment",
-    "renewal_date",
+    *PLAIN_COLUMNS[:7],
     *(f"{p}_{f}" for p in PEOPLE for f in ("name", "email", "slack_webhook")),
     "external_ids",
+    "term_months",
+    "billing_period",
 )
 
 
@@ -39,11 +36,39 @@ def record_from_body(account_id: str, body: dict[str, Any], now: datetime) -> Ac
             f"body id {body['id']!r} differs from the path id {account_id!r}",
             problems=[Problem("id", f"must equal the path id {account_id!r} or be left out")],
         )
+    body, problems = with_term_from_billing_period(body)
     try:
-        return AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
+        record = AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
     except ValidationError as exc:
-        problems = problems_from(exc.errors(include_url=False), empty="body")
-        raise ValidationFailed("invalid account: " + summary(problems), problems=problems) from None
+        problems += problems_from(exc.errors(include_url=False), empty="body")
+    if problems:
+        raise ValidationFailed("invalid account: " + summary(problems), problems=problems)
+    return record
+
+
+def with_term_from_billing_period(body: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """`billing_period` (monthly | quarterly | annual) is another way to write `term_months`; the
+    stored record keeps only term_months. Both given: they must agree."""
+    if "billing_period" not in body:
+        return body, []
+    body = dict(body)
+    period = body.pop("billing_period")
+    if period is None or period == "":
+        return body, []
+    months = BILLING_PERIODS.get(str(period).strip().lower()) if isinstance(period, str) else None
+    if months is None:
+        known = ", ".join(BILLING_PERIODS)
+        return body, [Problem("billing_period", f"must be one of {known} (or give term_months in months)")]
+    given = body.get("term_months")
+    if given not in (None, "") and str(given).strip() != str(months):
+        return body, [
+            Problem(
+                "billing_period",
+                f"{period!r} means term_months {months}, but term_months is {given!r}; give one of them",
+            )
+        ]
+    body["term_months"] = months
+    return body, []
 
 
 def record_json(record: AccountRecord) -> str:
@@ -83,12 +108,14 @@ def parse_csv(text: str, now: datetime) -> tuple[list[AccountRecord], list[dict[
 
 
 def _record_from_row(values: dict[str, str], now: datetime) -> tuple[AccountRecord | None, list[Problem]]:
-    body: dict[str, Any] = {k: v for k, v in values.items() if k in CSV_COLUMNS[:7] and v != ""}
+    body: dict[str, Any] = {k: v for k, v in values.items() if k in PLAIN_COLUMNS and v != ""}
+    if values.get("billing_period"):
+        body["billing_period"] = values["billing_period"]
     for person in PEOPLE:
         fields = {f: values.get(f"{person}_{f}", "") for f in ("name", "email", "slack_webhook")}
         if any(fields.values()):
             body[PERSON_FIELD[person]] = {k: v for k, v in fields.items() if v}
-    problems: list[Problem] = []
+    body, problems = with_term_from_billing_period(body)
     try:
         body["external_ids"] = parse_external_ids(values.get("external_ids", ""))
     except ValueError as exc:

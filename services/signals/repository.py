@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from services.signals.models import Account, RiskHistory, RiskScore, SignalBucket, SignalEntity, SignalEvent
 from services.signals.state import Counts, EntityRow
-from shared.contracts import AccountRecord
+from shared.contracts import CHURNED, AccountRecord
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -57,6 +57,7 @@ def save_account(session: Session, record: AccountRecord, record_text: str) -> t
     owner = record.owner
     row.name, row.arr, row.currency, row.tier = record.name, float(record.arr), record.currency, record.tier
     row.segment, row.renewal_date, row.deleted = record.segment, record.renewal_date, record.deleted
+    row.term_months = record.term_months
     row.owner_email = owner.email if owner else None
     row.owner_name = owner.name if owner else None
     row.record = record_text
@@ -117,6 +118,29 @@ def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEven
             return
         yield rows
         last = rows[-1].id
+
+
+OUTCOME_TYPES = ("account.churned", "account.renewed")
+
+
+def latest_outcomes(session: Session, account_ids: Iterable[str]) -> dict[str, SignalEvent]:
+    """Per account, its latest `account.churned` / `account.renewed` event by (event time, source,
+    id): the account is churned while the latest one is a churn (order-independent, so a late or
+    redelivered event cannot flip it)."""
+    found: dict[str, SignalEvent] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(SignalEvent).where(
+            SignalEvent.account_id.in_(chunk), SignalEvent.type.in_(OUTCOME_TYPES)
+        )
+        for row in session.scalars(query):
+            best = found.get(row.account_id)
+            if best is None or (row.event_time, row.source, row.event_id) > (
+                best.event_time,
+                best.source,
+                best.event_id,
+            ):
+                found[row.account_id] = row
+    return found
 
 
 def count_events(session: Session) -> int:
@@ -240,14 +264,17 @@ def account_history(
 
 def due_for_sweep(session: Session, day_start: datetime, model_version: str, limit: int) -> list[str]:
     """Accounts whose windows moved (scored before today), scored by another model, whose
-    registry record changed, or registered but never scored."""
+    registry record changed, or registered but never scored. A churned account is never re-scored:
+    only a registry change brings it here (to refresh the copied name, ARR and owner)."""
     stale = (
         select(RiskScore.account_id)
         .outerjoin(Account, Account.id == RiskScore.account_id)
         .where(
             or_(
-                RiskScore.as_of < day_start,
-                RiskScore.model_version != model_version,
+                and_(
+                    RiskScore.band != CHURNED,
+                    or_(RiskScore.as_of < day_start, RiskScore.model_version != model_version),
+                ),
                 and_(Account.id.is_not(None), Account.version != RiskScore.account_version),
             )
         )
@@ -266,8 +293,13 @@ def due_for_sweep(session: Session, day_start: datetime, model_version: str, lim
     return ids
 
 
-def portfolio_query(owner: str | None, band: str | None, tier: str | None) -> Select[Any]:
+def portfolio_query(
+    owner: str | None, band: str | None, tier: str | None, include_churned: bool = False
+) -> Select[Any]:
+    """Live accounts; churned ones only with `include_churned` or when asked for by band."""
     query = select(RiskScore)
+    if not include_churned and band != CHURNED:
+        query = query.where(RiskScore.band != CHURNED)
     if owner:
         query = query.where(or_(RiskScore.owner_email == owner, RiskScore.owner_name == owner))
     if band:
@@ -278,9 +310,15 @@ def portfolio_query(owner: str | None, band: str | None, tier: str | None) -> Se
 
 
 def portfolio(
-    session: Session, owner: str | None, band: str | None, tier: str | None, limit: int, offset: int
+    session: Session,
+    owner: str | None,
+    band: str | None,
+    tier: str | None,
+    limit: int,
+    offset: int,
+    include_churned: bool = False,
 ) -> tuple[list[RiskScore], int]:
-    query = portfolio_query(owner, band, tier)
+    query = portfolio_query(owner, band, tier, include_churned)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
     page = query.order_by(RiskScore.revenue_at_risk.desc(), RiskScore.account_id).limit(limit).offset(offset)
     return list(session.scalars(page)), total

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 
-from shared.contracts import Driver
+from shared.contracts import Driver, RiskBand
 
-Band = Literal["green", "amber", "red"]
+Band = RiskBand  # green | amber | red | churned (the account left; no longer scored)
 
 
 class RiskOut(BaseModel):
