@@ -199,3 +199,26 @@ def test_next_renewal_rules() -> None:
     assert next_renewal(date(2026, 5, 1), date(2026, 11, 20), 12) == date(2027, 5, 1)  # late: from the date
     assert next_renewal(date(2027, 11, 20), date(2026, 11, 20), 12) is None  # already moved
     assert next_renewal(date(2027, 2, 1), date(2026, 11, 20), 1) is None
+
+
+def test_term_months_through_put_get_and_the_csv_import_with_billing_period_as_another_spelling(
+    api: TestClient, auth: dict[str, str]
+) -> None:
+    assert _register(api, auth, "monthly", billing_period="monthly")["term_months"] == 1
+    assert _register(api, auth, "plain")["term_months"] is None  # absent: 12 months (documented)
+    assert api.get("/v1/accounts/monthly", headers=auth).json()["term_months"] == 1
+    bad = {"name": "X", "arr": "1", "term_months": 0, "billing_period": "weekly"}
+    response = api.put("/v1/accounts/bad", json=bad, headers=auth)
+    assert response.status_code == 422
+    fields = {p["field"]: p["message"] for p in response.json()["problems"]}
+    assert "monthly, quarterly, annual" in fields["billing_period"] and "term_months" in fields
+    clash = {"name": "X", "arr": "1", "term_months": 6, "billing_period": "annual"}
+    assert "give one of them" in api.put("/v1/accounts/bad", json=clash, headers=auth).text
+
+    csv = "id,name,arr,term_months,billing_period\nq,Q,1,,quarterly\nt,T,1,24,\nx,X,1,121,\n"
+    checked = api.post("/v1/accounts:import?dry_run=true", content=csv, headers=auth).json()
+    assert [(p["row"], p["field"]) for p in checked["problems"]] == [(4, "term_months")]
+    imported = api.post("/v1/accounts:import", content=csv.replace("121", "120"), headers=auth)
+    assert imported.status_code == 200, imported.text
+    terms = {a: api.get(f"/v1/accounts/{a}", headers=auth).json()["term_months"] for a in "qtx"}
+    assert terms == {"q": 3, "t": 24, "x": 120}

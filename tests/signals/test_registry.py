@@ -33,7 +33,7 @@ ACME = {
     "external_ids": {"stripe": "cus_1", "zendesk": "123"},
 }
 # The documented columns, in order: id,name,arr,currency,tier,segment,renewal_date,
-# owner_{name,email,slack_webhook},manager_{...},sponsor_{...},external_ids
+# owner_{name,email,slack_webhook},manager_{...},sponsor_{...},external_ids,term_months,billing_period
 CSV = (
     ",".join(CSV_COLUMNS)
     + """
