@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
+OUTCOME_FILTER = "type IN ('account.churned', 'account.renewed')"
 
 
 class Account(Base):
@@ -44,6 +45,14 @@ class SignalEvent(Base):
     __table_args__ = (
         UniqueConstraint("source", "event_id"),
         Index("ix_signal_events_account_time", "account_id", "event_time"),
+        # A small partial index: the outcomes of an account (is it churned?) without reading its
+        # usage history. Queries must repeat OUTCOME_FILTER literally for the planners to use it.
+        Index(
+            "ix_signal_events_outcomes",
+            "account_id",
+            sqlite_where=text(OUTCOME_FILTER),
+            postgresql_where=text(OUTCOME_FILTER),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

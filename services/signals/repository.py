@@ -7,11 +7,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import Select, and_, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.signals.models import Account, RiskHistory, RiskScore, SignalBucket, SignalEntity, SignalEvent
+from services.signals.models import (
+    OUTCOME_FILTER,
+    Account,
+    RiskHistory,
+    RiskScore,
+    SignalBucket,
+    SignalEntity,
+    SignalEvent,
+)
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
 
@@ -120,18 +128,13 @@ def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEven
         last = rows[-1].id
 
 
-OUTCOME_TYPES = ("account.churned", "account.renewed")
-
-
 def latest_outcomes(session: Session, account_ids: Iterable[str]) -> dict[str, SignalEvent]:
     """Per account, its latest `account.churned` / `account.renewed` event by (event time, source,
     id): the account is churned while the latest one is a churn (order-independent, so a late or
     redelivered event cannot flip it)."""
     found: dict[str, SignalEvent] = {}
     for chunk in _chunks(sorted(set(account_ids))):
-        query = select(SignalEvent).where(
-            SignalEvent.account_id.in_(chunk), SignalEvent.type.in_(OUTCOME_TYPES)
-        )
+        query = select(SignalEvent).where(SignalEvent.account_id.in_(chunk), text(OUTCOME_FILTER))
         for row in session.scalars(query):
             best = found.get(row.account_id)
             if best is None or (row.event_time, row.source, row.event_id) > (
