@@ -62,7 +62,7 @@ def account_values(record: AccountRecord, now: datetime) -> dict[str, Any]:
         "currency": record.currency,
         "tier": record.tier,
         "segment": record.segment,
-        "people": json.dumps(people),
+        "people": people,
         "deleted": record.deleted,
         "updated_at": now,
     }
@@ -147,7 +147,7 @@ class Lifecycle:
         notified = [d for d in notified if (d.channel, d.recipient) not in skip]
         if account is None or not notified:
             return set()
-        people = json.loads(account.people)
+        people = account.people
         found = [
             Recipient(
                 d.channel, d.recipient, d.recipient_name, d.role, (people.get(d.role) or {}).get("timezone")
@@ -265,7 +265,7 @@ class Lifecycle:
 
     def _open(self, session: Session, change: RiskChange, kept: list[Fired], now: datetime) -> Alert:
         account = repository.get_account(session, change.account_id)
-        owner = json.loads(account.people).get("owner") if account else None
+        owner = account.people.get("owner") if account else None
         alert = Alert(
             account_id=change.account_id,
             triggers=_dump_triggers(kept),
@@ -329,7 +329,7 @@ class Lifecycle:
             return
         plan = self.policy.plan(alert.escalation)
         kind, level = due_step(plan, Position(alert.level, alert.level_since, alert.last_notified_at), now)
-        people = json.loads(account.people)
+        people = account.people
         if alert.owner_email is None and people.get("owner"):  # opened before the registry arrived
             alert.owner_email, alert.owner_name = people["owner"].get("email"), people["owner"].get("name")
         found = recipients(

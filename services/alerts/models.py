@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Enum,
@@ -49,7 +51,7 @@ class AlertAccount(Base):
     currency: Mapped[str] = mapped_column(String(3))
     tier: Mapped[str] = mapped_column(String(50))
     segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    people: Mapped[str] = mapped_column(Text)  # JSON {owner, manager, executive_sponsor: Person}
+    people: Mapped[dict[str, Any]] = mapped_column(JSON)  # {owner, manager, executive_sponsor: Person}
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

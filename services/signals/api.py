@@ -12,10 +12,19 @@ from sqlalchemy.orm import Session
 
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
-from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.models import Account, RiskScore
 from services.signals.outbox import account_message
 from services.signals.registry import parse_csv, record_from_body, record_json
-from services.signals.schemas import Band, FeaturesOut, HistoryOut, ImportOut, PortfolioOut, RiskOut
+from services.signals.schemas import (
+    Band,
+    FeaturesOut,
+    HistoryItem,
+    HistoryOut,
+    ImportOut,
+    PortfolioItem,
+    PortfolioOut,
+    RiskOut,
+)
 from shared.contracts import AccountRecord
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
@@ -141,28 +150,10 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
 
 
 @router.get("/accounts/{account_id}/risk", tags=["risk"], response_model=RiskOut)
-def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
+def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth) -> RiskOut:
     """Score (probability of churn within the horizon), band, drivers, changes, model, as-of.
     Scope risk:read. The hot path: key check and score lookup share one transaction."""
-    return risk_view(_risk_or_404(session, account_id))
-
-
-def risk_view(risk: RiskScore) -> dict[str, Any]:
-    return {
-        "account_id": risk.account_id,
-        "name": risk.name,
-        "score": risk.score,
-        "band": risk.band,
-        "drivers": json.loads(risk.drivers),
-        "changes": json.loads(risk.changes),
-        "model_version": risk.model_version,
-        "as_of": risk.as_of.isoformat(),
-        "scored_at": risk.scored_at.isoformat(),
-        "arr": risk.arr,
-        "currency": risk.currency,
-        "tier": risk.tier,
-        "revenue_at_risk": risk.revenue_at_risk,
-    }
+    return RiskOut.model_validate(_risk_or_404(session, account_id))
 
 
 @router.get("/accounts/{account_id}/risk/history", tags=["risk"], response_model=HistoryOut)
@@ -174,37 +165,21 @@ def get_risk_history(
     before_id: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="cursor: next_before_id of the previous page")
     ] = None,
-) -> dict[str, Any]:
+) -> HistoryOut:
     """Every score change, newest first."""
     _risk_or_404(session, account_id)
     rows = repository.account_history(session, account_id, limit, before_id)
-    return {
-        "account_id": account_id,
-        "items": [_history_view(r) for r in rows],
-        "next_before_id": rows[-1].id if len(rows) == limit else None,
-    }
-
-
-def _history_view(row: RiskHistory) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "score": row.score,
-        "band": row.band,
-        "previous_score": row.previous_score,
-        "previous_band": row.previous_band,
-        "drivers": json.loads(row.drivers),
-        "changes": json.loads(row.changes),
-        "model_version": row.model_version,
-        "as_of": row.as_of.isoformat(),
-        "published": row.published_at is not None,
-    }
+    return HistoryOut(
+        account_id=account_id,
+        items=[HistoryItem.model_validate(row) for row in rows],
+        next_before_id=rows[-1].id if len(rows) == limit else None,
+    )
 
 
 @router.get("/accounts/{account_id}/features", tags=["risk"], response_model=FeaturesOut)
-def get_features(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
+def get_features(account_id: str, session: SessionDep, _auth: ReadAuth) -> FeaturesOut:
     """The features behind the current score (catalog: docs/features.md)."""
-    risk = _risk_or_404(session, account_id)
-    return {"account_id": account_id, "as_of": risk.as_of.isoformat(), "features": json.loads(risk.features)}
+    return FeaturesOut.model_validate(_risk_or_404(session, account_id))
 
 
 @router.get("/portfolio", tags=["risk"], response_model=PortfolioOut)
@@ -220,19 +195,12 @@ def get_portfolio(
         Literal["churned"] | None,
         Query(description="churned: also list accounts that churned (band churned); left out by default"),
     ] = None,
-) -> dict[str, Any]:
+) -> PortfolioOut:
     """Scored live accounts by revenue at risk (ARR x probability), largest first, paginated.
     Accounts that churned leave the portfolio unless `include=churned` is given."""
     rows, total = repository.portfolio(
         session, owner, band, tier, limit, offset, include_churned=include == "churned"
     )
-    items = [
-        {
-            **{k: v for k, v in risk_view(r).items() if k not in ("changes", "drivers")},
-            "owner": r.owner_name or r.owner_email,
-            "top_drivers": [d["text"] for d in json.loads(r.drivers)[:3]],
-        }
-        for r in rows
-    ]
+    items = [PortfolioItem.model_validate(row) for row in rows]
     next_offset = offset + len(rows) if offset + len(rows) < total else None
-    return {"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": next_offset}
+    return PortfolioOut(items=items, total=total, limit=limit, offset=offset, next_offset=next_offset)

@@ -99,11 +99,11 @@ class RiskEngine:
             return None
         previous = risk
         if risk is None:
-            risk = RiskScore(account_id=account_id, published_score=None, published_band=None, changes="[]")
+            risk = RiskScore(account_id=account_id, published_score=None, published_band=None, changes=[])
             session.add(risk)
         reason = json.loads(churn.payload).get("data", {}).get("reason")
         said = f"account churned on {churn.event_time.date().isoformat()}" + (f": {reason}" if reason else "")
-        features = previous.features if previous is not None else "{}"
+        features = dict(previous.features) if previous is not None else {}
         history = RiskHistory(
             account_id=account_id,
             score=1.0,
@@ -113,8 +113,8 @@ class RiskEngine:
             model_version=self.model_version,
             as_of=now,
             scored_at=now,
-            drivers="[]",
-            changes=json.dumps([said]),
+            drivers=[],
+            changes=[said],
             features=features,
             publish=True,
             published_at=None,
@@ -124,7 +124,7 @@ class RiskEngine:
         risk.published_score, risk.published_band = 1.0, CHURNED
         risk.score, risk.band, risk.model_version = 1.0, CHURNED, self.model_version
         risk.as_of, risk.scored_at = now, now
-        risk.drivers, risk.changes, risk.features = "[]", history.changes, features
+        risk.drivers, risk.changes, risk.features = [], list(history.changes), dict(features)
         _copy_account(risk, account_id, account, 0.0)
         return history
 
@@ -150,7 +150,7 @@ class RiskEngine:
             previous = {
                 "score": risk.score,
                 "band": risk.band,
-                "drivers": json.loads(risk.drivers),
+                "drivers": risk.drivers,
                 "model_version": risk.model_version,
             }
         history = self._history(risk, previous, result, now) if changed else None
@@ -182,9 +182,9 @@ class RiskEngine:
             model_version=self.model_version,
             as_of=now,
             scored_at=now,
-            drivers=json.dumps([d.model_dump() for d in result.drivers]),
-            changes=json.dumps(changes),
-            features=json.dumps(result.features, sort_keys=True),
+            drivers=[d.model_dump() for d in result.drivers],
+            changes=changes,
+            features=result.features,
             publish=publish,
             published_at=None,
         )
@@ -194,10 +194,10 @@ class RiskEngine:
     ) -> None:
         risk.score, risk.band, risk.model_version = result.score, result.band, self.model_version
         risk.as_of, risk.scored_at = now, now
-        risk.drivers = json.dumps([d.model_dump() for d in result.drivers])
-        risk.features = json.dumps(result.features, sort_keys=True)
+        risk.drivers = [d.model_dump() for d in result.drivers]
+        risk.features = dict(result.features)
         if risk.changes is None:
-            risk.changes = "[]"
+            risk.changes = []
         _copy_account(risk, account_id, account, result.score)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -43,9 +42,9 @@ def apply_signals(session: Session, signals: list[Signal]) -> None:
         for day, delta in state.buckets.items():
             row = stored_buckets.get((account_id, day))
             if row is None:
-                session.add(SignalBucket(account_id=account_id, day=day, counts=_dump(delta)))
+                session.add(SignalBucket(account_id=account_id, day=day, counts=dict(delta)))
             else:
-                row.counts = _dump(merge_counts(json.loads(row.counts), delta))
+                row.counts = merge_counts(row.counts, delta)
         for (kind, ident), entity in state.entities.items():
             _write_entity(session, account_id, stored_entities.get((account_id, kind, ident)), entity)
 
@@ -56,11 +55,7 @@ def _write_entity(session: Session, account_id: str, row: SignalEntity | None, e
         row = SignalEntity(account_id=account_id, kind=entity.kind, entity_id=entity.entity_id)
         session.add(row)
     row.event_time, row.event_key = merged.event_time, merged.event_key
-    row.state, row.active = _dump(merged.state), merged.active
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    row.state, row.active = dict(merged.state), merged.active
 
 
 def _arrival_ms(record: Any) -> int | None:

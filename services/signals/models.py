@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base, UTCDateTime
@@ -66,13 +79,13 @@ class SignalEvent(Base):
 
 
 class SignalBucket(Base):
-    """Counters of one account for one event-time day (JSON object, sorted keys)."""
+    """Counters of one account for one event-time day."""
 
     __tablename__ = "signal_buckets"
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    counts: Mapped[str] = mapped_column(Text)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON)
 
 
 class SignalEntity(Base):
@@ -86,7 +99,7 @@ class SignalEntity(Base):
     entity_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_time: Mapped[datetime] = mapped_column(UTCDateTime())
     event_key: Mapped[str] = mapped_column(String(720))
-    state: Mapped[str] = mapped_column(Text)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)  # money as decimal strings: exact
     active: Mapped[bool] = mapped_column(Boolean)
 
 
@@ -108,9 +121,9 @@ class RiskScore(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    drivers: Mapped[str] = mapped_column(Text)
-    changes: Mapped[str] = mapped_column(Text)
-    features: Mapped[str] = mapped_column(Text)
+    drivers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # shared.contracts.Driver
+    changes: Mapped[list[str]] = mapped_column(JSON)
+    features: Mapped[dict[str, float]] = mapped_column(JSON)
     published_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     published_band: Mapped[str | None] = mapped_column(String(8), nullable=True)
     account_version: Mapped[int] = mapped_column(Integer, default=0)
@@ -121,6 +134,15 @@ class RiskScore(Base):
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revenue_at_risk: Mapped[float] = mapped_column(Float)
+
+    @property
+    def owner(self) -> str | None:
+        """The owner as lists show it: the name, else the e-mail address."""
+        return self.owner_name or self.owner_email
+
+    @property
+    def top_drivers(self) -> list[str]:
+        return [driver["text"] for driver in self.drivers[:3]]
 
 
 class RiskHistory(Base):
@@ -141,8 +163,13 @@ class RiskHistory(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     as_of: Mapped[datetime] = mapped_column(UTCDateTime())
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    drivers: Mapped[str] = mapped_column(Text)
-    changes: Mapped[str] = mapped_column(Text)
-    features: Mapped[str] = mapped_column(Text)
+    drivers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # shared.contracts.Driver
+    changes: Mapped[list[str]] = mapped_column(JSON)
+    features: Mapped[dict[str, float]] = mapped_column(JSON)
     publish: Mapped[bool] = mapped_column(Boolean)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def published(self) -> bool:
+        """risk.changed was acknowledged by the broker."""
+        return self.published_at is not None

@@ -69,9 +69,9 @@ def risk_message(
         band=row.band,  # type: ignore[arg-type]
         previous_score=row.previous_score,
         previous_band=row.previous_band,  # type: ignore[arg-type]
-        drivers=[Driver(**d) for d in json.loads(row.drivers)],
-        changes=json.loads(row.changes),
-        features=json.loads(row.features),
+        drivers=[Driver(**d) for d in row.drivers],
+        changes=list(row.changes),
+        features=dict(row.features),
         model_version=row.model_version,
         as_of=row.as_of,
         scored_at=row.scored_at,

@@ -48,13 +48,9 @@ def fold_all(sessions: sessionmaker[Session], progress: bool = True) -> tuple[di
     return dict(states), total
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def state_rows(states: dict[str, AccountState]) -> dict[str, list[dict[str, Any]]]:
     buckets = [
-        {"account_id": a, "day": d, "counts": _dump(c)}
+        {"account_id": a, "day": d, "counts": dict(c)}
         for a, s in states.items()
         for d, c in s.buckets.items()
     ]
@@ -65,7 +61,7 @@ def state_rows(states: dict[str, AccountState]) -> dict[str, list[dict[str, Any]
             "entity_id": e.entity_id,
             "event_time": e.event_time,
             "event_key": e.event_key,
-            "state": _dump(e.state),
+            "state": dict(e.state),
             "active": e.active,
         }
         for a, s in states.items()
@@ -79,8 +75,8 @@ def compare(session: Session, rows: dict[str, list[dict[str, Any]]]) -> list[str
     live = repository.state_snapshot(session)
     differences = []
     for table, wanted in rows.items():
-        replayed = sorted(tuple(r.values()) for r in wanted)
-        stored = live[table]
+        replayed = sorted(_comparable(tuple(r.values())) for r in wanted)
+        stored = sorted(_comparable(row) for row in live[table])
         if replayed != stored:
             missing = len(set(replayed) - set(stored))
             extra = len(set(stored) - set(replayed))
@@ -88,6 +84,11 @@ def compare(session: Session, rows: dict[str, list[dict[str, Any]]]) -> list[str
                 f"{table}: {missing} row(s) differ from the replay, {extra} live row(s) not replayed"
             )
     return differences
+
+
+def _comparable(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row with its JSON values as canonical text, so rows can be sorted and put in sets."""
+    return tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for v in row)
 
 
 def rebuild(

@@ -180,7 +180,7 @@ def buckets_of(session: Session, account_ids: Sequence[str], since: date) -> dic
             SignalBucket.account_id.in_(chunk), SignalBucket.day >= since
         )
         for account_id, day, counts in session.execute(query):
-            found.setdefault(account_id, {})[day] = json.loads(counts)
+            found.setdefault(account_id, {})[day] = dict(counts)
     return found
 
 
@@ -198,9 +198,7 @@ def entities_of(session: Session, account_ids: Sequence[str], since: datetime) -
 
 
 def to_entity(row: SignalEntity) -> EntityRow:
-    return EntityRow(
-        row.kind, row.entity_id, row.event_time, row.event_key, json.loads(row.state), row.active
-    )
+    return EntityRow(row.kind, row.entity_id, row.event_time, row.event_key, dict(row.state), row.active)
 
 
 def clear_state(session: Session) -> None:

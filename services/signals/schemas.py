@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from shared.contracts import Driver, RiskBand
 
 Band = RiskBand  # green | amber | red | churned (the account left; no longer scored)
+# ISO 8601 with the +00:00 offset, as the API has always answered.
+IsoTime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
 
-class RiskOut(BaseModel):
+class FromRow(BaseModel):
+    """An answer read straight from a table row (SQLAlchemy object)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class RiskOut(FromRow):
     account_id: str
     name: str
     score: float = Field(description="probability of churn within the horizon (default 90 days)")
@@ -17,15 +28,15 @@ class RiskOut(BaseModel):
     drivers: list[Driver]
     changes: list[str] = Field(description="what changed since the previous score, in words")
     model_version: str
-    as_of: str
-    scored_at: str
+    as_of: IsoTime
+    scored_at: IsoTime
     arr: float
     currency: str
     tier: str
     revenue_at_risk: float = Field(description="ARR x score")
 
 
-class HistoryItem(BaseModel):
+class HistoryItem(FromRow):
     id: int
     score: float
     band: Band
@@ -34,7 +45,7 @@ class HistoryItem(BaseModel):
     drivers: list[Driver]
     changes: list[str]
     model_version: str
-    as_of: str
+    as_of: IsoTime
     published: bool = Field(description="risk.changed acknowledged by the broker")
 
 
@@ -44,20 +55,20 @@ class HistoryOut(BaseModel):
     next_before_id: int | None = Field(description="pass as before_id for the next page; null at the end")
 
 
-class FeaturesOut(BaseModel):
+class FeaturesOut(FromRow):
     account_id: str
-    as_of: str
+    as_of: IsoTime
     features: dict[str, float] = Field(description="catalog: docs/features.md")
 
 
-class PortfolioItem(BaseModel):
+class PortfolioItem(FromRow):
     account_id: str
     name: str
     score: float
     band: Band
     model_version: str
-    as_of: str
-    scored_at: str
+    as_of: IsoTime
+    scored_at: IsoTime
     arr: float
     currency: str
     tier: str
