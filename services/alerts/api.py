@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -26,6 +25,7 @@ from services.alerts.schemas import (
     transition_out,
 )
 from services.alerts.states import AlertState
+from services.alerts.templates import render
 from shared.errors import AppError, NotFound, ValidationFailed
 from shared.web import ClockDep, Principal, SessionDep, app_part, require_scope
 
@@ -141,10 +141,7 @@ def resolve(
 
 # --- signed links: no API key; GET only shows a button so link scanners cannot act -------------
 def _page(title: str, text: str, status: int = 200, form: bool = False) -> HTMLResponse:
-    button = '<form method="post"><button type="submit">Confirm</button></form>' if form else ""
-    title, text = html.escape(title), html.escape(text)
-    body = f"<!doctype html><title>{title}</title><h2>{title}</h2><p>{text}</p>"
-    return HTMLResponse(body + button, status_code=status)
+    return HTMLResponse(render("link.html", title=title, text=text, form=form), status_code=status)
 
 
 @router.get("/alert-links/{token}", response_class=HTMLResponse, include_in_schema=False)

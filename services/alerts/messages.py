@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime
+
+from services.alerts.templates import render
 
 TRIGGER_WORDS = {
     "band_red": "entered the red risk band",
@@ -123,21 +124,7 @@ def email_text(ctx: MessageContext) -> str:
 
 
 def email_html(ctx: MessageContext) -> str:
-    esc = html.escape
-    body = [
-        f"<h2>{esc(headline(ctx))}</h2>",
-        "<p>" + "<br>".join(esc(x) for x in summary_lines(ctx)) + "</p>",
-    ]
-    for title, items in (("Drivers", ctx.drivers), ("What changed", ctx.changes)):
-        if items and ctx.kind != "resolution":
-            body.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
-    links = [(label, url) for label, url in (("Acknowledge", ctx.ack_url), ("Snooze", ctx.snooze_url)) if url]
-    if links:
-        body.append(
-            "<p>" + " &middot; ".join(f'<a href="{esc(u)}">{label}</a>' for label, u in links) + "</p>"
-        )
-    body.append(f"<p><small>kamwatch alert #{ctx.alert_id} (automatic message)</small></p>")
-    return "<!doctype html><html><body>" + "".join(body) + "</body></html>"
+    return render("email.html", ctx=ctx, headline=headline(ctx), summary=summary_lines(ctx))
 
 
 @dataclass(frozen=True)
