@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import click
 
 
-def cmd_check_policy(args: argparse.Namespace) -> int:
+@click.command("check-policy", epilog="\b\nExample:\n  kamwatch alerts check-policy deploy/k8s/policy.yaml")
+@click.argument("file", required=False)
+def check_policy(file: str | None) -> int:
+    """Validate an alerts policy YAML (default: KAMWATCH_ALERTS_POLICY_FILE or the bundled one)."""
     from services.alerts.config import AlertsSettings
     from services.alerts.policy import load_policy
 
-    path = args.file or AlertsSettings().policy_file
+    path = file or AlertsSettings().policy_file
     policy = load_policy(path)  # ConfigError names file:line: field
-    print(
+    click.echo(
         f"{path}: valid ({len(policy.trigger_names())} triggers, {len(policy.escalations)} escalation plans)"
     )
     return 0
-
-
-def register(top: Any, actions: dict[str, Any]) -> None:
-    check = actions["alerts"].add_parser("check-policy", help="validate the alerts policy YAML")
-    check.add_argument("file", nargs="?", default=None)
-    check.set_defaults(func=cmd_check_policy)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
+
+import click
 
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
@@ -34,18 +35,24 @@ def run_rebuild(settings: SignalsSettings, clock: Clock, *, check: bool, progres
         engine.dispose()
 
 
-def cmd_rebuild(args: argparse.Namespace) -> int:
+@click.command(
+    "rebuild",
+    epilog="\b\nExamples:\n  kamwatch signals rebuild --check   (compare only, exit 1 on a difference)\n"
+    "  kamwatch signals rebuild           (stop the signals workers first)",
+)
+@click.option("--check", is_flag=True, help="only compare the replay with the live state; change nothing")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def rebuild_state(check: bool, quiet: bool) -> int:
+    """Replay the stored events into fresh feature and risk tables (or only compare with --check)."""
     settings = _settings()
-    result = run_rebuild(
-        settings, clock_from_env(settings.clock_file), check=args.check, progress=not args.quiet
-    )
-    if args.check:
+    result = run_rebuild(settings, clock_from_env(settings.clock_file), check=check, progress=not quiet)
+    if check:
         for line in result.differences:
-            print(f"differs: {line}")
+            click.echo(f"differs: {line}")
         verdict = "differs from" if result.differences else "equals"
-        print(f"replayed {result.events} events of {result.accounts} accounts: {verdict} the live state")
+        click.echo(f"replayed {result.events} events of {result.accounts} accounts: {verdict} the live state")
         return 1 if result.differences else 0
-    print(f"rebuilt state from {result.events} events of {result.accounts} accounts and re-scored them")
+    click.echo(f"rebuilt state from {result.events} events of {result.accounts} accounts and re-scored them")
     return 0
 
 
@@ -60,64 +67,61 @@ def run_train(settings: SignalsSettings, clock: Clock, progress: bool = True) ->
         engine.dispose()
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+@click.command(epilog="\b\nExample:\n  kamwatch train --min-churns 20 && kamwatch model promote <version>")
+@click.option("--min-churns", type=int, default=None, help="refuse to train below this many labelled churns")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train(min_churns: int | None, quiet: bool) -> int:
+    """Train a churn model on the stored history, write its report, and say how to promote it."""
     settings = _settings()
-    if args.min_churns is not None:
-        settings.min_churns = args.min_churns
-    version, report = run_train(settings, clock_from_env(settings.clock_file), progress=not args.quiet)
+    if min_churns is not None:
+        settings.min_churns = min_churns
+    version, report = run_train(settings, clock_from_env(settings.clock_file), progress=not quiet)
     folder = Path(settings.model_dir) / version
     model, card = report["model"], report["scorecard"]
-    print(
+    click.echo(
         f"trained {version}: ROC AUC {model['roc_auc']} (scorecard {card['roc_auc']}), "
         f"PR AUC {model['pr_auc']}, Brier {model['brier']}, top-decile lift {model['top_decile_lift']}, "
         f"median lead {model['median_alert_lead_days']} days"
     )
-    print(f"report: {folder / 'report.md'} and {folder / 'report.json'}")
+    click.echo(f"report: {folder / 'report.md'} and {folder / 'report.json'}")
     if not report["beats_scorecard"]:
-        print("note: this model does not beat the scorecard on the validation dates; keep the scorecard")
-    print(f"promote it with: kamwatch model promote {version}")
+        click.echo("note: this model does not beat the scorecard on the validation dates; keep the scorecard")
+    click.echo(f"promote it with: kamwatch model promote {version}")
     return 0
 
 
-def cmd_model(args: argparse.Namespace) -> int:
-    settings = _settings()
-    store = ModelStore(Path(settings.model_dir))
-    if args.model_command == "promote":
-        store.promote(args.version)
-        print(f"promoted {args.version}; running signals workers switch to it within one tick")
-    elif args.model_command == "rollback":
-        print(f"rolled back; now in use: {store.rollback()}")
-    else:
-        _list_models(store)
+@click.group()
+def model() -> None:
+    """List, promote or roll back trained models (running signals workers follow within a tick)."""
+
+
+@model.command("list")
+def model_list() -> int:
+    """Versions with their validation metrics; * marks the one in use."""
+    _list_models(ModelStore(Path(_settings().model_dir)))
+    return 0
+
+
+@model.command("promote", epilog="\b\nExample:\n  kamwatch model promote 20261128-120000")
+@click.argument("version")
+def model_promote(version: str) -> int:
+    """Use VERSION in every signals worker."""
+    ModelStore(Path(_settings().model_dir)).promote(version)
+    click.echo(f"promoted {version}; running signals workers switch to it within one tick")
+    return 0
+
+
+@model.command("rollback")
+def model_rollback() -> int:
+    """Back to the previously promoted version (or the scorecard)."""
+    click.echo(f"rolled back; now in use: {ModelStore(Path(_settings().model_dir)).rollback()}")
     return 0
 
 
 def _list_models(store: ModelStore) -> None:
     current = store.current() or SCORECARD
-    print(f"{'*' if current == SCORECARD else ' '} {SCORECARD} (day-one scorecard)")
+    click.echo(f"{'*' if current == SCORECARD else ' '} {SCORECARD} (day-one scorecard)")
     for version in store.versions():
         metrics = store.metadata(version).get("metrics", {})
         mark = "*" if version == current else " "
-        print(f"{mark} {version}  roc_auc={metrics.get('roc_auc')} brier={metrics.get('brier')}")
-
-
-def register(top: Any, actions: dict[str, Any]) -> None:
-    rebuild_cmd = actions["signals"].add_parser(
-        "rebuild", help="replay stored events into fresh state tables"
-    )
-    rebuild_cmd.add_argument(
-        "--check", action="store_true", help="only compare the replay with the live state"
-    )
-    rebuild_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
-    rebuild_cmd.set_defaults(func=cmd_rebuild)
-    train_cmd = top.add_parser("train", help="train a churn model on the stored history")
-    train_cmd.add_argument("--min-churns", type=int, default=None, help="refuse below this many churns")
-    train_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
-    train_cmd.set_defaults(func=cmd_train)
-    model_cmd = top.add_parser("model", help="list, promote or roll back trained models")
-    model_sub = model_cmd.add_subparsers(dest="model_command", required=True)
-    promote = model_sub.add_parser("promote", help="use this version in every signals worker")
-    promote.add_argument("version")
-    model_sub.add_parser("rollback", help="back to the previously promoted version (or the scorecard)")
-    model_sub.add_parser("list", help="versions with their validation metrics; * = in use")
-    model_cmd.set_defaults(func=cmd_model)
+        click.echo(f"{mark} {version}  roc_auc={metrics.get('roc_auc')} brier={metrics.get('brier')}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import compose
 import yaml
 
-from kamwatch.cli import build_parser
+from kamwatch.cli import cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICES = {"kafka", "postgres", "migrate", "ingest", "signals", "alerts", "prometheus", "grafana"}
@@ -62,8 +62,7 @@ def test_dockerfile_runs_kamwatch_and_the_command_picks_the_process(repo_root: P
     dockerfile = (repo_root / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["kamwatch"]' in dockerfile
     assert "KAMWATCH_PROFILE=prod" in dockerfile
-    parser = build_parser()
     for command in ("ingest", "signals", "alerts", "migrate", "topics"):
-        assert parser.parse_args([command]).command == command
+        assert command in cli.commands
     ignored = (repo_root / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "var" in ignored

@@ -4,6 +4,7 @@ no test sink, and still starts each service against an external broker and datab
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,9 +64,15 @@ def test_the_broker_and_the_mail_sink_come_only_with_the_dev_extra() -> None:
 
 
 def test_the_built_wheel_holds_the_services_and_no_broker_binary(repo_root: Path, tmp_path: Path) -> None:
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    # What the Dockerfile copies into its build stage, and nothing else (no stale build/ folder).
+    source, wheels, site = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"
+    source.mkdir()
+    for name in ("pyproject.toml", "constraints.txt", "README.md"):
+        shutil.copy(repo_root / name, source / name)
+    for name in ("shared", "services", "kamwatch"):
+        shutil.copytree(repo_root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(repo_root)], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True)
     wheel = next(wheels.glob("kamwatch-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     dist = next(importlib.metadata.distributions(name="kamwatch", path=[str(site)]))

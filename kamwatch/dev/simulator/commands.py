@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import click
 
 from kamwatch.dev.local import service_port
 from shared.errors import ConfigError
@@ -16,45 +18,81 @@ from shared.errors import ConfigError
 TARGETS = ("kafka", "webhooks", "api", "file")
 
 
-def register(top: Any, actions: Any) -> None:
-    parser = top.add_parser(
-        "simulate",
-        help="simulate a portfolio of key accounts and stream its events",
-        description="Generate a deterministic portfolio (same seed and arguments: same events) and "
-        "send its history as fast as possible, then a live phase paced by --speedup.",
-    )
-    parser.add_argument("--accounts", type=int, default=50, help="number of accounts (default 50)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--days", type=int, default=365, help="days of history to backfill (default 365)")
-    parser.add_argument(
-        "--start", type=date.fromisoformat, default=None, help="first day (default: today 00:00 UTC - DAYS)"
-    )
-    parser.add_argument(
-        "--speedup",
-        type=float,
-        default=60.0,
-        help="live phase: simulated seconds per real second (default 60)",
-    )
-    parser.add_argument(
-        "--live-minutes", type=float, default=0.0, help="real minutes of live streaming after the history"
-    )
-    parser.add_argument(
-        "--spotlight",
-        type=int,
-        default=0,
-        help="accounts scripted to decline visibly early in the live phase",
-    )
-    parser.add_argument(
-        "--target", choices=TARGETS, default=None, help="default: file with --out, else kafka"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="JSON-lines file for --target file")
-    parser.add_argument("--register", choices=("api", "kafka", "none"), default="api")
-    parser.add_argument("--ingest-url", default=f"http://127.0.0.1:{service_port('ingest')}")
-    parser.add_argument("--signals-url", default=f"http://127.0.0.1:{service_port('signals')}")
-    parser.add_argument("--api-key", default=None, help="default: KAMWATCH_API_KEY or var/api-key")
-    parser.add_argument("--no-aliases", action="store_true", help="address every event by account id")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=cmd_simulate)
+@dataclass(frozen=True)
+class SimulateOptions:
+    """What `kamwatch simulate` was asked to do (its command-line options)."""
+
+    accounts: int = 50
+    seed: int = 42
+    days: int = 365
+    start: date | None = None
+    speedup: float = 60.0
+    live_minutes: float = 0.0
+    spotlight: int = 0
+    target: str | None = None
+    out: Path | None = None
+    register: str = "api"
+    ingest_url: str = ""
+    signals_url: str = ""
+    api_key: str | None = None
+    no_aliases: bool = False
+    quiet: bool = False
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  kamwatch simulate --accounts 50 --days 365 --out var/sim.jsonl
+  kamwatch simulate --accounts 20 --days 120 --target api --live-minutes 5 --speedup 120
+  kamwatch simulate --target webhooks --register kafka"""
+)
+@click.option("--accounts", type=int, default=50, show_default=True, help="number of accounts")
+@click.option("--seed", type=int, default=42, show_default=True, help="random seed (same seed, same events)")
+@click.option("--days", type=int, default=365, show_default=True, help="days of history to backfill")
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="first day (default: today 00:00 UTC - DAYS)",
+)
+@click.option(
+    "--speedup", type=float, default=60.0, show_default=True, help="live phase: simulated s per real s"
+)
+@click.option(
+    "--live-minutes", type=float, default=0.0, help="real minutes of live streaming after the history"
+)
+@click.option(
+    "--spotlight", type=int, default=0, help="accounts scripted to decline visibly early in the live phase"
+)
+@click.option(
+    "--target", type=click.Choice(TARGETS), default=None, help="default: file with --out, else kafka"
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="JSON-lines file for --target file"
+)
+@click.option(
+    "--register",
+    type=click.Choice(("api", "kafka", "none")),
+    default="api",
+    show_default=True,
+    help="how the accounts reach the registry",
+)
+@click.option(
+    "--ingest-url", default=None, help="ingest base URL (default http://127.0.0.1:KAMWATCH_INGEST_PORT)"
+)
+@click.option(
+    "--signals-url", default=None, help="signals base URL (default http://127.0.0.1:KAMWATCH_SIGNALS_PORT)"
+)
+@click.option("--api-key", default=None, help="default: KAMWATCH_API_KEY or var/api-key")
+@click.option("--no-aliases", is_flag=True, help="address every event by account id")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def simulate(**options: Any) -> int:
+    """Simulate a portfolio of key accounts and stream its events: a deterministic history sent as
+    fast as possible, then a live phase paced by --speedup."""
+    options["start"] = options["start"].date() if options["start"] else None
+    options["ingest_url"] = options["ingest_url"] or f"http://127.0.0.1:{service_port('ingest')}"
+    options["signals_url"] = options["signals_url"] or f"http://127.0.0.1:{service_port('signals')}"
+    return cmd_simulate(SimulateOptions(**options))
 
 
 def read_api_key(explicit: str | None) -> str | None:
@@ -67,7 +105,7 @@ def read_api_key(explicit: str | None) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def config_from_args(args: argparse.Namespace, today: date) -> Any:
+def config_from_args(args: SimulateOptions, today: date) -> Any:
     from kamwatch.dev.simulator.generator import SimConfig
 
     if args.accounts < 1 or args.days < 0 or args.live_minutes < 0:
@@ -89,7 +127,7 @@ def config_from_args(args: argparse.Namespace, today: date) -> Any:
     )
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def cmd_simulate(args: SimulateOptions) -> int:
     import httpx
     from kafka.errors import KafkaError
 
@@ -117,7 +155,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sink(target: str, args: argparse.Namespace) -> Any:
+def _sink(target: str, args: SimulateOptions) -> Any:
     from kamwatch.dev.simulator import emit
 
     if target == "file":
@@ -146,7 +184,7 @@ def _client(base_url: str) -> Any:
     return httpx.Client(base_url=base_url, timeout=30)
 
 
-def _register(args: argparse.Namespace, simulation: Any) -> None:
+def _register(args: SimulateOptions, simulation: Any) -> None:
     from kamwatch.dev.simulator.registry import register_api, register_kafka
 
     accounts = simulation.accounts
@@ -162,10 +200,10 @@ def _register(args: argparse.Namespace, simulation: Any) -> None:
             raise ConfigError("no API key for --register api: pass --api-key or use --register kafka")
         with _client(args.signals_url) as client:
             count = register_api(client, key, accounts, simulation.config.end)
-    print(f"registered {count} accounts ({args.register})", file=sys.stderr)
+    click.echo(f"registered {count} accounts ({args.register})", err=True)
 
 
-def _run_with_bar(simulation: Any, sink: Any, args: argparse.Namespace, run: Any) -> Any:
+def _run_with_bar(simulation: Any, sink: Any, args: SimulateOptions, run: Any) -> Any:
     from tqdm import tqdm
 
     bar = tqdm(total=simulation.day_count(), unit="day", file=sys.stderr, disable=args.quiet)
@@ -182,13 +220,13 @@ def _run_with_bar(simulation: Any, sink: Any, args: argparse.Namespace, run: Any
         bar.close()
 
 
-def _summary(simulation: Any, stats: Any, target: str, args: argparse.Namespace, seconds: float) -> None:
+def _summary(simulation: Any, stats: Any, target: str, args: SimulateOptions, seconds: float) -> None:
     churned = stats.by_type.get("account.churned", 0)
     renewed = stats.by_type.get("account.renewed", 0)
     where = str(args.out) if target == "file" else target
-    print(
+    click.echo(
         f"{stats.history_events + stats.live_events} events ({stats.history_events} history, "
         f"{stats.live_events} live) for {len(simulation.accounts)} accounts over {stats.days} days "
         f"-> {where} in {seconds:.1f} s; outcomes: {churned} churned, {renewed} renewed",
-        file=sys.stderr,
+        err=True,
     )
