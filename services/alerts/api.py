@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -78,39 +79,38 @@ def get_alert(_auth: ReadAuth, session: SessionDep, alert_id: AlertId) -> AlertD
     return _detail(session, alert)
 
 
-def _act(session: Session, lifecycle: Lifecycle, now: datetime, alert_id: int, action: Action) -> AlertDetail:
-    alert = _load(session, alert_id)
-    action(lifecycle, session, alert, now)
-    session.flush()
-    return _detail(session, alert)
+@dataclass(frozen=True)
+class Acting:
+    """What a lifecycle action needs: the request's session, the lifecycle and the time."""
+
+    session: Session
+    lifecycle: Lifecycle
+    now: datetime
+
+    def on(self, alert_id: int, action: Action) -> AlertDetail:
+        """Lock the alert, act on it, and answer with its detail."""
+        alert = _load(self.session, alert_id)
+        action(self.lifecycle, self.session, alert, self.now)
+        self.session.flush()
+        return _detail(self.session, alert)
+
+
+def _acting(_auth: WriteAuth, session: SessionDep, lifecycle: LifecycleDep, clock: ClockDep) -> Acting:
+    return Acting(session, lifecycle, clock.now())
+
+
+ActingDep = Annotated[Acting, Depends(_acting)]
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertDetail)
-def acknowledge(
-    _auth: WriteAuth,
-    session: SessionDep,
-    lifecycle: LifecycleDep,
-    clock: ClockDep,
-    alert_id: AlertId,
-    body: ActionIn | None = None,
-) -> AlertDetail:
+def acknowledge(acting: ActingDep, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
     body = body or ActionIn()
-    why = body.reason or "acknowledged over the API"
-    by = body.by or "api"
-    return _act(
-        session, lifecycle, clock.now(), alert_id, lambda lc, s, a, now: lc.acknowledge(s, a, by, now, why)
-    )
+    why, by = body.reason or "acknowledged over the API", body.by or "api"
+    return acting.on(alert_id, lambda lc, s, a, now: lc.acknowledge(s, a, by, now, why))
 
 
 @router.post("/alerts/{alert_id}/snooze", response_model=AlertDetail)
-def snooze(
-    _auth: WriteAuth,
-    session: SessionDep,
-    lifecycle: LifecycleDep,
-    clock: ClockDep,
-    alert_id: AlertId,
-    body: SnoozeIn,
-) -> AlertDetail:
+def snooze(acting: ActingDep, alert_id: AlertId, body: SnoozeIn) -> AlertDetail:
     if (body.until is None) == (body.duration is None):
         raise ValidationFailed("give either 'until' (a time) or 'duration' (e.g. '4h')")
     why = body.reason or "snoozed over the API"
@@ -119,24 +119,14 @@ def snooze(
         until = body.until or now + (body.duration or lc.policy.snooze_for)
         lc.snooze(s, a, until, body.by or "api", now, why)
 
-    return _act(session, lifecycle, clock.now(), alert_id, action)
+    return acting.on(alert_id, action)
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail)
-def resolve(
-    _auth: WriteAuth,
-    session: SessionDep,
-    lifecycle: LifecycleDep,
-    clock: ClockDep,
-    alert_id: AlertId,
-    body: ActionIn | None = None,
-) -> AlertDetail:
+def resolve(acting: ActingDep, alert_id: AlertId, body: ActionIn | None = None) -> AlertDetail:
     body = body or ActionIn()
-    why = body.reason or "resolved over the API"
-    by = body.by or "api"
-    return _act(
-        session, lifecycle, clock.now(), alert_id, lambda lc, s, a, now: lc.resolve(s, a, by, now, why)
-    )
+    why, by = body.reason or "resolved over the API", body.by or "api"
+    return acting.on(alert_id, lambda lc, s, a, now: lc.resolve(s, a, by, now, why))
 
 
 # --- signed links: no API key; GET only shows a button so link scanners cannot act -------------
@@ -171,7 +161,7 @@ def link_action(session: SessionDep, lifecycle: LifecycleDep, clock: ClockDep, t
             )
 
     try:
-        detail = _act(session, lifecycle, now, claim.alert_id, action)
+        detail = Acting(session, lifecycle, now).on(claim.alert_id, action)
     except AppError as exc:
         session.rollback()
         return _page("Nothing done", exc.message, exc.status_code)
