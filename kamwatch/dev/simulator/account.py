@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from kamwatch.dev.simulator.portfolio import CHURN_REASONS, DAY, Account, Contact
+from kamwatch.dev.simulator.portfolio import CHURN_REASONS, DAY, UNRELATED_REASONS, Account, Contact, Metric
 from shared.events import CloudEvent, make_event, rfc3339
 
 if TYPE_CHECKING:
@@ -23,6 +23,22 @@ HOUR = timedelta(hours=1)
 WEEKLY = (1.0, 1.06, 1.04, 1.0, 0.9, 0.32, 0.24)  # Monday .. Sunday
 RESOLVE_HOURS = {"urgent": 6.0, "high": 20.0, "normal": 48.0, "low": 96.0}
 OVERDUE_NOTICES = (1, 15, 30, 45, 60, 90)
+_CORE = Metric("api_calls", 0.0, 1.0, True)
+CHANNEL_OF = {
+    "usage": "usage",
+    "ticket": "tickets",
+    "invoice": "billing",
+    "payment": "billing",
+    "subscription": "billing",
+    "contact": "contacts",
+    "engagement": "engagement",
+    "survey": "engagement",
+}
+
+
+def channel_of(event_type: str) -> str:
+    """The channel (source system) an event type comes from; outcomes are always known."""
+    return CHANNEL_OF.get(event_type.partition(".")[0], "outcome")
 
 
 def midnight(value: datetime) -> datetime:
@@ -44,6 +60,7 @@ class AccountSim:
         self.product = self.plan.baseline  # the product: usage, tickets, payments
         self.agenda: list[tuple[datetime, int, str, dict[str, Any]]] = []
         self.contacts = {c.id: c for c in account.contacts}
+        self.channels = account.channels | {"outcome"}
         self.mrr = (account.arr / 12).quantize(Decimal("0.01"))
         self.renewal = datetime.combine(account.renewal_date, datetime.min.time(), UTC) + 10 * HOUR
         self.renewals = 0
@@ -53,8 +70,11 @@ class AccountSim:
 
     # --- plumbing -----------------------------------------------------------------------
     def at(self, when: datetime, event_type: str, data: dict[str, Any]) -> None:
-        """Put an event on this account's agenda (it is emitted on its day)."""
+        """Put an event on this account's agenda (it is emitted on its day), unless the account's
+        systems do not send that channel (the outcome is always known)."""
         self.count += 1
+        if channel_of(event_type) not in self.channels:
+            return
         heapq.heappush(self.agenda, (when.replace(microsecond=0), self.count, event_type, data))
 
     def subject(self, event_type: str) -> str:
@@ -132,17 +152,27 @@ class AccountSim:
 
     # --- usage ---------------------------------------------------------------------------
     def _usage(self, day: datetime) -> None:
+        """One `usage.recorded` per metric used that day. The core metric is used every day;
+        the others come and go, less often as the product side erodes (breadth shrinks)."""
         weekday = WEEKLY[day.weekday()]
-        level = self.product * weekday * self.rng.lognormvariate(0, 0.12)
         engaged = (self.health + self.product) / 2  # seats go when people lose interest
         users = self.account.seats * min(1.0, engaged + 0.05) * min(1.0, weekday + 0.15)
-        data = {
-            "metric": "api_calls",
-            "quantity": round(self.account.daily_usage * level, 1),
-            "active_users": max(0, round(users * self.rng.uniform(0.9, 1.05))),
-        }
         minute = (self.account.index * 7) % 50
-        self.at(day + 23 * HOUR + timedelta(minutes=minute), "usage.recorded", data)
+        for number, metric in enumerate(self.account.metrics or (_CORE,)):
+            used = min(0.97, 1.1 * self.product**2 * min(1.0, weekday + 0.1))
+            if not metric.core and self.rng.random() > used:
+                continue
+            spread = 0.12 if metric.core else 0.35
+            strength = self.product ** (1.0 if metric.core else 1.6)
+            level = strength * weekday * self.rng.lognormvariate(0, spread)
+            daily = self.account.daily_usage if metric.core else metric.daily
+            data = {
+                "metric": metric.name,
+                "quantity": round(daily * level, 1),
+                "active_users": max(0, round(users * metric.users * self.rng.uniform(0.85, 1.05))),
+            }
+            when = day + 23 * HOUR + timedelta(minutes=minute, seconds=number)
+            self.at(when, "usage.recorded", data)
 
     # --- support tickets ---------------------------------------------------------------------
     def _tickets(self, day: datetime) -> None:
@@ -193,6 +223,18 @@ class AccountSim:
         }
         self.at(issued, "invoice.issued", invoice)
         self._settle(invoice, due=day + 30 * DAY + 17 * HOUR)
+        self._resize(issued + HOUR)
+
+    def _resize(self, when: datetime) -> None:
+        """Unhappy customers cut seats now and then (contraction); thriving ones add some."""
+        decline = self._decline()
+        roll = self.rng.random()
+        if self.mrr > 0 and roll < 0.12 * decline**1.5:
+            factor = Decimal(str(round(self.rng.uniform(0.7, 0.92), 2)))
+            self._subscription(when, (self.mrr * factor).quantize(Decimal("0.01")), self.mrr)
+        elif self.mrr > 0 and roll > 1 - 0.02 * max(0.0, self.product - 0.85) / 0.25:
+            factor = Decimal(str(round(self.rng.uniform(1.05, 1.2), 2)))
+            self._subscription(when, (self.mrr * factor).quantize(Decimal("0.01")), self.mrr)
 
     def _settle(self, invoice: dict[str, Any], due: datetime) -> None:
         decline = self._decline()
@@ -284,13 +326,13 @@ class AccountSim:
             self._moment(name, when)
 
     def _moment(self, name: str, when: datetime) -> None:
-        if name == "champion_left":
+        if name.startswith("champion_left"):
             self._leave_role(when, "champion")
-        elif name == "sponsor_left":
+        elif name.startswith("sponsor_left"):
             self._leave_role(when, "executive_sponsor")
-        elif name == "new_executive":
+        elif name.startswith("new_executive"):
             self._join(when, "decision_maker", executive=True)
-        elif name == "new_champion":
+        elif name.startswith("new_champion"):
             self._join(when, "champion")
         elif name == "downgrade":
             self._subscription(when, (self.mrr * Decimal("0.7")).quantize(Decimal("0.01")), self.mrr)
@@ -322,18 +364,26 @@ class AccountSim:
             self.at(due + days * DAY, "invoice.overdue", {**invoice, "days_overdue": days})
 
     def _renewal(self, day: datetime) -> None:
+        early = self.plan.early_churn
+        if early is not None and day <= early < day + DAY:
+            self._churn(early)  # an unrelated churn that does not wait for the renewal
+            return
         if not day <= self.renewal < day + DAY:
             return
-        arr = str((self.mrr * 12).quantize(Decimal("0.01")))
-        currency = self.account.currency
-        if self.plan.fate == "churn" and self.renewals == 0:
-            reason = CHURN_REASONS[self.account.index % len(CHURN_REASONS)]
-            self._subscription(self.renewal - HOUR, Decimal("0.00"), self.mrr, status="canceled")
-            self.at(self.renewal, "account.churned", {"reason": reason, "arr": arr, "currency": currency})
+        if self.plan.churn_renewal == self.renewals:
+            self._churn(self.renewal)
             return
-        self.at(self.renewal, "account.renewed", {"arr": arr, "currency": currency})
+        arr = str((self.mrr * 12).quantize(Decimal("0.01")))
+        self.at(self.renewal, "account.renewed", {"arr": arr, "currency": self.account.currency})
         self.renewals += 1
         self.renewal += 365 * DAY
+
+    def _churn(self, when: datetime) -> None:
+        arr = str((self.mrr * 12).quantize(Decimal("0.01")))
+        reasons = UNRELATED_REASONS if self.plan.cause == "unrelated" else CHURN_REASONS
+        reason = reasons[self.account.index % len(reasons)]
+        self._subscription(when - HOUR, Decimal("0.00"), self.mrr, status="canceled")
+        self.at(when, "account.churned", {"reason": reason, "arr": arr, "currency": self.account.currency})
 
 
 def _contact(contact: Contact) -> dict[str, Any]:

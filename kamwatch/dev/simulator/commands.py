@@ -136,6 +136,8 @@ def cmd_simulate(args: SimulateOptions) -> int:
 
     target = args.target or ("file" if args.out else "kafka")
     config = config_from_args(args, datetime.now(UTC).date())
+    if not args.quiet and args.accounts >= 1000:
+        click.echo(f"drawing {args.accounts} accounts and their hidden satisfaction ...", err=True)
     simulation = Simulation(config)
     try:
         sink = _sink(target, args)
@@ -198,8 +200,11 @@ def _register(args: SimulateOptions, simulation: Any) -> None:
         key = read_api_key(args.api_key)
         if not key:
             raise ConfigError("no API key for --register api: pass --api-key or use --register kafka")
-        with _client(args.signals_url) as client:
-            count = register_api(client, key, accounts, simulation.config.end)
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(accounts), unit="account", desc="register", file=sys.stderr, disable=args.quiet)
+        with bar, _client(args.signals_url) as client:
+            count = register_api(client, key, accounts, simulation.config.end, on_account=bar.update)
     click.echo(f"registered {count} accounts ({args.register})", err=True)
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import random
 import re
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from kamwatch.dev.simulator.satisfaction import Fate, health_of, simulate_path
 
 DAY = timedelta(days=1)
 
@@ -40,38 +44,87 @@ CHURN_REASONS = (
     "product no longer fits the workflow",
     "champion left and nobody took over",
 )
+UNRELATED_REASONS = (  # churns that no signal foretells
+    "acquired; the new owner uses another vendor",
+    "global budget freeze",
+    "group-wide vendor consolidation",
+)
+
+
+CHANNELS = ("usage", "tickets", "billing", "contacts", "engagement")
+CHANNEL_PROFILES = (  # (share of accounts, the channels they send)
+    (0.55, CHANNELS),
+    (0.15, ("usage",)),
+    (0.12, ("usage", "billing")),
+    (0.10, ("usage", "tickets", "billing")),
+    (0.08, ("tickets", "billing", "contacts", "engagement")),
+)
+METRICS = (  # (name, daily quantity per 1000 ARR, share of active users)
+    ("reports_run", 0.6, 0.5),
+    ("dashboards_viewed", 2.5, 0.8),
+    ("exports", 0.15, 0.2),
+    ("integrations_synced", 1.2, 0.1),
+    ("workflows_executed", 4.0, 0.3),
+)
+PRODUCT_LAG_DAYS = 18.0
+EARLY_UNRELATED = 0.5  # share of unrelated churns that end the contract before its renewal  # time constant of the product side following the relationship
 
 
 @dataclass(frozen=True)
-class Plan:
-    """The hidden trajectory of one account: how its health moves and what happens when."""
+class Metric:
+    name: str
+    daily: float  # quantity on an ordinary weekday at health 1
+    users: float  # share of the account's seats that use it
+    core: bool  # used every day; the others come and go with the account's health
 
-    kind: str  # healthy | scare | decline | sudden | spotlight
-    fate: str  # renew | churn (at the first renewal date)
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The hidden trajectory of one account: how its health moves and what happens when.
+
+    Ordinary accounts follow their satisfaction path (services/simulator/satisfaction.py);
+    the demo's spotlight accounts follow a scripted fall from `fall_from` to `fall_to`.
+    """
+
+    kind: str  # satisfaction | spotlight
+    churn_renewal: int | None  # the renewal at which it churns (0 = the first), None: renews
     baseline: float
     trough: float = 1.0
     fall_from: datetime | None = None
     fall_to: datetime | None = None  # health reaches the trough here
-    recover_to: datetime | None = None  # scares: back to baseline here
     moments: dict[str, datetime] = field(default_factory=dict)
     product_lag: timedelta = timedelta(0)  # the product follows the relationship this much later
+    origin: datetime | None = None  # day 0 of `path`
+    path: Sequence[float] = ()  # the relationship's health per day (satisfaction plans)
+    product_path: Sequence[float] = ()  # the product's health per day: follows with a lag
+    cause: str = ""  # why it churns: "signals", "unrelated" or "scripted"
+    early_churn: datetime | None = None  # an unrelated churn before the renewal (contract ended)
+
+    @property
+    def fate(self) -> str:
+        return "renew" if self.churn_renewal is None else "churn"
 
     def product_health(self, at: datetime) -> float:
         """The product side (usage, tickets, payments) erodes after the relationship does."""
+        if self.product_path:
+            return self._on(self.product_path, at)
         return self.health(at - self.product_lag)
 
     def health(self, at: datetime) -> float:
-        """The latent health (about 1 = thriving, 0 = gone) before noise."""
+        """The latent health (about 1 = thriving, 0 = gone) before the channels' noise."""
+        if self.path:
+            return self._on(self.path, at)
         if self.fall_from is None or self.fall_to is None or at <= self.fall_from:
             return self.baseline
         drop = self.baseline - self.trough
         if at < self.fall_to:
             return self.baseline - drop * _share(at, self.fall_from, self.fall_to)
-        if self.recover_to is None:
-            return self.trough
-        if at >= self.recover_to:
-            return self.baseline
-        return self.trough + drop * _share(at, self.fall_to, self.recover_to)
+        return self.trough
+
+    def _on(self, path: Sequence[float], at: datetime) -> float:
+        assert self.origin is not None
+        index = min(len(path) - 1, max(0, (at - self.origin).days))
+        return path[index]
 
 
 def _share(at: datetime, start: datetime, end: datetime) -> float:
@@ -111,13 +164,14 @@ class Account:
     ticket_heavy: bool  # many power users: lots of tickets, urgent ones too, whatever the health
     contacts: tuple[Contact, ...]
     plan: Plan
+    channels: frozenset[str] = frozenset(CHANNELS)  # what this account's systems send us
+    metrics: tuple[Metric, ...] = ()  # usage metrics; the first is the core one
 
     def next_renewal(self, as_of: datetime | None) -> date:
         """The renewal date the registry shows at `as_of` (renewed accounts roll over a year)."""
-        renewal = self.renewal_date
-        if as_of is not None and self.plan.fate == "renew":
-            while renewal < as_of.date():
-                renewal += timedelta(days=365)
+        renewal, number = self.renewal_date, 0
+        while as_of is not None and renewal < as_of.date() and number != self.plan.churn_renewal:
+            renewal, number = renewal + timedelta(days=365), number + 1
         return renewal
 
     def record(self, as_of: datetime | None = None) -> dict[str, Any]:
@@ -181,7 +235,10 @@ def build_portfolio(seed: int, count: int, timeline: Timeline, spotlight: int = 
         if index < spotlight:
             plan, renewal = _spotlight_plan(rng, timeline, index, spotlight)
         else:
-            plan = _plan(rng, timeline, renewal)
+            plan = _plan(seed, index, timeline, renewal)
+        daily_usage = float(arr) / 1000 * rng.uniform(20, 60)
+        extras = random.Random(f"{seed}/channels/{index}")
+        channels = frozenset(CHANNELS) if index < spotlight else _channels(extras)
         accounts.append(
             Account(
                 index=index,
@@ -197,7 +254,7 @@ def build_portfolio(seed: int, count: int, timeline: Timeline, spotlight: int = 
                 executive_sponsor=sponsors[owner_no % len(sponsors)],
                 stripe_id=f"cus_{rng.getrandbits(48):012x}",
                 zendesk_id=str(360000000 + rng.randrange(10**8)),
-                daily_usage=float(arr) / 1000 * rng.uniform(20, 60),
+                daily_usage=daily_usage,
                 seats=max(5, int(float(arr) / 4000 * rng.uniform(0.5, 1.5))),
                 ticket_rate=rng.uniform(0.12, 0.45) * (1.5 if arr >= 500_000 else 1.0),
                 billing_day=rng.randint(1, 28),
@@ -206,6 +263,8 @@ def build_portfolio(seed: int, count: int, timeline: Timeline, spotlight: int = 
                 plan=plan,
                 late_payer=rng.random() < 0.25,
                 ticket_heavy=rng.random() < 0.2,
+                channels=channels,
+                metrics=_metrics(extras, arr, daily_usage),
             )
         )
     return accounts
@@ -229,13 +288,12 @@ def _arr(rng: random.Random, big: bool) -> Decimal:
 
 
 def _renewal(rng: random.Random, timeline: Timeline) -> datetime:
-    """Spread renewals so that many fall inside the simulated span (labelled outcomes)."""
-    first = timeline.start + 45 * DAY
+    """Yearly contracts: renewals spread evenly over the first simulated year, so a one-year
+    span sees every account's renewal once (the demo: all after its end)."""
+    first, spread = timeline.start, 365
     if timeline.future_renewals:
-        first = midnight_of(timeline.end) + 20 * DAY
-    last = max(timeline.end, first + DAY) + 150 * DAY
-    days = rng.randrange((last - first).days)
-    return first + days * DAY + 10 * timedelta(hours=1)
+        first, spread = midnight_of(timeline.end) + 20 * DAY, 150
+    return midnight_of(first) + rng.randrange(spread) * DAY + 10 * timedelta(hours=1)
 
 
 def midnight_of(value: datetime) -> datetime:
@@ -249,91 +307,90 @@ def _contacts(rng: random.Random) -> tuple[Contact, ...]:
     return tuple(Contact(f"ct_{rng.getrandbits(40):010x}", role, executive) for role, executive in roles)
 
 
-def _plan(rng: random.Random, timeline: Timeline, renewal: datetime) -> Plan:
-    baseline = rng.uniform(0.86, 1.0)
-    roll = rng.random()
-    if roll < 0.07:
-        return _sudden_churn(rng, baseline, renewal)
-    if roll < 0.33:
-        return _declining_churn(rng, baseline, renewal)
-    if roll < 0.56:
-        return _scare(rng, baseline, timeline)
-    return _healthy(rng, baseline, timeline)
-
-
-def _healthy(rng: random.Random, baseline: float, timeline: Timeline) -> Plan:
-    """Thriving, though people still change jobs: some lose a champion and find a new one."""
-    span_days = max(1, (timeline.end - timeline.start).days)
-    moments: dict[str, datetime] = {}
-    if rng.random() < 0.2:
-        moments["champion_left"] = timeline.start + rng.randrange(span_days) * DAY
+def _plan(seed: int, index: int, timeline: Timeline, renewal: datetime) -> Plan:
+    """An ordinary account: its satisfaction path decides its health, its moments and its fate."""
+    rng = random.Random(f"{seed}/satisfaction/{index}")
+    origin = midnight_of(timeline.start)
+    days = max(1, (timeline.end - origin).days + 1)
+    renewals = [renewal + year * 365 * DAY for year in range(days // 365 + 2)]
+    z, fate = simulate_path(rng, origin, days, renewals)
+    path = array("d", (health_of(value) for value in z))
+    product = array("d")
+    level = path[0]
+    for value in path:  # usage, tickets and payments follow the relationship weeks later
+        level += (value - level) / PRODUCT_LAG_DAYS
+        product.append(level)
+    moments = _shock_moments(rng, fate, origin)
+    if fate.cause == "signals" and fate.churn_renewal is not None:
+        moments.update(_leaving_moments(rng, renewals[fate.churn_renewal]))
+    if rng.random() < 0.15:  # people change jobs in happy accounts too
+        moments["champion_left"] = origin + rng.randrange(days) * DAY
         moments["new_champion"] = moments["champion_left"] + rng.randint(10, 40) * DAY
-    if rng.random() < 0.06:
-        moments["new_executive"] = timeline.start + rng.randrange(span_days) * DAY
-    return Plan(kind="healthy", fate="renew", baseline=baseline, moments=_at_hour(rng, moments))
-
-
-def _sudden_churn(rng: random.Random, baseline: float, renewal: datetime) -> Plan:
-    """Churns with little warning: a short, mild dip only weeks before the renewal."""
-    fall_from = renewal - rng.randint(8, 20) * DAY
+    early = None
+    if fate.cause == "unrelated" and fate.churn_renewal is not None and rng.random() < EARLY_UNRELATED:
+        # An acquisition or a bankruptcy does not wait for the renewal: the contract ends early.
+        candidate = renewals[fate.churn_renewal] - rng.randint(10, 300) * DAY
+        early = candidate if candidate > origin + DAY else None
     return Plan(
-        kind="sudden",
-        fate="churn",
-        baseline=baseline,
-        trough=baseline - rng.uniform(0.1, 0.22),
-        fall_from=fall_from,
-        fall_to=renewal - 2 * DAY,
+        kind="satisfaction",
+        churn_renewal=fate.churn_renewal,
+        baseline=path[0],
+        moments=_at_hour(rng, moments),
+        origin=origin,
+        path=path,
+        product_path=product,
+        cause=fate.cause,
+        early_churn=early,
     )
 
 
-def _declining_churn(rng: random.Random, baseline: float, renewal: datetime) -> Plan:
-    """The classic story: health erodes for weeks to months, with the signals along the way."""
-    lead = rng.randint(35, 150) * DAY
-    fall_from = renewal - lead
+def _shock_moments(rng: random.Random, fate: Fate, origin: datetime) -> dict[str, datetime]:
+    """Some shocks have a visible cause (a champion leaves, an outage, a new executive); others
+    (a failed project, a competitor's pitch) show only through the channels."""
     moments: dict[str, datetime] = {}
-    if rng.random() < 0.65:
-        moments["champion_left"] = fall_from + lead * rng.uniform(0.15, 0.6)
-    if rng.random() < 0.3:
-        moments["sponsor_left"] = fall_from + lead * rng.uniform(0.1, 0.7)
-    if rng.random() < 0.6:
-        moments["new_executive"] = fall_from + lead * rng.uniform(0.0, 0.5)
-    if rng.random() < 0.35:
-        moments["downgrade"] = renewal - rng.randint(25, 70) * DAY
-    if rng.random() < 0.5:
+    for number, shock in enumerate(fate.shocks):
+        when = origin + shock.day * DAY
+        roll = rng.random()
+        if shock.kind == "shock" and roll < 0.3:
+            moments[f"champion_left_{number}"] = when
+            if rng.random() < 0.6:
+                moments[f"new_champion_{number}"] = when + rng.randint(15, 60) * DAY
+        elif shock.kind == "shock" and roll < 0.6:
+            for n in range(rng.randint(1, 3)):
+                moments[f"urgent_ticket_{number}_{n}"] = when + n * DAY
+        elif shock.kind == "shift" and shock.size < 0 and roll < 0.5:
+            name = "new_executive" if roll < 0.3 else "sponsor_left"
+            moments[f"{name}_{number}"] = when
+    return moments
+
+
+def _leaving_moments(rng: random.Random, renewal: datetime) -> dict[str, datetime]:
+    """A customer that decided to leave on its satisfaction may say so before the renewal."""
+    moments: dict[str, datetime] = {}
+    if rng.random() < 0.25:
         moments["cancel_notice"] = renewal - rng.randint(8, 40) * DAY
-    fall_to = renewal - lead * rng.uniform(0.05, 0.3)
-    return Plan(
-        kind="decline",
-        fate="churn",
-        baseline=baseline,
-        trough=rng.uniform(0.22, 0.55),
-        fall_from=fall_from,
-        fall_to=fall_to,
-        moments=_at_hour(rng, moments),
-        # Relationships erode first (meetings, NPS, people); usage and payments follow.
-        product_lag=(fall_to - fall_from) * rng.uniform(0.3, 0.6),
-    )
+    if rng.random() < 0.25:
+        moments["downgrade"] = renewal - rng.randint(25, 55) * DAY
+    if rng.random() < 0.25:
+        moments["champion_left_leaving"] = renewal - rng.randint(10, 60) * DAY
+    return moments
 
 
-def _scare(rng: random.Random, baseline: float, timeline: Timeline) -> Plan:
-    """A healthy account that wobbles for a few weeks, then recovers and renews."""
-    span_days = max(1, (timeline.end - timeline.start).days)
-    fall_from = timeline.start + rng.randrange(span_days) * DAY
-    length = rng.randint(16, 45) * DAY
-    moments: dict[str, datetime] = {}
-    if rng.random() < 0.35:
-        moments["champion_left"] = fall_from + length * 0.2
-        moments["new_champion"] = fall_from + length * rng.uniform(0.5, 0.9)
-    return Plan(
-        kind="scare",
-        fate="renew",
-        baseline=baseline,
-        trough=rng.uniform(0.45, 0.7),
-        fall_from=fall_from,
-        fall_to=fall_from + length / 2,
-        recover_to=fall_from + length,
-        moments=_at_hour(rng, moments),
-    )
+def _channels(rng: random.Random) -> frozenset[str]:
+    roll = rng.random()
+    for share, channels in CHANNEL_PROFILES:
+        if roll < share:
+            return frozenset(channels)
+        roll -= share
+    return frozenset(CHANNELS)
+
+
+def _metrics(rng: random.Random, arr: Decimal, daily_usage: float) -> tuple[Metric, ...]:
+    extra = rng.sample(METRICS, rng.randint(1, 4))
+    thousands = float(arr) / 1000
+    metrics = [Metric("api_calls", daily_usage, 1.0, True)]
+    metrics += [Metric(n, per_k * thousands * rng.uniform(0.3, 1.7), u, False) for n, per_k, u in extra]
+    return tuple(metrics)
 
 
 def _spotlight_plan(rng: random.Random, timeline: Timeline, index: int, count: int) -> tuple[Plan, datetime]:
@@ -353,7 +410,8 @@ def _spotlight_plan(rng: random.Random, timeline: Timeline, index: int, count: i
     renewal = live + rng.randint(40, 80) * DAY + 10 * timedelta(hours=1)
     plan = Plan(
         kind="spotlight",
-        fate="churn",
+        churn_renewal=0,
+        cause="scripted",
         baseline=rng.uniform(0.9, 1.0),
         trough=0.65,
         fall_from=live - 21 * DAY,

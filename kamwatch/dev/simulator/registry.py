@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
@@ -18,9 +19,14 @@ class RegistryApiMissing(ConfigError):
 
 
 def register_api(
-    client: httpx.Client, api_key: str, accounts: list[Account], as_of: datetime | None = None
+    client: httpx.Client,
+    api_key: str,
+    accounts: list[Account],
+    as_of: datetime | None = None,
+    on_account: Callable[[], object] | None = None,
 ) -> int:
-    """PUT /v1/accounts/{id} on signals for each account (bearer key with accounts:write)."""
+    """PUT /v1/accounts/{id} on signals for each account (bearer key with accounts:write);
+    `on_account` is called after each one (a progress bar)."""
     headers = {"Authorization": f"Bearer {api_key}"}
     for account in accounts:
         body = {k: v for k, v in account.record(as_of).items() if k != "id"}
@@ -33,6 +39,8 @@ def register_api(
             raise ConfigError(f"signals refused the API key ({response.status_code}); pass --api-key")
         if response.status_code >= 400:
             raise ConfigError(f"PUT /v1/accounts/{account.id}: {response.status_code} {response.text[:300]}")
+        if on_account is not None:
+            on_account()
     return len(accounts)
 
 
