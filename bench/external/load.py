@@ -2,8 +2,8 @@
 
 The registry goes through the CSV parser of `POST /v1/accounts:import` and the registry store
 (services/signals/registry.py, repository.save_account). Each event goes through the consumer's
-parser (service.parse_signal: the contract's validation) into the event store and the fold
-(repository.insert_new_events, service.apply_signals), as the signals consumer does, without the
+parser (events.parse_signal: the contract's validation) into the event store and the fold
+(repository.insert_new_events, handler.apply_signals), as the signals consumer does, without the
 broker and without re-scoring (training and backtests score from the stored history).
 """
 
@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from services.signals import repository
+from services.signals.events import event_row, parse_signal
+from services.signals.handler import apply_signals
 from services.signals.registry import parse_csv, record_json
-from services.signals.service import apply_signals, event_row, parse_signal
 from shared.db import transaction
 
 BATCH = 2000

@@ -43,9 +43,9 @@ def convert_simulator(folder: Path, accounts: int, seed: int, days: int) -> dict
     """The same kind of files from `kamwatch simulate` (for a side-by-side with our own data)."""
     import csv
 
-    from services.simulator.emit import FileSink
-    from services.simulator.generator import SimConfig, Simulation
-    from services.simulator.runner import run
+    from kamwatch.dev.simulator.emit import FileSink
+    from kamwatch.dev.simulator.generator import SimConfig, Simulation
+    from kamwatch.dev.simulator.runner import run
 
     start, end = SIM_END - timedelta(days=days), SIM_END
     config = SimConfig(accounts=accounts, seed=seed, start=start, live_start=end, end=end, aliases=False)
@@ -71,7 +71,7 @@ def convert_simulator(folder: Path, accounts: int, seed: int, days: int) -> dict
 
 
 def kamwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "services.cli", *args]
+    command = [sys.executable, "-m", "kamwatch.cli", *args]
     print("$ kamwatch " + " ".join(args), file=sys.stderr)
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 

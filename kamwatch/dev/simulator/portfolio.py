@@ -66,8 +66,8 @@ METRICS = (  # (name, daily quantity per 1000 ARR, share of active users)
     ("integrations_synced", 1.2, 0.1),
     ("workflows_executed", 4.0, 0.3),
 )
-PRODUCT_LAG_DAYS = 18.0
-EARLY_UNRELATED = 0.5  # share of unrelated churns that end the contract before its renewal  # time constant of the product side following the relationship
+PRODUCT_LAG_DAYS = 18.0  # time constant of the product side following the relationship
+EARLY_UNRELATED = 0.5  # share of unrelated churns that end the contract before its renewal
 
 
 @dataclass(frozen=True)
