@@ -1,6 +1,6 @@
 """The hidden satisfaction of one account: a mean-reverting random walk with shocks.
 
-Nobody observes it. It drives every channel through noise (services/simulator/account.py), and
+Nobody observes it. It drives every channel through noise (kamwatch/dev/simulator/account.py), and
 it decides whether the account renews. Pure and deterministic: its own `random.Random`.
 
 The process, one step a day (z is about 0 for an ordinary account, lower is unhappier):
