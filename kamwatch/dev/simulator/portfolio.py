@@ -82,7 +82,7 @@ class Metric:
 class Plan:
     """The hidden trajectory of one account: how its health moves and what happens when.
 
-    Ordinary accounts follow their satisfaction path (services/simulator/satisfaction.py);
+    Ordinary accounts follow their satisfaction path (satisfaction.py);
     the demo's spotlight accounts follow a scripted fall from `fall_from` to `fall_to`.
     """
 
