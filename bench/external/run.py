@@ -77,7 +77,9 @@ def kamwatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def has_command(env: dict[str, str], name: str) -> bool:
-    return name in kamwatch(env, "--help").stdout
+    """Whether `kamwatch --help` lists this command (`kamwatch backtest` lands with issue 10)."""
+    lines = kamwatch(env, "--help").stdout.splitlines()
+    return any(line.strip().split(" ", 1)[0] == name for line in lines if line.startswith("  "))
 
 
 def latest_report(models: Path) -> tuple[str, dict[str, Any]] | None:

@@ -85,7 +85,7 @@ Examples:
 )
 @click.option("--api-key", default=None, help="default: KAMWATCH_API_KEY or var/api-key")
 @click.option("--no-aliases", is_flag=True, help="address every event by account id")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress bars (registering, then the simulated days)")
 def simulate(**options: Any) -> int:
     """Simulate a portfolio of key accounts and stream its events: a deterministic history sent as
     fast as possible, then a live phase paced by --speedup."""
