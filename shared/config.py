@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Which raw topic an event type travels on, by the family before the first dot (the contract
 # that ingest's HTTP side, the simulator and upstream producers share).
@@ -65,8 +65,20 @@ class CommonSettings(BaseSettings):
     consumer_heartbeat_interval_ms: int = 1000
     consumer_max_poll_records: int = 1000
     consumer_fetch_max_wait_ms: int = 100
+    # /readyz fails when a consumer had no partition, or lag without progress, for this long.
+    consumer_stall_after_s: float = Field(default=120.0, gt=0)
+    # On start, input waiting on the topics is applied before the first tick (at most this long).
+    consumer_catchup_timeout_s: float = Field(default=60.0, ge=0)
     producer_delivery_timeout_ms: int = 30000
+    # host:port pairs a registry webhook may point at although they are loopback or private
+    # (the local Slack receiver of `kamwatch run`); comma-separated. See shared/netguard.py.
+    trusted_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     topics: TopicNames = Field(default_factory=TopicNames)
+
+    @field_validator("trusted_webhook_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -82,7 +94,9 @@ class CommonSettings(BaseSettings):
         env = {k: v for k, v in base.items() if not k.startswith("KAMWATCH_")}
         for name in type(self).model_fields:
             if name != "topics":
-                env[f"KAMWATCH_{name.upper()}"] = str(getattr(self, name))
+                value = getattr(self, name)
+                text = ",".join(value) if isinstance(value, list) else str(value)
+                env[f"KAMWATCH_{name.upper()}"] = text
         for name in TopicNames.model_fields:
             env[f"KAMWATCH_TOPIC_{name.upper()}"] = getattr(self.topics, name)
         env["KAMWATCH_LOG_FORMAT"] = log_format

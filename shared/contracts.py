@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+import zoneinfo
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -47,6 +51,50 @@ CONTRACT_FEATURES = (
     "days_to_renewal",
 )
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
+# Registry strings end up in e-mail headers, Slack messages and log lines: a CR/LF or another
+# control or line-separator character in a name made the e-mail composer raise on every tick.
+MAX_RECORD_BYTES = 64 * 1024
+
+
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _forbidden(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or char in _BIDI_CONTROLS
+
+
+def _plain_text(value: str) -> str:
+    bad = next((c for c in value if _forbidden(c)), None)
+    if bad is not None:
+        raise ValueError(
+            f"must not contain control or line-separator characters (found U+{ord(bad):04X}); "
+            "write it on one line"
+        )
+    return value
+
+
+def _iana_zone(value: str) -> str:
+    """A real IANA time zone name (ZoneInfo raises OSError, not a ValueError, on odd names)."""
+    if value not in _zones():
+        raise ValueError(f"{value[:64]!r} is not an IANA time zone; write e.g. 'Europe/Berlin' or 'UTC'")
+    return value
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+PlainText = AfterValidator(_plain_text)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), PlainText]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=50), PlainText]
+Handle = Annotated[str, StringConstraints(max_length=100), PlainText]
+Segment = Annotated[str, StringConstraints(max_length=50), PlainText]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128), PlainText]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), PlainText]
+# Printable ASCII only: no spaces, control characters or line separators in a URL we post to.
+WebhookUrl = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://[!-~]+$")]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iana_zone)]
 
 
 class Person(BaseModel):
@@ -54,11 +102,11 @@ class Person(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
-    slack_webhook: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
-    slack_handle: Annotated[str, StringConstraints(max_length=100)] | None = None
-    timezone: str | None = None
+    name: Name
+    email: Email | None = None
+    slack_webhook: WebhookUrl | None = None
+    slack_handle: Handle | None = None
+    timezone: TimeZone | None = None
 
 
 class AccountRecord(BaseModel):
@@ -67,11 +115,11 @@ class AccountRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     arr: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
-    tier: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "standard"
-    segment: Annotated[str, StringConstraints(max_length=50)] | None = None
+    tier: ShortText = "standard"
+    segment: Segment | None = None
     renewal_date: date | None = None
     term_months: int | None = Field(
         default=None,
@@ -83,8 +131,9 @@ class AccountRecord(BaseModel):
     owner: Person | None = None
     manager: Person | None = None
     executive_sponsor: Person | None = None
-    external_ids: dict[SystemName, Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+    external_ids: dict[SystemName, ExternalId] = Field(
         default_factory=dict,
+        max_length=32,
         description="ids of this account in other systems, e.g. {'stripe': 'cus_123'}",
     )
     deleted: bool = False
@@ -132,6 +181,34 @@ class RiskChange(BaseModel):
         "none for a change made by the time-driven sweep",
     )
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def mask_webhook(url: str) -> str:
+    """A Slack webhook URL is a credential: show where it points, not its token."""
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/{path[:12]}..." if len(path) > 12 else f"{scheme}://{host}/..."
+
+
+def mask_email(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_people(record: dict[str, Any]) -> dict[str, Any]:
+    """A registry record (JSON) with each person's e-mail and Slack webhook masked, for readers
+    that may see the portfolio but not contact data (risk:read without accounts:write)."""
+    masked = dict(record)
+    for role in ("owner", "manager", "executive_sponsor"):
+        person = masked.get(role)
+        if isinstance(person, dict):
+            person = dict(person)
+            if person.get("email"):
+                person["email"] = mask_email(str(person["email"]))
+            if person.get("slack_webhook"):
+                person["slack_webhook"] = mask_webhook(str(person["slack_webhook"]))
+            masked[role] = person
+    return masked
 
 
 def read_contract_data(raw: bytes | None, expected_type: str, model: type[M]) -> M:

@@ -66,6 +66,9 @@ def _json_text(value: Any) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Build an engine for a sqlite:/// or postgresql+psycopg:// URL."""
     kwargs.setdefault("json_serializer", _json_text)
+    # Statement parameters hold e-mail addresses, webhook URLs and payloads: an exception (and
+    # the log line carrying it) must not repeat them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

@@ -89,6 +89,11 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class Conflict(AppError):
     status_code = 409
     code = "conflict"

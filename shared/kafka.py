@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -36,6 +36,7 @@ from shared.metrics import (
     CONSUMER_LAG,
     CONSUMER_RECORDS,
     CONSUMER_RETRIES,
+    POISON_MESSAGES,
     PRODUCED,
 )
 from shared.settings import ServiceSettings
@@ -52,6 +53,7 @@ class OutMessage:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
     ref: Any = field(default=None, compare=False)  # e.g. the row id to mark as published
+    position: tuple[int, int] | None = field(default=None, compare=False)  # (partition, offset) once acked
 
 
 def dead_letter_message(
@@ -147,18 +149,22 @@ def ensure_topics(
             if time.monotonic() > deadline:
                 raise TransientError(f"no Kafka broker answers at {settings.kafka_bootstrap}") from None
             time.sleep(0.5)
+    epoch = f"{settings.topics.events}.epoch"  # shared/epoch.py: one record, kept forever
     try:
         existing = set(admin.list_topics())
         created = []
-        for name in wanted:
+        for name in [*wanted, epoch]:
             if name in existing:
                 continue
             spec: dict[str, Any] = {"num_partitions": partitions, "replication_factor": 1}
             if name in compacted:
                 spec["configs"] = {"cleanup.policy": "compact"}
+            if name == epoch:
+                spec = {"num_partitions": 1, "replication_factor": 1, "configs": {"retention.ms": "-1"}}
             try:
                 admin.create_topics({name: spec})
-                created.append(name)
+                if name != epoch:
+                    created.append(name)
             except TopicAlreadyExistsError:
                 pass
         return created
@@ -173,8 +179,16 @@ class Publisher:
     after a broker restart (see ../shared/KAFKA.md section 5), on Apache Kafka this is harmless.
     """
 
-    def __init__(self, factory: Callable[[], KafkaProducer], timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], KafkaProducer],
+        timeout_s: float = 30.0,
+        max_message_bytes: int = 1024 * 1024 - 4096,
+    ) -> None:
         self._factory = factory
+        # Apache Kafka refuses records over message.max.bytes (1 MB by default): such a record
+        # would fail every publish that carries it, and so stall everything queued behind it.
+        self._max_message_bytes = max_message_bytes
         self._producer: KafkaProducer | None = None
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -187,10 +201,12 @@ class Publisher:
                 raise TransientError(f"broker unavailable: {exc}") from exc
         return self._producer
 
-    def publish(self, messages: Sequence[OutMessage]) -> None:
-        """Send all and block until each is acknowledged (acks=all) or raise TransientError."""
+    def publish(self, messages: Sequence[OutMessage]) -> list[OutMessage]:
+        """Send all and block until each is acknowledged (acks=all) or raise TransientError;
+        returns the messages with the (partition, offset) the broker gave each."""
+        messages = self._without_poison(messages)
         if not messages:
-            return
+            return []
         with self._lock:
             producer = self._get()
             try:
@@ -204,13 +220,26 @@ class Publisher:
                     for m in messages
                 ]
                 producer.flush(timeout=self._timeout_s)
-                for future in futures:
-                    future.get(timeout=self._timeout_s)
+                acked = [future.get(timeout=self._timeout_s) for future in futures]
             except (KafkaError, KafkaTimeoutError) as exc:
                 self._reset()
                 raise TransientError(f"broker did not acknowledge: {exc}") from exc
         for m in messages:
             PRODUCED.labels(m.topic).inc()
+        return [replace(m, position=(md.partition, md.offset)) for m, md in zip(messages, acked, strict=True)]
+
+    def _without_poison(self, messages: Sequence[OutMessage]) -> list[OutMessage]:
+        """Messages no broker will take are skipped and reported (their rows stay unpublished,
+        visible in the log and kamwatch_poison_messages_total), never retried as a batch."""
+        kept = []
+        for m in messages:
+            size = len(m.value) + len(m.key or "") + sum(len(k) + len(v) for k, v in m.headers)
+            if size <= self._max_message_bytes:
+                kept.append(m)
+                continue
+            POISON_MESSAGES.labels(m.topic).inc()
+            log.error("publish.poison_skipped", topic=m.topic, key=m.key, bytes=size, ref=str(m.ref)[:100])
+        return kept
 
     def _reset(self) -> None:
         producer, self._producer = self._producer, None
@@ -262,6 +291,8 @@ class BatchLoop:
         tick_interval_s: float = 5.0,
         poll_timeout_ms: int = 200,
         max_backoff_s: float = 10.0,
+        catchup_timeout_s: float = 60.0,
+        stall_after_s: float = 120.0,
     ) -> None:
         self.name = name
         self._consumer_factory = consumer_factory
@@ -276,6 +307,15 @@ class BatchLoop:
         self._failures = 0
         self.last_error: str | None = None
         self.batches = 0
+        self._catchup_timeout_s = catchup_timeout_s
+        self._caught_up = False
+        self._start_marks: dict[TopicPartition, int] = {}
+        self._started = time.monotonic()
+        self.stall_after_s = stall_after_s
+        self._assigned_at: float | None = None  # monotonic time since when partitions are assigned
+        self._unassigned_since = time.monotonic()
+        self._progress_at = time.monotonic()  # last batch handled, or last time there was no lag
+        self._lag = 0
         CONSUMER_BATCH_SECONDS.labels(name)  # exported at zero from start-up, so rates see the first batch
         self._lag_partitions: set[TopicPartition] = set()
 
@@ -302,9 +342,10 @@ class BatchLoop:
                 self._consumer = self._consumer_factory()
             polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms)
             records = [r for batch in polled.values() for r in batch]
+            self._track_assignment()
             if records:
                 self._process(records)
-            if time.monotonic() >= self._next_tick:
+            if time.monotonic() >= self._next_tick and self._ready_to_tick():
                 self._next_tick = time.monotonic() + self._tick_interval_s
                 self._emit(self._handler.tick())
                 self._update_lag()
@@ -319,6 +360,67 @@ class BatchLoop:
                 raise
             self._retry_later("database", exc)
 
+    def _ready_to_tick(self) -> bool:
+        """On start, apply what waits on the input topics before the first tick: a tick that ran
+        first (e.g. delivering from a stale registry copy) once turned one bad record into a crash
+        loop that no corrected record could stop. "Waiting" = up to the high watermarks seen at
+        the first fetch (a busy topic never runs dry). Bounded by catchup_timeout_s."""
+        if self._caught_up:
+            return True
+        consumer = self._consumer
+        if consumer is not None and self._reached_start_marks(consumer):
+            self._caught_up = True
+            waited = round(time.monotonic() - self._started, 2)
+            log.info("consumer.caught_up", group=self.name, after_s=waited)
+        elif time.monotonic() - self._started > self._catchup_timeout_s:
+            self._caught_up = True
+            log.warning("consumer.catchup_timeout", group=self.name, timeout_s=self._catchup_timeout_s)
+        return self._caught_up
+
+    def _reached_start_marks(self, consumer: KafkaConsumer) -> bool:
+        """Every assigned partition read up to the high watermark it had when first fetched
+        (the Fetch high watermark: correct on the local broker too, KAFKA.md section 4)."""
+        assigned = consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            if tp not in self._start_marks:
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    return False
+                self._start_marks[tp] = highwater
+            position = consumer.position(tp, timeout_ms=0)
+            if position is None or position < self._start_marks[tp]:
+                return False
+        return True
+
+    def _track_assignment(self) -> None:
+        consumer = self._consumer
+        assigned = bool(consumer.assignment()) if consumer is not None else False
+        now = time.monotonic()
+        if assigned and self._assigned_at is None:
+            self._assigned_at = now
+        elif not assigned and self._assigned_at is not None:
+            self._assigned_at, self._unassigned_since = None, now
+
+    def stall(self) -> str | None:
+        """Why this consumer looks stuck (for /readyz), or None: no partition assigned for
+        stall_after_s, or lag present without a batch handled for stall_after_s. With no
+        assignment there is no lag series either, so the lag alert cannot see this case."""
+        now = time.monotonic()
+        if self._stop.is_set():
+            return None
+        if self._lag > 0 and now - self._progress_at > self.stall_after_s:
+            return (
+                f"consumer {self.name} has lag {self._lag} and handled no batch for "
+                f"{now - self._progress_at:.0f} s"
+            )
+        if self._assigned_at is None and now - self._unassigned_since > self.stall_after_s:
+            return (
+                f"consumer {self.name} has had no partition assigned for {now - self._unassigned_since:.0f} s"
+            )
+        return None
+
     def _process(self, records: list[Any]) -> None:
         started = time.perf_counter()
         try:
@@ -329,14 +431,14 @@ class BatchLoop:
             raise
         self._commit(records)
         self.batches += 1
+        self._progress_at = time.monotonic()
         CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         for record in records:
             CONSUMER_RECORDS.labels(self.name, record.topic).inc()
 
     def _emit(self, out: list[OutMessage]) -> None:
         if out:
-            self._publisher.publish(out)
-            self._handler.published(out)
+            self._handler.published(self._publisher.publish(out))
 
     def _rewind(self, records: list[Any]) -> None:
         """Seek back to the first record of each partition so a retry reprocesses the batch."""
@@ -386,23 +488,30 @@ class BatchLoop:
                 CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
         self._lag_partitions &= assigned
         try:
-            for tp in assigned:
-                self._set_lag(consumer, tp)
+            lag = sum(self._set_lag(consumer, tp) for tp in assigned)
+            if lag == 0:
+                self._progress_at = time.monotonic()
+            self._lag = lag
         except KafkaError as exc:  # a metric never stops the loop; the next tick tries again
             log.warning("consumer.lag_unavailable", group=self.name, error=str(exc)[:200])
 
-    def _set_lag(self, consumer: KafkaConsumer, tp: TopicPartition) -> None:
+    def _set_lag(self, consumer: KafkaConsumer, tp: TopicPartition) -> int:
         highwater = consumer.highwater(tp)
         if highwater is None:  # not fetched yet, so the position may not be known locally either
-            return
+            return 0
         committed = consumer.position(tp, timeout_ms=0)
-        if committed is not None:
-            CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(max(0, highwater - committed))
-            self._lag_partitions.add(tp)
+        if committed is None:
+            return 0
+        lag = max(0, highwater - committed)
+        CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+        self._lag_partitions.add(tp)
+        return lag
 
     def _retry_later(self, cause: str, exc: BaseException) -> None:
         self._failures += 1
         self.last_error = str(exc)[:300]
+        with contextlib.suppress(Exception):  # lag without progress is what readiness watches
+            self._update_lag()
         CONSUMER_RETRIES.labels(self.name, cause).inc()
         delay = min(self._max_backoff_s, 0.2 * 2 ** min(self._failures, 8))
         log.warning(

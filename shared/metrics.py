@@ -40,3 +40,8 @@ PIPELINE_LATENCY = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+POISON_MESSAGES = Counter(
+    "kamwatch_poison_messages_total",
+    "Outgoing records skipped because no broker would take them (too large); their rows stay unpublished",
+    ["topic"],
+)

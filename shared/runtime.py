@@ -49,6 +49,12 @@ class ConsumerThread:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
+    def problem(self) -> str | None:
+        """For /readyz: the loop is not running, or it looks stuck (see BatchLoop.stall)."""
+        if self.crashed:
+            return f"consumer {self.loop.name} crashed"
+        return self.loop.stall()
+
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -83,6 +89,8 @@ def consumer_loop(settings: ServiceSettings, topics: Sequence[str], handler: Bat
         ),
         handler=handler,
         tick_interval_s=settings.tick_interval_s,
+        catchup_timeout_s=common.consumer_catchup_timeout_s,
+        stall_after_s=common.consumer_stall_after_s,
     )
 
 
@@ -128,6 +136,7 @@ def build_service(
     checks = {
         "database": lambda: ping(engine),
         "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
+        "consumer": lambda: consumer.problem() if consumer is not None else None,
     }
     install_ops_routes(app, name, checks)
     app.include_router(router)

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings
 from shared.config import CommonSettings
 
 PLACEHOLDER_MARKERS = ("dev-", "changeme", "change-me", "placeholder", "example", "secret")
+MIN_SECRET_BYTES = 32
 
 
 class ServiceSettings(BaseSettings):
@@ -36,5 +37,10 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(
                     f"{name} must be set to a real secret in the prod profile "
                     f"(empty or placeholder values such as 'dev-...' are refused)"
+                )
+            if any(len(v.encode()) < MIN_SECRET_BYTES for v in values):
+                raise ValueError(
+                    f"{name} is too short for the prod profile: use at least {MIN_SECRET_BYTES} bytes "
+                    "of random data (e.g. `openssl rand -hex 32`)"
                 )
         return self

@@ -78,6 +78,7 @@ def _import_all_models() -> None:
 
     for name in (
         "shared.auth",
+        "shared.epoch",
         "services.ingest.models",
         "services.signals.models",
         "services.alerts.models",

@@ -163,6 +163,8 @@ def start_for_stack(var: Path) -> LocalSinks | None:
     os.environ.setdefault(
         "KAMWATCH_ALERTS_DEFAULT_SLACK_WEBHOOK", f"{sinks.slack_url}/services/local/kamwatch"
     )
+    # Registry webhooks may point at the local receiver (loopback is refused otherwise).
+    os.environ.setdefault("KAMWATCH_TRUSTED_WEBHOOK_HOSTS", sinks.slack_url.split("://", 1)[1])
     print(
         f"alerts:   mail sink smtp://127.0.0.1:{sinks.smtp_port} -> {sinks.mail_dir}/, "
         f"Slack receiver {sinks.slack_url} -> {sinks.slack_dir}/",

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from email import message_from_string, policy
 from email.message import EmailMessage
 from typing import Literal
-from urllib.parse import urlsplit
 
 import httpx
+
+from shared.netguard import slack_url_allowed
+
+__all__ = ["SendResult", "SmtpConfig", "send_email", "send_slack", "slack_url_allowed"]
 
 Outcome = Literal["sent", "retry", "failed"]
 
@@ -29,19 +32,6 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def slack_url_allowed(url: str, allowed_hosts: list[str]) -> bool:
-    """An https URL whose host is on the allow-list (no credentials, no odd port): stops a
-    registry entry from making kamwatch post alerts (account data) to any server it names."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    hosts = {h.strip().lower() for h in allowed_hosts if h.strip()}
-    return parts.scheme == "https" and host in hosts and not parts.username and port in (None, 443)
-
-
 def send_slack(url: str, payload: str, timeout_s: float, require_https: bool) -> SendResult:
     """POST the JSON payload; 429/5xx/network errors are retried, other 4xx are permanent."""
     if require_https and not url.startswith("https://"):
@@ -55,7 +45,9 @@ def send_slack(url: str, payload: str, timeout_s: float, require_https: bool) ->
     status = response.status_code
     if 200 <= status < 300:
         return SendResult("sent", f"HTTP {status}")
-    detail = f"HTTP {status}: {response.text[:200]}"
+    # Never the reply body: it is whatever the server at that URL chose to send back, and it
+    # would be stored and shown to every risk:read key (issue 11 Medium #3).
+    detail = f"HTTP {status}"
     if status == 429:
         return SendResult("retry", detail, _retry_after(response.headers.get("Retry-After")))
     if status >= 500 or status == 408:

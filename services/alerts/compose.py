@@ -15,6 +15,9 @@ from services.alerts.models import Alert, AlertAccount
 from services.alerts.policy import Policy
 from services.alerts.states import DeliveryState
 from shared.contracts import RiskChange
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def triggers_of(alert: Alert) -> list[Fired]:
@@ -41,16 +44,23 @@ class Composer:
         change = RiskChange.model_validate_json(alert.risk)
         rows = []
         for person in found:
-            ctx = self.context(alert, account, change, kind, level, person, now, note)
-            mid = None
-            if person.channel == "slack":
-                payload = json.dumps(slack_payload(ctx))
-            else:
-                mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
-                envelope = Envelope(
-                    self.settings.mail_from, formataddr((person.name, person.address)), mid, now, thread
+            state, error, mid, payload = DeliveryState.pending, None, None, ""
+            try:
+                mid, payload = self.render(
+                    thread, alert, account, change, kind, level, step, person, now, note
                 )
-                payload = email_message(ctx, envelope).as_string()
+            except Exception as exc:  # one bad registry value must not stop the other messages
+                state, error = (
+                    DeliveryState.failed,
+                    f"the message could not be composed: {type(exc).__name__}: {exc}"[:500],
+                )
+                log.error(
+                    "delivery.compose_failed",
+                    alert_id=alert.id,
+                    channel=person.channel,
+                    role=person.role,
+                    error_type=type(exc).__name__,
+                )
             rows.append(
                 {
                     "alert_id": alert.id,
@@ -63,7 +73,8 @@ class Composer:
                     "role": person.role,
                     "payload": payload,
                     "message_id": mid,
-                    "state": DeliveryState.pending,
+                    "state": state,
+                    "last_error": error,
                     "attempts": 0,
                     "next_attempt_at": quiet_until(
                         now, person.timezone, self.policy.quiet_hours, alert.severity
@@ -74,6 +85,29 @@ class Composer:
                 }
             )
         return rows
+
+    def render(
+        self,
+        thread: list[str],
+        alert: Alert,
+        account: AlertAccount,
+        change: RiskChange,
+        kind: str,
+        level: int,
+        step: str,
+        person: Recipient,
+        now: datetime,
+        note: str,
+    ) -> tuple[str | None, str]:
+        """(Message-ID, payload) of one message: Slack JSON or an RFC 5322 e-mail."""
+        ctx = self.context(alert, account, change, kind, level, person, now, note)
+        if person.channel == "slack":
+            return None, json.dumps(slack_payload(ctx))
+        mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
+        envelope = Envelope(
+            self.settings.mail_from, formataddr((person.name, person.address)), mid, now, thread
+        )
+        return mid, email_message(ctx, envelope).as_string()
 
     def context(
         self,

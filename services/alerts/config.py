@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -57,6 +59,17 @@ class AlertsSettings(ServiceSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+
+    @property
+    def trusted_webhook_hosts(self) -> list[str]:
+        """KAMWATCH_TRUSTED_WEBHOOK_HOSTS plus the host:port of the operator's default webhook."""
+        trusted = list(self.common.trusted_webhook_hosts)
+        if self.default_slack_webhook:
+            parts = urlsplit(self.default_slack_webhook)
+            with contextlib.suppress(ValueError):
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                trusted.append(f"{(parts.hostname or '').lower()}:{port}")
+        return trusted
 
     def secret_fields(self) -> dict[str, list[str]]:
         fields = {"KAMWATCH_ALERTS_LINK_SECRET": [self.link_secret]}

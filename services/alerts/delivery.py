@@ -26,6 +26,7 @@ from shared.contracts import RiskChange
 from shared.db import transaction
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY
+from shared.netguard import send_url_problem
 
 log = get_logger(__name__)
 UNCERTAIN = "the service stopped between sending and recording; not resent to avoid a duplicate"
@@ -84,7 +85,10 @@ class DeliveryWorker:
         with transaction(self.sessions) as session:
             if not repository.claim(session, row.id, self.clock.now()):
                 return 0
-        result = self._send(row)
+        try:
+            result = self._send(row)
+        except Exception as exc:  # a malformed stored message fails alone; the others go on
+            result = SendResult("failed", f"could not be sent: {type(exc).__name__}: {exc}"[:500])
         if result.outcome == "sent":
             self._maybe_crash()
         self._record(row.id, result)
@@ -96,6 +100,9 @@ class DeliveryWorker:
             prod = self.settings.common.profile == "prod"
             if prod and not slack_url_allowed(row.recipient, self.settings.slack_allowed_hosts):
                 return SendResult("failed", "Slack host not in KAMWATCH_ALERTS_SLACK_ALLOWED_HOSTS")
+            refused = send_url_problem(row.recipient, self.settings.trusted_webhook_hosts)
+            if refused:
+                return SendResult("failed", f"Slack webhook refused: {refused}")
             result = send_slack(row.recipient, row.payload, self.settings.slack_timeout_s, prod)
             if result.retry_after_s:
                 self._webhook_free_at[row.recipient] = time.monotonic() + result.retry_after_s

@@ -122,7 +122,7 @@ def quiet_until(
         return None
     try:
         zone: tzinfo = ZoneInfo(timezone) if timezone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # a 300-character name raises OSError
         zone = UTC
     local = now.astimezone(zone)
     clock = local.time().replace(tzinfo=None)

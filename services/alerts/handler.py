@@ -12,7 +12,7 @@ from services.alerts.delivery import DeliveryWorker
 from services.alerts.lifecycle import Lifecycle, account_values
 from shared.clock import Clock
 from shared.contracts import ACCOUNT_UPSERTED, RISK_CHANGED, AccountRecord, RiskChange, read_contract_data
-from shared.db import transaction
+from shared.db import is_transient, transaction
 from shared.errors import EventInvalid
 from shared.kafka import OutMessage, Processor, dead_letter_message
 from shared.logging import get_logger
@@ -72,9 +72,17 @@ class AlertsProcessor(Processor[AlertsSettings]):
         return []
 
     def advance_due(self) -> int:
+        """Each alert's step in its own savepoint: one that fails is marked with the reason and
+        retried later; the others go on (a poison registry record once crash-looped the service)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             due = repository.due_alerts(session, now)
             for alert in due:
-                self.lifecycle.advance(session, alert, now)
+                try:
+                    with session.begin_nested():
+                        self.lifecycle.advance(session, alert, now)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    self.lifecycle.step_failed(session, alert, now, exc)
         return len(due)

@@ -40,6 +40,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 SYSTEM = "kamwatch"
 UNKNOWN_ACCOUNT_RETRY = timedelta(seconds=60)
+STEP_RETRY = timedelta(minutes=5)
 
 
 def _dump_triggers(triggers: list[Fired]) -> str:
@@ -353,6 +354,15 @@ class Lifecycle:
             log.error("alert.no_recipient", alert_id=alert.id, account_id=alert.account_id)
             return
         self._take_step(session, alert, account, kind, level, found, now)
+
+    def step_failed(self, session: Session, alert: Alert, now: datetime, error: Exception) -> None:
+        """Record why a step failed and try again later (the rest of the tick goes on)."""
+        session.refresh(alert)
+        reason = f"step failed: {type(error).__name__}: {error}"[:500]
+        alert.next_escalation_at = now + STEP_RETRY
+        self._note(session, alert, SYSTEM, now, reason)
+        metrics.STEP_FAILURES.inc()
+        log.error("alert.step_failed", alert_id=alert.id, error_type=type(error).__name__)
 
     def _take_step(
         self,

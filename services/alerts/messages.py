@@ -106,7 +106,9 @@ def slack_payload(ctx: MessageContext) -> dict[str, object]:
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"kamwatch alert #{ctx.alert_id}"}]}
     )
-    return {"text": headline(ctx), "blocks": blocks}
+    # The top-level text is mrkdwn too (notifications, fallback): escaped like the blocks, so an
+    # account named "<!channel>" cannot ping a whole channel or render a disguised link.
+    return {"text": mrkdwn(headline(ctx)), "blocks": blocks}
 
 
 def email_text(ctx: MessageContext) -> str:

@@ -26,6 +26,10 @@ TIME_TO_ACK = Histogram(
     buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
 )
 OPEN = Gauge("kamwatch_alerts_open", "Alerts not resolved, by escalation level (0 = not yet sent)", ["level"])
+STEP_FAILURES = Counter(
+    "kamwatch_alert_step_failures_total",
+    "Escalation steps that failed and will be retried (see the alert history)",
+)
 INVALID_RECORDS = Counter(
     "kamwatch_alerts_invalid_records_total", "Input records that failed validation (dead-lettered)", ["topic"]
 )

@@ -1,7 +1,9 @@
 """Ingest HTTP routes (thin): events API and signed webhooks.
 
-The routes are `def`: producing to the broker blocks until acks=all, so FastAPI runs them in the
-thread pool and the event loop (and /healthz) stays free.
+The routes are `def`: storing and producing block, so FastAPI runs them in the thread pool and
+the event loop (and /healthz) stays free. An accepted event is stored in the inbox and committed
+before the 202, then relayed to its raw topic (services/ingest/relay.py): a 202 survives a broker
+that loses its data.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from fastapi.responses import JSONResponse
 
 from services.ingest import metrics
 from services.ingest.config import IngestSettings
-from services.ingest.handler import publish_raw, validate_submission
+from services.ingest.handler import WEBHOOK_SOURCES, validate_submission
+from services.ingest.relay import accept
 from services.ingest.schemas import Accepted, Ignored
 from services.ingest.webhooks import (
     SignatureInvalid,
@@ -24,7 +27,8 @@ from services.ingest.webhooks import (
     verify_zendesk,
     zendesk_to_events,
 )
-from shared.errors import AppError, EventInvalid, TransientError, Unauthorized, Unavailable, ValidationFailed
+from shared.db import is_transient
+from shared.errors import AppError, EventInvalid, Unauthorized, Unavailable, ValidationFailed
 from shared.events import CloudEvent, decode_json
 from shared.logging import get_logger
 from shared.web import ClockDep, Principal, PublisherDep, RawBodyDep, SessionDep, app_part, require_scope
@@ -35,13 +39,21 @@ SettingsDep = Annotated[IngestSettings, Depends(app_part("settings"))]
 Translator = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _publish(publisher: PublisherDep, settings: IngestSettings, events: list[CloudEvent]) -> Accepted:
+def _publish(
+    session: SessionDep,
+    publisher: PublisherDep,
+    settings: IngestSettings,
+    clock: ClockDep,
+    events: list[CloudEvent],
+) -> Accepted:
     try:
-        publish_raw(publisher, settings, events)
-    except TransientError:
-        log.warning("ingest.publish_unavailable", count=len(events))
+        accept(session, publisher, settings, events, clock.now())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("ingest.store_unavailable", count=len(events), error_type=type(exc).__name__)
         raise Unavailable(
-            "the event broker is unavailable; nothing was accepted, retry later", headers={"Retry-After": "5"}
+            "the database is unavailable; nothing was accepted, retry later", headers={"Retry-After": "5"}
         ) from None
     return Accepted(accepted=len(events), ids=[e.id for e in events])
 
@@ -63,9 +75,8 @@ def post_events(
     session: SessionDep,
 ) -> Accepted:
     """Send one CloudEvent or a JSON array of them (structured mode, application/json)."""
-    session.commit()  # the key check is done: free the connection before a produce that may block
-    events = validate_submission(_json(body), clock.now(), settings.max_batch_events)
-    return _publish(publisher, settings, events)
+    events = validate_submission(_json(body), clock.now(), settings.max_batch_events, WEBHOOK_SOURCES)
+    return _publish(session, publisher, settings, clock, events)
 
 
 @router.post("/webhooks/stripe", status_code=202, response_model=Accepted | Ignored)
@@ -74,6 +85,7 @@ def stripe_webhook(
     clock: ClockDep,
     publisher: PublisherDep,
     settings: SettingsDep,
+    session: SessionDep,
     stripe_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """Stripe events (signature checked over the raw body before anything else)."""
@@ -82,7 +94,7 @@ def stripe_webhook(
     translated = _translate("stripe", _json(body), stripe_to_events)
     if isinstance(translated, JSONResponse):
         return translated
-    return _publish_webhook("stripe", translated, clock, publisher, settings)
+    return _publish_webhook("stripe", translated, session, clock, publisher, settings)
 
 
 @router.post("/webhooks/zendesk", status_code=202, response_model=Accepted | Ignored)
@@ -91,6 +103,7 @@ def zendesk_webhook(
     clock: ClockDep,
     publisher: PublisherDep,
     settings: SettingsDep,
+    session: SessionDep,
     x_zendesk_webhook_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
     x_zendesk_webhook_signature_timestamp: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
@@ -101,7 +114,7 @@ def zendesk_webhook(
     translated = _translate("zendesk", _json(body), zendesk_to_events)
     if isinstance(translated, JSONResponse):
         return translated
-    return _publish_webhook("zendesk", translated, clock, publisher, settings)
+    return _publish_webhook("zendesk", translated, session, clock, publisher, settings)
 
 
 @router.post("/webhooks/cloudevents", status_code=202, response_model=Accepted)
@@ -110,14 +123,16 @@ def cloudevents_webhook(
     clock: ClockDep,
     publisher: PublisherDep,
     settings: SettingsDep,
+    session: SessionDep,
     x_kamwatch_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """Generic signed CloudEvents (CRMs and anything else): X-Kamwatch-Signature, Stripe scheme."""
     secrets, tolerance = settings.cloudevents_webhook_secrets, settings.signature_tolerance_s
     _verify("cloudevents", lambda: verify_stripe(x_kamwatch_signature, body, secrets, time.time(), tolerance))
-    events = validate_submission(_json(body), clock.now(), settings.max_batch_events)
+    events = validate_submission(_json(body), clock.now(), settings.max_batch_events, WEBHOOK_SOURCES)
+    accepted = _publish(session, publisher, settings, clock, events)
     metrics.WEBHOOKS.labels("cloudevents", "accepted").inc()
-    return _publish(publisher, settings, events)
+    return accepted
 
 
 def _verify(source: str, check: Callable[[], None]) -> None:
@@ -150,13 +165,18 @@ def _translate(source: str, payload: Any, translate: Translator) -> list[dict[st
 
 
 def _publish_webhook(
-    source: str, raw_events: list[dict[str, Any]], clock: ClockDep, publisher: PublisherDep, settings: Any
+    source: str,
+    raw_events: list[dict[str, Any]],
+    session: SessionDep,
+    clock: ClockDep,
+    publisher: PublisherDep,
+    settings: Any,
 ) -> Accepted:
     try:
         events = validate_submission(raw_events, clock.now(), len(raw_events))
     except AppError:
         metrics.WEBHOOKS.labels(source, "invalid").inc()
         raise
-    accepted = _publish(publisher, settings, events)
+    accepted = _publish(session, publisher, settings, clock, events)
     metrics.WEBHOOKS.labels(source, "accepted").inc()
     return accepted

@@ -30,6 +30,13 @@ class IngestSettings(ServiceSettings):
     signature_tolerance_s: int = Field(default=300, ge=1)
     max_batch_events: int = Field(default=500, ge=1, le=10000)
     relay_after_s: float = Field(default=10.0, ge=0)
+    # An inbox row relayed this long ago and still not consumed is relayed again (duplicates
+    # are harmless: dedup on source + id); a broker that came back empty is caught sooner by
+    # the epoch check.
+    inbox_lease_s: float = Field(default=300.0, gt=0)
+    # The group that applies kamwatch.events: its committed offsets say what need not be
+    # published again after the broker lost its data.
+    downstream_group: str = "kamwatch-signals"
     tick_interval_s: float = Field(default=5.0, gt=0)
 
     _split_secrets = field_validator(

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.ingest import metrics, repository
 from services.ingest.config import IngestSettings
 from services.ingest.models import DeadLetter, StoredEvent
+from services.ingest.relay import RELAY_BATCH, Relay, consumed_inbox_rows
+from shared.clock import Clock
 from shared.contracts import ACCOUNT_UPSERTED, AccountRecord, read_contract_data
 from shared.db import transaction
 from shared.errors import EventInvalid, Problem, ValidationFailed
 from shared.events import CloudEvent, decode_json, parse_account_ref, to_json, validate_event
-from shared.kafka import OutMessage, Processor, Publisher, dead_letter_message
+from shared.kafka import OutMessage, Processor, dead_letter_message
 from shared.logging import get_logger
 from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 
@@ -73,6 +75,10 @@ def canonical_json(event: CloudEvent, account_id: str) -> str:
 class IngestProcessor(Processor[IngestSettings]):
     """The BatchHandler of the ingest consumer (raw topics + kamwatch.accounts)."""
 
+    def __init__(self, settings: IngestSettings, sessions: sessionmaker[Session], clock: Clock) -> None:
+        super().__init__(settings, sessions, clock)
+        self.relay = Relay(settings, sessions, clock)
+
     # --- the batch ------------------------------------------------------------------------
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -87,6 +93,7 @@ class IngestProcessor(Processor[IngestSettings]):
             repository.insert_dead_letters(session, pending.dead)
             replayed = self._replay_parked(session, refs, now) if refs else []
             out = self._outgoing(session, pending, inserted, replayed)
+            repository.delete_inbox(session, consumed_inbox_rows(raw))
         self._count(pending, replayed)
         return out
 
@@ -293,22 +300,24 @@ class IngestProcessor(Processor[IngestSettings]):
 
     # --- after publish, and time-driven work --------------------------------------------
     def published(self, messages: list[OutMessage]) -> None:
-        events = [m.ref[1] for m in messages if m.ref and m.ref[0] == "event"]
+        events = [(m.ref[1], *m.position) for m in messages if m.ref and m.ref[0] == "event" and m.position]
         dead = [m.ref[1] for m in messages if m.ref and m.ref[0] == "dead"]
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            repository.mark_published(session, StoredEvent, events, now)
+            repository.mark_events_published(session, events, now)
             repository.mark_published(session, DeadLetter, dead, now)
+            self.relay.relayed(session, messages, now)
 
     def tick(self) -> list[OutMessage]:
         """Relay rows a crash left unpublished; retry parked events (closes the race with
         a registration that committed while the event was being parked)."""
         now = self.clock.now()
         before = now - timedelta(seconds=self.settings.relay_after_s)
+        out = self.relay.tick(now)
         with transaction(self.sessions) as session:
-            out = [
+            out += [
                 self._event_message(r)
-                for r in repository.stale_unpublished(session, StoredEvent, before, 1000)
+                for r in repository.stale_unpublished(session, StoredEvent, before, RELAY_BATCH)
             ]
             out += [
                 self._dead_message(r) for r in repository.stale_unpublished(session, DeadLetter, before, 1000)
@@ -326,7 +335,14 @@ class IngestProcessor(Processor[IngestSettings]):
 
 
 # --- the HTTP side: validate, then produce to the raw topics -------------------------------
-def validate_submission(body: Any, now: datetime, max_events: int) -> list[CloudEvent]:
+# Sources the signed webhook routes write: an events:write key or a CRM webhook must not use them,
+# or a forged id would shadow the genuine signed event (dedup on source + id).
+WEBHOOK_SOURCES = frozenset({"stripe", "zendesk"})
+
+
+def validate_submission(
+    body: Any, now: datetime, max_events: int, reserved: frozenset[str] = frozenset()
+) -> list[CloudEvent]:
     """One CloudEvent or a list; all valid or a 422 naming each bad field by index."""
     items = body if isinstance(body, list) else [body]
     if not items:
@@ -345,6 +361,7 @@ def validate_submission(body: Any, now: datetime, max_events: int) -> list[Cloud
                     [Problem("subject", "is required: the kamwatch account id or '<system>:<external id>'")],
                 )
             parse_account_ref(event.subject)
+            _check_source(event.source, reserved)
             events.append(event)
         except EventInvalid as error:
             problems.extend(Problem(prefix + p.field, p.message) for p in error.problems)
@@ -355,12 +372,15 @@ def validate_submission(body: Any, now: datetime, max_events: int) -> list[Cloud
     return events
 
 
+def _check_source(source: str, reserved: frozenset[str]) -> None:
+    route = source.strip().lower()
+    if route in reserved:
+        message = (
+            f"'{source}' is reserved for the signed /v1/webhooks/{route} route; send those events "
+            "there, or name your own system as the source"
+        )
+        raise EventInvalid("reserved source", [Problem("source", message)])
+
+
 def raw_topic_for(settings: IngestSettings, event_type: str) -> str:
     return settings.common.topics.raw_for(event_type)
-
-
-def publish_raw(publisher: Publisher, settings: IngestSettings, events: list[CloudEvent]) -> None:
-    """Produce to the raw topics and wait for acks=all: only then is the event durable."""
-    publisher.publish(
-        [OutMessage(raw_topic_for(settings, e.type), e.subject, to_json(e).encode()) for e in events]
-    )

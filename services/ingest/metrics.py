@@ -23,3 +23,9 @@ PARKED = Gauge("kamwatch_ingest_parked_events", "Events waiting for their accoun
 
 # Exported from start-up at zero, so the first observation already shows as an increase.
 PIPELINE_LATENCY.labels("stored")
+INBOX = Gauge("kamwatch_ingest_inbox_depth", "Events answered 202 and not yet consumed by ingest")
+RERELAYED = Counter(
+    "kamwatch_ingest_rerelayed_total",
+    "Rows published again because the broker came back empty (inbox rows, stored events)",
+    ["kind"],
+)

@@ -20,6 +20,7 @@ class StoredEvent(Base):
         UniqueConstraint("source", "event_id"),
         Index("ix_events_account_time", "account_id", "event_time"),
         Index("ix_events_unpublished", "published_at", "id"),
+        Index("ix_events_unapplied", "applied_at", "kafka_partition", "kafka_offset"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -34,6 +35,27 @@ class StoredEvent(Base):
     origin_offset: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Where it went on kamwatch.events, and when the signals group's committed offset passed it:
+    # what a broker that came back empty needs again (services/ingest/relay.py).
+    kafka_partition: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kafka_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class InboxEvent(Base):
+    """An event accepted over HTTP (202), stored before the answer and relayed to its raw topic;
+    deleted by the ingest consumer in the transaction that stores, parks or dead-letters it."""
+
+    __tablename__ = "ingest_inbox"
+    __table_args__ = (Index("ix_ingest_inbox_relayed", "relayed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    event_id: Mapped[str] = mapped_column(String(200))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    relayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class DeadLetter(Base):

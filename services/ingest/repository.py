@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from services.ingest.models import AccountAlias, DeadLetter, IngestAccount, ParkedEvent, StoredEvent
+from services.ingest.models import (
+    AccountAlias,
+    DeadLetter,
+    InboxEvent,
+    IngestAccount,
+    ParkedEvent,
+    StoredEvent,
+)
 from shared.db import insert_ignore, insert_ignore_returning
 
 EventKey = tuple[str, str]  # (source, event id)
@@ -128,6 +135,84 @@ def unpublished_dead_letters(session: Session, origins: Iterable[Origin]) -> lis
     return rows
 
 
+def mark_events_published(session: Session, positions: Sequence[tuple[int, int, int]], now: datetime) -> None:
+    """(row id, partition, offset) of events the broker acknowledged on kamwatch.events."""
+    if positions:
+        rows = [
+            {"id": i, "published_at": now, "kafka_partition": p, "kafka_offset": o} for i, p, o in positions
+        ]
+        session.execute(update(StoredEvent), rows)
+
+
+def mark_applied(session: Session, partition: int, below: int, now: datetime) -> int:
+    """Events the downstream group committed past (its offset on `partition` is `below`)."""
+    result = session.execute(
+        update(StoredEvent)
+        .where(
+            StoredEvent.applied_at.is_(None),
+            StoredEvent.kafka_partition == partition,
+            StoredEvent.kafka_offset < below,
+        )
+        .values(applied_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def forget_unapplied(session: Session) -> int:
+    """The broker came back empty: publish again every event downstream has not applied."""
+    result = session.execute(
+        update(StoredEvent)
+        .where(StoredEvent.published_at.is_not(None), StoredEvent.applied_at.is_(None))
+        .values(published_at=None, kafka_partition=None, kafka_offset=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def add_inbox(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    items = [InboxEvent(**row) for row in rows]
+    session.add_all(items)
+    session.flush()
+    return [item.id for item in items]
+
+
+def mark_relayed(session: Session, ids: Sequence[int], now: datetime) -> None:
+    for chunk in _chunks(sorted(set(ids))):
+        session.execute(update(InboxEvent).where(InboxEvent.id.in_(chunk)).values(relayed_at=now))
+
+
+def delete_inbox(session: Session, consumed: Sequence[tuple[int, bytes]]) -> None:
+    """Rows whose raw record was consumed: matched on id and bytes, so a forged header from
+    another producer cannot remove somebody else's row."""
+    for row_id, value in consumed:
+        session.execute(delete(InboxEvent).where(InboxEvent.id == row_id, InboxEvent.value == value))
+
+
+def inbox_to_relay(
+    session: Session, unrelayed_before: datetime, relayed_before: datetime, limit: int
+) -> list[InboxEvent]:
+    """Never relayed (the HTTP path's own produce failed), or relayed long ago and still not consumed."""
+    return list(
+        session.scalars(
+            select(InboxEvent)
+            .where(
+                ((InboxEvent.relayed_at.is_(None)) & (InboxEvent.received_at <= unrelayed_before))
+                | (InboxEvent.relayed_at < relayed_before)
+            )
+            .order_by(InboxEvent.id)
+            .limit(limit)
+        )
+    )
+
+
+def forget_relayed(session: Session) -> int:
+    result = session.execute(update(InboxEvent).values(relayed_at=None))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_inbox(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(InboxEvent)) or 0)
+
+
 def mark_published(
     session: Session, model: type[StoredEvent] | type[DeadLetter], ids: Sequence[int], now: datetime
 ) -> None:
@@ -141,7 +226,7 @@ def stale_unpublished(
     return list(
         session.scalars(
             select(model)
-            .where(model.published_at.is_(None), model.received_at < received_before)
+            .where(model.published_at.is_(None), model.received_at <= received_before)
             .order_by(model.id)
             .limit(limit)
         )

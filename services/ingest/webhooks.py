@@ -68,6 +68,8 @@ def _parse_signed_header(header: str) -> tuple[int, list[str]]:
     for item in header.split(","):
         name, _, value = item.strip().partition("=")
         if name == "t" and value.isascii() and value.isdigit():  # "²".isdigit() is True
+            if len(value) > 12:  # a 400-digit t= overflowed the float compare: a 500, not a 401
+                raise SignatureInvalid("signature timestamp t= is not a plausible unix time")
             timestamp = int(value)
         elif name == "v1" and value:
             candidates.append(value.lower())

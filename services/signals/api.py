@@ -14,7 +14,7 @@ from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
 from services.signals.models import Account, RiskScore
 from services.signals.outbox import account_message
-from services.signals.registry import parse_csv, record_from_body, record_json
+from services.signals.registry import WebhookRules, parse_csv, record_from_body, record_json
 from services.signals.schemas import (
     Band,
     FeaturesOut,
@@ -25,7 +25,7 @@ from services.signals.schemas import (
     PortfolioOut,
     RiskOut,
 )
-from shared.contracts import AccountRecord
+from shared.contracts import AccountRecord, mask_people
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
 from shared.web import ClockDep, Principal, PublisherDep, SessionDep, app_part, require_scope
@@ -36,6 +36,14 @@ ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
 WriteAuth = Annotated[Principal, Depends(require_scope("accounts:write"))]
 SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
 MAX_CSV_BYTES = 10 * 1024 * 1024
+
+
+def _webhook_rules(settings: SignalsSettings) -> WebhookRules:
+    """Registry Slack webhooks: never internal addresses; in prod only allow-listed hosts."""
+    prod = settings.common.profile == "prod"
+    return WebhookRules(
+        tuple(settings.common.trusted_webhook_hosts), tuple(settings.slack_allowed_hosts) if prod else None
+    )
 
 
 # --- registry ------------------------------------------------------------------------------------
@@ -50,7 +58,7 @@ def put_account(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Create or replace an account (AccountRecord fields; `id` optional, must match the path)."""
-    record = record_from_body(account_id, body, clock.now())
+    record = record_from_body(account_id, body, clock.now(), _webhook_rules(settings))
     row, changed = repository.save_account(session, record, record_json(record))
     if changed:
         session.commit()  # durable before it is announced; the outbox relays it if the publish fails
@@ -59,13 +67,16 @@ def put_account(
 
 
 @router.get("/accounts/{account_id}", tags=["accounts"], response_model=AccountRecord)
-def get_account(account_id: str, session: SessionDep, _auth: ReadAuth) -> dict[str, Any]:
+def get_account(account_id: str, session: SessionDep, auth: ReadAuth) -> dict[str, Any]:
+    """The registry record. People's e-mail addresses and Slack webhook URLs (a credential) are
+    masked unless the key may write the registry (accounts:write)."""
     row = repository.get_account(session, account_id)
     if row is None:
         raise NotFound(
             f"account {account_id!r} is not registered; PUT /v1/accounts/{account_id} registers it"
         )
-    return json.loads(row.record)
+    record: dict[str, Any] = json.loads(row.record)
+    return record if auth.scopes & {"accounts:write", "admin"} else mask_people(record)
 
 
 async def _csv_text(request: Request) -> str:
@@ -97,7 +108,7 @@ def import_accounts(
     dry_run: Annotated[bool, Query(description="check only, write nothing")] = False,
 ) -> dict[str, Any]:
     """CSV upload (multipart field `file`, or the raw text/csv body); all rows or none."""
-    records, problems = parse_csv(text, clock.now())
+    records, problems = parse_csv(text, clock.now(), _webhook_rules(settings))
     summary = {"dry_run": dry_run, "rows": len(records) + len({p["row"] for p in problems if p["row"] > 1})}
     if dry_run:
         return {**summary, "valid": len(records), "problems": problems}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
@@ -33,6 +34,14 @@ class SignalsSettings(ServiceSettings):
     api_publish_timeout_s: float = Field(default=5.0, gt=0)
     min_churns: int = Field(default=10, ge=1, description="train refuses with fewer labelled churns")
     observation_step_days: int = Field(default=7, ge=1, le=90)
+    # prod: registry Slack webhooks must be https on one of these hosts (checked at PUT/import;
+    # keep it equal to KAMWATCH_ALERTS_SLACK_ALLOWED_HOSTS, which alerts checks before posting).
+    slack_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["hooks.slack.com"])
+
+    @field_validator("slack_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> SignalsSettings:

@@ -21,6 +21,7 @@ from services.signals.state import AccountState, EntityRow, merge_counts, merge_
 from shared.clock import Clock
 from shared.contracts import RiskBand
 from shared.db import transaction
+from shared.epoch import EpochWatch
 from shared.errors import EventInvalid
 from shared.kafka import OutMessage, Processor, dead_letter_message
 from shared.logging import get_logger
@@ -86,6 +87,9 @@ class SignalsProcessor(Processor[SignalsSettings]):
         super().__init__(settings, sessions, clock)
         self.holder = holder
         self.engine = RiskEngine(settings, holder)
+        # A broker that came back empty lost kamwatch.accounts (compacted, read by ingest and
+        # alerts from the start): publish the whole registry again (shared/epoch.py).
+        self.epoch = EpochWatch(settings.common, "signals")
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -149,6 +153,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         metrics.MODEL_INFO.labels(self.holder.scorer.version).set(1)
         now = self.clock.now()
         before = now - timedelta(seconds=self.settings.relay_after_s)
+        self.epoch.check(self.sessions, now, repository.forget_published_accounts)
         with transaction(self.sessions) as session:
             self.sweep(session, now)
             stale = repository.unpublished_history(session, before=before)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts import BILLING_PERIODS, AccountRecord
-from shared.errors import Problem, ValidationFailed, problems_from, summary
+from shared.contracts import BILLING_PERIODS, MAX_RECORD_BYTES, AccountRecord
+from shared.errors import PayloadTooLarge, Problem, ValidationFailed, problems_from, summary
+from shared.netguard import slack_url_allowed, stored_url_problem
 
 PEOPLE = ("owner", "manager", "sponsor")
 PERSON_FIELD = {"owner": "owner", "manager": "manager", "sponsor": "executive_sponsor"}
@@ -25,7 +27,39 @@ CSV_COLUMNS = (
 )
 
 
-def record_from_body(account_id: str, body: dict[str, Any], now: datetime) -> AccountRecord:
+@dataclass(frozen=True)
+class WebhookRules:
+    """Where a registry Slack webhook may point (shared/netguard.py): never at loopback or
+    private addresses unless trusted; in prod only at the allow-listed hosts."""
+
+    trusted: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] | None = None  # None: any public host (dev)
+
+    def problems(self, record: AccountRecord, column_names: bool = False) -> list[Problem]:
+        found = []
+        for role in ("owner", "manager", "executive_sponsor"):
+            person = getattr(record, role)
+            url = person.slack_webhook if person else None
+            if not url:
+                continue
+            field = f"{role}.slack_webhook"
+            if column_names:
+                field = f"{'sponsor' if role == 'executive_sponsor' else role}_slack_webhook"
+            problem = stored_url_problem(url, self.trusted)
+            allowed = self.allowed_hosts
+            if problem is None and allowed is not None and not slack_url_allowed(url, list(allowed)):
+                problem = (
+                    "must be an https:// URL on a host in KAMWATCH_SIGNALS_SLACK_ALLOWED_HOSTS "
+                    f"({', '.join(allowed)})"
+                )
+            if problem:
+                found.append(Problem(field, problem))
+        return found
+
+
+def record_from_body(
+    account_id: str, body: dict[str, Any], now: datetime, rules: WebhookRules | None = None
+) -> AccountRecord:
     """Validate a PUT body (id optional, must match the path); the server sets updated_at."""
     if not isinstance(body, dict):
         raise ValidationFailed(
@@ -36,9 +70,16 @@ def record_from_body(account_id: str, body: dict[str, Any], now: datetime) -> Ac
             f"body id {body['id']!r} differs from the path id {account_id!r}",
             problems=[Problem("id", f"must equal the path id {account_id!r} or be left out")],
         )
+    size = len(json.dumps(body, default=str).encode())
+    if size > MAX_RECORD_BYTES:
+        # A 5 MB record was answered 200 and then failed every relay tick (MessageSizeTooLarge).
+        raise PayloadTooLarge(
+            f"the account record is {size} bytes; at most {MAX_RECORD_BYTES} bytes are accepted"
+        )
     body, problems = with_term_from_billing_period(body)
     try:
         record = AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
+        problems += (rules or WebhookRules()).problems(record)
     except ValidationError as exc:
         problems += problems_from(exc.errors(include_url=False), empty="body")
     if problems:
@@ -76,7 +117,9 @@ def record_json(record: AccountRecord) -> str:
 
 
 # --- CSV import --------------------------------------------------------------------------------
-def parse_csv(text: str, now: datetime) -> tuple[list[AccountRecord], list[dict[str, Any]]]:
+def parse_csv(
+    text: str, now: datetime, rules: WebhookRules | None = None
+) -> tuple[list[AccountRecord], list[dict[str, Any]]]:
     """Records and every row's problems (`row` = line number in the file, header = line 1)."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
@@ -97,6 +140,8 @@ def parse_csv(text: str, now: datetime) -> tuple[list[AccountRecord], list[dict[
         line = reader.line_num
         values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         record, row_problems = _record_from_row(values, now)
+        if record is not None:
+            row_problems += (rules or WebhookRules()).problems(record, column_names=True)
         if record is not None and record.id in seen:
             row_problems.append(Problem("id", f"duplicate of row {seen[record.id]}"))
         if record is not None:

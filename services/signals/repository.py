@@ -22,6 +22,7 @@ from services.signals.models import (
 )
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
+from shared.db import insert_ignore
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -55,13 +56,27 @@ def _content(record_text: str) -> dict[str, Any]:
 
 
 def save_account(session: Session, record: AccountRecord, record_text: str) -> tuple[Account, bool]:
-    """Insert or replace a registry record; a PUT of identical content changes nothing."""
-    row = session.get(Account, record.id)
-    if row is not None and _content(row.record) == _content(record_text):
+    """Insert or replace a registry record; a PUT of identical content changes nothing.
+
+    An upsert: insert-if-absent first, then lock the row. Read-then-insert let two concurrent
+    PUTs of a new account both insert, and one got a 500 (issue 11 Medium #5)."""
+    assert record.updated_at is not None
+    placeholder = {
+        "id": record.id,
+        "name": record.name,
+        "arr": float(record.arr),
+        "currency": record.currency,
+        "tier": record.tier,
+        "deleted": record.deleted,
+        "record": "{}",
+        "version": 0,
+        "updated_at": record.updated_at,
+    }
+    insert_ignore(session, Account.__table__, [placeholder], ["id"])  # type: ignore[arg-type]
+    row = session.get(Account, record.id, with_for_update=True, populate_existing=True)
+    assert row is not None
+    if row.version > 0 and _content(row.record) == _content(record_text):
         return row, False
-    if row is None:
-        row = Account(id=record.id, version=0)
-        session.add(row)
     owner = record.owner
     row.name, row.arr, row.currency, row.tier = record.name, float(record.arr), record.currency, record.tier
     row.segment, row.renewal_date, row.deleted = record.segment, record.renewal_date, record.deleted
@@ -70,10 +85,14 @@ def save_account(session: Session, record: AccountRecord, record_text: str) -> t
     row.owner_name = owner.name if owner else None
     row.record = record_text
     row.version += 1
-    assert record.updated_at is not None
     row.updated_at, row.published_at = record.updated_at, None
     session.flush()
     return row, True
+
+
+def forget_published_accounts(session: Session) -> None:
+    """The broker lost kamwatch.accounts: every registry record is published again."""
+    session.execute(update(Account).values(published_at=None))
 
 
 def unpublished_accounts(session: Session, before: datetime, limit: int) -> list[Account]:

@@ -89,8 +89,9 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def alerts_settings(common_settings: CommonSettings, sinks: Sinks) -> AlertsSettings:
+    trusted = {"trusted_webhook_hosts": [f"127.0.0.1:{sinks.http_port}"]}  # the local receiver
     return AlertsSettings(
-        common=common_settings,
+        common=common_settings.model_copy(update=trusted),
         group_id=f"{common_settings.topics.risk}-alerts",
         grouping_window_s=0,
         tick_interval_s=0.1,

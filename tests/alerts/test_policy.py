@@ -75,8 +75,12 @@ def test_prod_refuses_the_dev_link_secret_and_the_crash_hook() -> None:
     with pytest.raises(ValueError, match="KAMWATCH_ALERTS_LINK_SECRET"):
         AlertsSettings(common=prod)
     with pytest.raises(ValueError, match="CRASH_AFTER_SENDS"):
-        AlertsSettings(common=prod, link_secret="a-real-long-random-value", crash_after_sends=1)
+        AlertsSettings(
+            common=prod, link_secret="a-real-long-random-value-0123456789abcdef", crash_after_sends=1
+        )
     with pytest.raises(ValueError, match="https"):
         AlertsSettings(
-            common=prod, link_secret="a-real-long-random-value", default_slack_webhook="http://x/y"
+            common=prod,
+            link_secret="a-real-long-random-value-0123456789abcdef",
+            default_slack_webhook="http://x/y",
         )

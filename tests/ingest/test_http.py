@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from kamwatch.dev.broker import free_port
 from services.ingest.app import create_app
@@ -18,7 +18,7 @@ from services.ingest.models import StoredEvent
 from services.ingest.webhooks import sign_stripe, sign_zendesk
 from shared.auth import create_key
 from shared.config import CommonSettings
-from shared.db import transaction
+from shared.db import make_engine, transaction
 from tests.helpers import NOW, account_upserted, make_usage_event, produce, wait_for
 
 
@@ -154,6 +154,17 @@ def test_invalid_batch_is_refused_whole_naming_each_field(ingest: TestClient, ap
     assert response.json()["problems"][0]["field"] == "[1].data.quantity"
 
 
+@pytest.mark.parametrize("source", ["stripe", "zendesk", " Stripe "])
+def test_an_events_key_cannot_use_a_webhook_source(ingest: TestClient, api_key: str, source: str) -> None:
+    """A forged `stripe` id on the events API would shadow the genuine signed webhook (dedup on
+    source + id): those sources belong to the signed webhook routes (issue 11 Medium #6)."""
+    event = make_usage_event(id="evt_forged", source=source)
+    response = ingest.post("/v1/events", json=event, headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 422
+    [problem] = response.json()["problems"]
+    assert problem["field"] == "source" and "/v1/webhooks/" in problem["message"]
+
+
 def test_oversize_body_gets_413(ingest: TestClient, api_key: str) -> None:
     huge = b"[" + b",".join([json.dumps(make_usage_event()).encode()] * 6000) + b"]"
     assert len(huge) > 1024 * 1024
@@ -171,10 +182,18 @@ def ingest_without_broker(common_settings: CommonSettings, ingest_settings: Inge
         yield client
 
 
-def test_broker_down_answers_503_with_retry_after(ingest_without_broker: TestClient, api_key: str) -> None:
+def test_broker_down_still_answers_202_because_the_inbox_holds_the_event(
+    ingest_without_broker: TestClient, api_key: str, common_settings: CommonSettings
+) -> None:
+    """The 202 means stored in the database (the inbox), relayed to Kafka when it is back."""
+    event = make_usage_event()
     response = ingest_without_broker.post(
-        "/v1/events", json=make_usage_event(), headers={"Authorization": f"Bearer {api_key}"}
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {api_key}"}
     )
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "5"
+    assert response.status_code == 202
+    engine = make_engine(common_settings.database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT event_id, relayed_at FROM ingest_inbox")).all()
+    engine.dispose()
+    assert [(r[0], r[1]) for r in rows] == [(event["id"], None)]
     assert ingest_without_broker.get("/readyz").status_code == 503

@@ -92,6 +92,7 @@ def _service_env(
         KAMWATCH_ALERTS_SLACK_MIN_INTERVAL_S="0",
         KAMWATCH_ALERTS_MAX_ATTEMPTS="1",  # one refused Slack post is a permanent failure
         KAMWATCH_ALERTS_CLOCK_FILE=str(tmp / "alerts-clock"),
+        KAMWATCH_TRUSTED_WEBHOOK_HOSTS=f"127.0.0.1:{sinks.http_port}",  # the local receiver
     )
 
 

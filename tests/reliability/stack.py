@@ -97,6 +97,8 @@ def service_envs(
 ) -> dict[str, dict[str, str]]:
     prefix = common.topics.events
     fast = {"KAMWATCH_CONSUMER_MAX_POLL_RECORDS": "200", **extra}
+    if sinks is not None:  # registry webhooks on the local receiver (loopback needs trusting)
+        fast["KAMWATCH_TRUSTED_WEBHOOK_HOSTS"] = f"127.0.0.1:{sinks.http_port}"
     envs = {
         "ingest": service_env(
             KAMWATCH_INGEST_GROUP_ID=f"{prefix}-ingest",

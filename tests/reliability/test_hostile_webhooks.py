@@ -75,6 +75,7 @@ def test_replayed_tampered_and_garbage_signatures_are_401(ingest: TestClient) ->
         "no v1": f"t={now}",
         "no t": "v1=" + "0" * 64,
         "unicode digits in t": "t=\u00b2\u00b3,v1=00",
+        "400-digit t (overflowed to a 500)": "t=" + "9" * 400 + ",v1=" + "0" * 64,
         "non-ASCII signature": f"t={now},v1=\u00e9\u00e9",
         "empty": "",
         "garbage": "\u00ff" * 300,

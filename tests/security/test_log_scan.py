@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,6 +96,55 @@ def _webhooks(ingest: str) -> list[str]:
     return [good.split("v1=")[1], forged.split("v1=")[1], zd_good]
 
 
+def _concurrent_new_accounts(signals: str, key: str, people: dict[str, Any]) -> list[str]:
+    """Two PUTs of each new account at once: read-then-insert once gave one of them a 500 whose
+    log line carried the SQL parameters (e-mail addresses). Now both are answered 200."""
+    emails: list[str] = []
+    statuses: list[int] = []
+
+    def put(account_id: str, email: str) -> None:
+        body = {"name": account_id, "arr": "1000", "owner": {"name": "Racer", "email": email}}
+        response = httpx.put(
+            f"{signals}/v1/accounts/{account_id}",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        statuses.append(response.status_code)
+
+    threads = []
+    for i in range(6):
+        email = f"racer{i}.{people['owner']['email']}"
+        emails.append(email)
+        threads += [threading.Thread(target=put, args=(f"race-{i}", email)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [200] * len(threads), statuses
+    return emails
+
+
+def _error_paths(services: dict[str, ServiceProcess], key: str) -> None:
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=30) as client:
+        # 422s naming fields, 404s, 401s and 403-free paths that log at warning or error level.
+        bad = {"name": "x\r\ny", "arr": "1", "owner": {"name": "o", "email": "not-an-email"}}
+        assert (
+            client.put(f"{services['signals'].url}/v1/accounts/bad", json=bad, headers=auth).status_code
+            == 422
+        )
+        assert client.get(f"{services['signals'].url}/v1/accounts/nobody", headers=auth).status_code == 404
+        assert (
+            client.post(f"{services['ingest'].url}/v1/events", content=b"{", headers=auth).status_code == 422
+        )
+        stripe = f"{services['ingest'].url}/v1/webhooks/stripe"
+        assert (
+            client.post(stripe, content=b"{}", headers={"Stripe-Signature": "t=" + "9" * 400}).status_code
+            == 401
+        )
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_logs_of_a_full_run_hold_no_secret_key_signature_or_e_mail(
     service_env: Callable[..., dict[str, str]],
@@ -144,6 +195,9 @@ def test_logs_of_a_full_run_hold_no_secret_key_signature_or_e_mail(
         wait_for(lambda: count(sessions, StoredEvent) >= len(story) + 2, 90, "events stored")
         wait_for(lambda: sinks.mails_to(people["owner"]["email"]), 90, "the owner's alert e-mail")
         wait_for(lambda: count(sessions, Delivery, Delivery.state == "sent") >= 2, 60, "deliveries recorded")
+        racers = _concurrent_new_accounts(services["signals"].url, key, people)
+        # Error paths the run must also have logged (and logged without personal data).
+        _error_paths(services, key)
     finally:
         for service in services.values():
             service.stop()
@@ -158,6 +212,8 @@ def test_logs_of_a_full_run_hold_no_secret_key_signature_or_e_mail(
     for role, person in people.items():
         secrets[f"{role} e-mail"] = person["email"]
         secrets[f"{role} Slack webhook"] = person["slack_webhook"]
+    for i, email in enumerate(racers):
+        secrets[f"racing PUT e-mail {i}"] = email
     texts = {name: path.read_text(errors="replace") for name, path in logs.items()}
     texts["keys create (stderr)"] = cli_log
     lines = sum(len(t.splitlines()) for t in texts.values())

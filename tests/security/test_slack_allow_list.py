@@ -15,7 +15,7 @@ from shared.config import CommonSettings
 from tests.helpers import NOW
 
 HOSTS = ["hooks.slack.com"]
-PROD = {"common": CommonSettings(profile="prod"), "link_secret": "a-real-link-key-3f9a7c1e"}
+PROD = {"common": CommonSettings(profile="prod"), "link_secret": "a-real-link-key-3f9a7c1e-0123456789abcdef"}
 
 
 @pytest.mark.parametrize(

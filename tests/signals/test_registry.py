@@ -141,3 +141,52 @@ def test_registration_survives_a_broker_outage_through_the_outbox(
     assert [r.key for r in records] == [b"acme"]
     with transaction(db) as session:
         assert session.get(Account, "acme").published_at is not None  # type: ignore[union-attr]
+
+
+def test_concurrent_puts_of_a_new_account_are_all_answered_200(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    """Read-then-insert let two PUTs of a new account both insert; one got a 500 whose log line
+    carried the SQL parameters (issue 11 Medium #5). The PUT is an upsert now."""
+    import threading
+
+    statuses: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def put(account_id: str, n: int) -> None:
+        barrier.wait()
+        body = {**ACME, "name": f"Racer {n}"}
+        statuses.append(api.put(f"/v1/accounts/{account_id}", json=body, headers=auth).status_code)
+
+    for round_ in range(5):
+        threads = [threading.Thread(target=put, args=(f"race-{round_}", n)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert statuses == [200] * 20, statuses
+    with transaction(db) as session:
+        rows = session.query(Account).filter(Account.id.like("race-%")).all()
+        assert len(rows) == 5 and all(row.version >= 1 and row.record != "{}" for row in rows)
+
+
+def test_a_risk_read_key_sees_people_fields_masked(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    """Slack webhook URLs are credentials and e-mail addresses personal data: a risk:read key
+    (a dashboard) gets them masked, as the alerts API does (issue 11 Medium #4)."""
+    from shared.auth import create_key
+
+    assert api.put("/v1/accounts/acme", json=ACME, headers=auth).status_code == 200
+    with transaction(db) as session:
+        reader = create_key(session, "dashboard", ["risk:read"])
+    seen = api.get("/v1/accounts/acme", headers={"Authorization": f"Bearer {reader}"})
+    assert seen.status_code == 200, seen.text
+    text = seen.text
+    for secret in ("kim@example.com", "hooks.slack.test/kim", "lee@example.com", "sam@example.com"):
+        assert secret not in text
+    owner = seen.json()["owner"]
+    assert owner["email"] == "k***@example.com" and owner["slack_webhook"] == "https://hooks.slack.test/..."
+    assert owner["name"] == "Kim" and seen.json()["arr"] == "250000.00"
+    full = api.get("/v1/accounts/acme", headers=auth).json()  # accounts:write (every scope)
+    assert full["owner"]["email"] == "kim@example.com"
