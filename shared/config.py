@@ -70,6 +70,10 @@ class CommonSettings(BaseSettings):
     # On start, input waiting on the topics is applied before the first tick (at most this long).
     consumer_catchup_timeout_s: float = Field(default=60.0, ge=0)
     producer_delivery_timeout_ms: int = 30000
+    # /metrics shows ARR at risk: with a token it needs `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
+    # /docs, /redoc and /openapi.json: None = on in dev, off in prod.
+    public_docs: bool | None = None
     # host:port pairs a registry webhook may point at although they are loopback or private
     # (the local Slack receiver of `kamwatch run`); comma-separated. See shared/netguard.py.
     trusted_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -93,8 +97,8 @@ class CommonSettings(BaseSettings):
         process is configured. Children log as `log_format` (JSON: their output goes to files)."""
         env = {k: v for k, v in base.items() if not k.startswith("KAMWATCH_")}
         for name in type(self).model_fields:
-            if name != "topics":
-                value = getattr(self, name)
+            value = getattr(self, name)
+            if name != "topics" and value is not None:  # None: the child's default
                 text = ",".join(value) if isinstance(value, list) else str(value)
                 env[f"KAMWATCH_{name.upper()}"] = text
         for name in TopicNames.model_fields:

@@ -122,11 +122,19 @@ def build_service(
             publisher.close()
         engine.dispose()
 
+    # The interactive docs and the schema describe every route and field: public in dev, off in
+    # prod unless KAMWATCH_PUBLIC_DOCS=true (the schema is committed under shared/schemas/).
+    docs = settings.common.public_docs
+    if docs is None:
+        docs = settings.common.profile != "prod"
     app = FastAPI(
         title=f"kamwatch {name}",
         version="1.0.0",
         description=description,
         lifespan=lifespan_with(consumer, on_stop),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     state = {"settings": settings, "sessions": sessions, "clock": clock, "publisher": publisher}
     state |= {"processor": batch_handler, "consumer": consumer, **(parts or {})}
@@ -138,7 +146,7 @@ def build_service(
         "broker": lambda: broker_reachable(settings.common.kafka_bootstrap),
         "consumer": lambda: consumer.problem() if consumer is not None else None,
     }
-    install_ops_routes(app, name, checks)
+    install_ops_routes(app, name, checks, settings.common.metrics_token)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes or settings.max_body_bytes)
     return app

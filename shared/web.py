@@ -4,6 +4,7 @@ API-key scope), errors, health, metrics, body limits."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import socket
 import time
@@ -132,9 +133,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+# Paths that take no API key (signed webhooks, signed alert links, probes): their bodies are read
+# before anything can be checked; every other body larger than KEY_FIRST_BYTES needs a valid key
+# before kamwatch buffers it.
+PUBLIC_PREFIXES = ("/v1/webhooks/", "/v1/alert-links/", "/healthz", "/readyz", "/metrics")
+KEY_FIRST_BYTES = 64 * 1024
+
+
 class BodyLimit:
-    """Answer 413 for bodies over `max_bytes` (by Content-Length, or while reading) and 408 when a
-    client stops sending its body for `body_timeout_s` (slow-loris: uvicorn has no body timeout).
+    """Answer 413 for bodies over `max_bytes` (by Content-Length, or while reading), 408 when the
+    whole body has not arrived within `body_timeout_s` (a total deadline: a client trickling one
+    byte at a time must not hold a connection forever; uvicorn has no body timeout), and 401 before
+    buffering a large body for a keyed route when the request carries no valid API key.
 
     The body is read here, before the app runs, and handed on in one piece: raising from inside
     the app's `receive` would surface through Starlette's middleware task groups as a 500.
@@ -154,6 +164,12 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(send, 413, "payload_too_large", self._too_large)
             return
+        large = length is None or not length.isdigit() or int(length) > KEY_FIRST_BYTES
+        if large and scope["method"] != "GET" and not await self._key_ok(scope, headers):
+            await self._reject(
+                send, 401, "unauthorized", "a valid API key is needed before a large body is read"
+            )
+            return
         body = await self._read(receive, send)
         if body is None:
             return
@@ -168,13 +184,35 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
+    @staticmethod
+    async def _key_ok(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        """A keyed route's caller holds a known, unrevoked key (scopes are the route's business)."""
+        path = str(scope.get("path", ""))
+        if path.startswith(PUBLIC_PREFIXES):
+            return True
+        scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        state = getattr(scope.get("app"), "state", None)
+        factory = getattr(state, "sessions", None)
+        if scheme.lower() != "bearer" or not key.strip():
+            return False
+        if factory is None:
+            return True  # an app without keys (tests of this middleware alone)
+
+        def lookup() -> bool:
+            with transaction(factory) as session:
+                return lookup_scopes(session, key.strip()) is not None
+
+        return bool(await asyncio.to_thread(lookup))
+
     async def _read(self, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None once a 413/408 was sent (or the client went away)."""
         chunks: list[bytes] = []
         seen, more = 0, True
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while more:
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                message = await asyncio.wait_for(receive(), remaining)
             except TimeoutError:
                 message_text = f"the request body did not arrive within {self.body_timeout_s:g} s"
                 await self._reject(send, 408, "request_timeout", message_text)
@@ -221,8 +259,12 @@ def broker_reachable(bootstrap: str) -> str | None:
     return f"no broker answers at {bootstrap}"
 
 
-def install_ops_routes(app: FastAPI, service: str, checks: dict[str, ReadyCheck]) -> None:
-    """/healthz (alive), /readyz (dependencies reachable), /metrics, plus request metrics."""
+def install_ops_routes(
+    app: FastAPI, service: str, checks: dict[str, ReadyCheck], metrics_token: str | None = None
+) -> None:
+    """/healthz (alive), /readyz (dependencies reachable), /metrics, plus request metrics.
+    With `metrics_token`, /metrics answers only `Authorization: Bearer <token>` (it shows ARR at
+    risk, issue 11 Low #11); Prometheus sends it with `authorization.credentials_file`."""
 
     @app.middleware("http")
     async def _measure(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -255,5 +297,18 @@ def install_ops_routes(app: FastAPI, service: str, checks: dict[str, ReadyCheck]
         )
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+        if metrics_token:
+            scheme, _, token = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), metrics_token.encode()
+            ):
+                return JSONResponse(
+                    {
+                        "error": "unauthorized",
+                        "message": "send Authorization: Bearer <KAMWATCH_METRICS_TOKEN>",
+                    },
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)

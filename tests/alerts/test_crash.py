@@ -49,6 +49,7 @@ def test_kill_9_between_send_and_record_neither_duplicates_nor_loses_an_escalati
         "KAMWATCH_ALERTS_PORT": str(free_port()),
         "KAMWATCH_ALERTS_GROUP_ID": f"{common_settings.topics.risk}-alerts",
         "KAMWATCH_ALERTS_SMTP_PORT": str(sinks.smtp_port),
+        "KAMWATCH_TRUSTED_WEBHOOK_HOSTS": f"127.0.0.1:{sinks.http_port}",  # the local receiver
         "KAMWATCH_ALERTS_GROUPING_WINDOW_S": "0",
         "KAMWATCH_ALERTS_TICK_INTERVAL_S": "0.2",
         "KAMWATCH_ALERTS_SENDING_LEASE_S": "0",

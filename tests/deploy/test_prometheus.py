@@ -28,7 +28,7 @@ def test_promtool_check_config_accepts_the_scrape_configs(config: str) -> None:
 def test_promtool_check_rules_accepts_the_alert_rules() -> None:
     result = _promtool("check", "rules", "rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 rules found" in result.stdout + result.stderr
+    assert "7 rules found" in result.stdout + result.stderr
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
