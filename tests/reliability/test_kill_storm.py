@@ -37,9 +37,10 @@ from tests.security.apps import make_key
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    return fresh_database(request, "postgres")
+    """SQLite too: it is the embedded default (`make run`)."""
+    return fresh_database(request, request.param)
 
 
 def run_storm(
