@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from services.ingest.models import (
@@ -183,8 +183,11 @@ def mark_relayed(session: Session, ids: Sequence[int], now: datetime) -> None:
 def delete_inbox(session: Session, consumed: Sequence[tuple[int, bytes]]) -> None:
     """Rows whose raw record was consumed: matched on id and bytes, so a forged header from
     another producer cannot remove somebody else's row."""
-    for row_id, value in consumed:
-        session.execute(delete(InboxEvent).where(InboxEvent.id == row_id, InboxEvent.value == value))
+    if consumed:
+        statement = delete(InboxEvent).where(
+            InboxEvent.id == bindparam("i"), InboxEvent.value == bindparam("v")
+        )
+        session.connection().execute(statement, [{"i": row_id, "v": value} for row_id, value in consumed])
 
 
 def inbox_to_relay(
