@@ -141,7 +141,10 @@ def test_an_account_turning_red_reaches_its_owner_once_on_slack_and_by_email(
             time=NOW - 120 * DAY,
         ),
     ]
-    pipeline.send(healthy)
+    # The registration is scored green (no signals yet) by the first sweep, which comes once the
+    # signals consumer has caught up with its topic. The history and the decline then go in
+    # together: the history alone ends 31 days before the clock, which already reads as a silent,
+    # red account (this test used to rely on both being scored in one batch by luck).
     wait_for(lambda: (pipeline.risk("acme") or {}).get("band") == "green", 60, "a green score first")
 
     decline = usage("acme", 30, 0, 500.0) + [
@@ -170,9 +173,15 @@ def test_an_account_turning_red_reaches_its_owner_once_on_slack_and_by_email(
     ]
     notified_before = _latency_count("notified")
     sent_at = time.monotonic()
-    pipeline.send(decline)
+    pipeline.send(healthy + decline)
 
-    risk = wait_for(lambda: (r := pipeline.risk("acme")) and r["band"] == "red" and r, 60, "red band")
+    def red_with_every_cause() -> dict[str, Any] | None:
+        r = pipeline.risk("acme")
+        texts = " ".join(d["text"] for d in (r or {}).get("drivers", []))
+        causes = all(c in texts for c in ("usage", "champion", "overdue"))
+        return r if r and r["band"] == "red" and causes else None
+
+    risk = wait_for(red_with_every_cause, 60, "red band, the decline applied")
     mail = wait_for(lambda: sinks.mails_to("dana@example.com"), 60, "the owner's e-mail")
     slack = wait_for(lambda: sinks.slack_to("dana"), 60, "the owner's Slack message")
     elapsed = time.monotonic() - sent_at
