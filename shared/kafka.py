@@ -345,10 +345,11 @@ class BatchLoop:
             self._track_assignment()
             if records:
                 self._process(records)
-            if time.monotonic() >= self._next_tick and self._ready_to_tick():
+            if time.monotonic() >= self._next_tick:
                 self._next_tick = time.monotonic() + self._tick_interval_s
-                self._emit(self._handler.tick())
-                self._update_lag()
+                if self._ready_to_tick():
+                    self._emit(self._handler.tick())
+                self._update_lag()  # observed while catching up too
             self._failures = 0
             self.last_error = None
         except TransientError as exc:
@@ -383,7 +384,7 @@ class BatchLoop:
         assigned = consumer.assignment()
         if not assigned:
             return False
-        for tp in assigned:
+        for tp in assigned - set(consumer.paused()):  # paused by the handler: not waiting input
             if tp not in self._start_marks:
                 highwater = consumer.highwater(tp)
                 if highwater is None:
