@@ -232,7 +232,8 @@ def drive(stack: Stack) -> None:
     """Healthy history, then a decline that opens an alert; it escalates to a manager whose Slack
     refuses, and is acknowledged. Plus a duplicate, a parked event, a bad signature, poison records."""
     now = datetime.now(UTC)
-    closed = f"http://127.0.0.1:{free_port()}/refused"
+    # A webhook nobody answers (.invalid never resolves): loopback addresses are refused when stored.
+    closed = "http://refused.invalid/refused"
     account = {
         "name": "Acme GmbH",
         "arr": "360000",
