@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
@@ -22,7 +23,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from shared.config import CommonSettings
-from shared.db import Base, UTCDateTime, transaction
+from shared.db import Base, UTCDateTime, insert_ignore, transaction
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -127,11 +128,16 @@ class EpochWatch:
         self.current: str | None = None
 
     def check(
-        self, sessions: sessionmaker[Session], now: datetime, on_change: Callable[[Session], None]
+        self,
+        sessions: sessionmaker[Session],
+        now: datetime,
+        on_change: Callable[[Session], object],
+        on_first: Callable[[Session], object] | None = None,
     ) -> bool:
         """True when the broker epoch is known (checked, and re-relayed if it changed). On a change,
         `on_change` runs in the same transaction that stores the new epoch, so a crash cannot
-        store the epoch without the re-relay it calls for."""
+        store the epoch without the re-relay it calls for. A service without a stored epoch yet
+        runs `on_first` instead (several instances may start at once: the row is insert-if-absent)."""
         epoch = self.epoch.current()
         if epoch is None:
             return False
@@ -140,14 +146,15 @@ class EpochWatch:
             if row is not None and row.epoch == epoch:
                 self.current = epoch
                 return True
-            # No row: this service never saw this broker, e.g. a stack killed before its first
-            # tick; re-relaying what is not applied yet is then the safe choice (and cheap on a
-            # fresh install, where nothing is).
             log.warning("epoch.changed", owner=self.owner, was=row.epoch if row else None, now=epoch)
-            on_change(session)
             if row is None:
-                session.add(SeenEpoch(owner=self.owner, epoch=epoch, updated_at=now))
+                table: Any = SeenEpoch.__table__
+                values = {"owner": self.owner, "epoch": epoch, "updated_at": now}
+                insert_ignore(session, table, [values], ["owner"])
+                if on_first is not None:
+                    on_first(session)
             else:
+                on_change(session)
                 row.epoch, row.updated_at = epoch, now
         self.current = epoch
         return True

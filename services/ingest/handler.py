@@ -82,6 +82,8 @@ class IngestProcessor(Processor[IngestSettings]):
     # --- the batch ------------------------------------------------------------------------
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
+        if self.relay.watch.current is None:  # the epoch is stored before anything is published
+            self.relay.check_epoch(now)
         account_records = [r for r in records if r.topic == self.topics.accounts]
         raw = [r for r in records if r.topic != self.topics.accounts]
         pending = _Pending()

@@ -85,8 +85,14 @@ class Relay:
         self._admin: KafkaAdminClient | None = None
 
     # --- tick ------------------------------------------------------------------------------------
+    def check_epoch(self, now: datetime) -> bool:
+        """Called before the first batch is published and on every tick. Without a stored epoch
+        (a fresh database, or instances starting together) only the inbox is relayed again:
+        nothing was published to kamwatch.events before the epoch was first stored."""
+        return self.watch.check(self.sessions, now, self._broker_came_back_empty, repository.forget_relayed)
+
     def tick(self, now: datetime) -> list[OutMessage]:
-        if self.watch.check(self.sessions, now, self._broker_came_back_empty):
+        if self.check_epoch(now):
             self._learn_applied(now)
         unrelayed = now - timedelta(seconds=self.settings.relay_after_s)
         stale = now - timedelta(seconds=self.settings.inbox_lease_s)

@@ -153,7 +153,8 @@ class SignalsProcessor(Processor[SignalsSettings]):
         metrics.MODEL_INFO.labels(self.holder.scorer.version).set(1)
         now = self.clock.now()
         before = now - timedelta(seconds=self.settings.relay_after_s)
-        self.epoch.check(self.sessions, now, repository.forget_published_accounts)
+        forget = repository.forget_published_accounts
+        self.epoch.check(self.sessions, now, forget, on_first=forget)
         with transaction(self.sessions) as session:
             self.sweep(session, now)
             stale = repository.unpublished_history(session, before=before)
