@@ -98,10 +98,10 @@ def test_a_step_that_raises_marks_its_alert_and_the_tick_goes_on(
         for account_id in ("broken", "acme"):
             change = RiskChange.model_validate(json.loads(risk_changed(account_id, "red", 0.82))["data"])
             processor.lifecycle.on_risk(session, change, now)
-        # A read copy whose people column is not JSON (as a hand edit could leave it).
+        # A read copy whose people value has the wrong shape (as a hand edit could leave it).
         account = repository.get_account(session, "broken")
         assert account is not None
-        account.people = "{not json"
+        account.people = "{not an object"
 
     processor.tick()
 
@@ -110,5 +110,5 @@ def test_a_step_that_raises_marks_its_alert_and_the_tick_goes_on(
         broken = session.query(Alert).filter(Alert.account_id == "broken").one()
         assert broken.next_escalation_at is not None and broken.next_escalation_at > now
         reasons = [t.reason for t in repository.transitions(session, broken.id)]
-        assert any("step failed: JSONDecodeError" in r for r in reasons), reasons
+        assert any(r.startswith("step failed: ") for r in reasons), reasons
     engine.dispose()  # type: ignore[attr-defined]
