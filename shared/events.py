@@ -96,6 +96,15 @@ class PaymentFailed(_Data):
     failure_reason: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
+class ExpansionKind(StrEnum):
+    """The component an expansion grows (docs/metrics.md: expansion by component)."""
+
+    seats_volume = "seats_volume"  # more seats, usage or volume
+    new_product_premium = "new_product_premium"  # a new product or a premium tier (vertical)
+    department_business_unit = "department_business_unit"  # another department or BU (horizontal)
+    site_subsidiary = "site_subsidiary"  # another site or subsidiary (geographic)
+
+
 class SubscriptionChanged(_Data):
     """The recurring revenue of a subscription changed (upgrade, downgrade, cancellation)."""
 
@@ -105,6 +114,11 @@ class SubscriptionChanged(_Data):
     previous_mrr: Money | None = None
     currency: Currency
     cancel_at_period_end: bool = False
+    expansion_kind: ExpansionKind | None = Field(
+        default=None,
+        description="what an increase of MRR expands: seats_volume, new_product_premium, "
+        "department_business_unit or site_subsidiary (absent: unspecified)",
+    )
 
 
 # --- contacts ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
+from services.signals.kam_api import router as kam_router
 from services.signals.models import Account, RiskScore
 from services.signals.outbox import account_message
 from services.signals.registry import WebhookRules, parse_csv, record_from_body, record_json
@@ -36,6 +37,7 @@ ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
 WriteAuth = Annotated[Principal, Depends(require_scope("accounts:write"))]
 SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
 MAX_CSV_BYTES = 10 * 1024 * 1024
+router.include_router(kam_router)  # the KAM numbers: revenue, renewals, post-mortems
 
 
 def _webhook_rules(settings: SignalsSettings) -> WebhookRules:

@@ -33,6 +33,9 @@ class SignalsSettings(ServiceSettings):
     sweep_batch: int = Field(default=500, ge=1, le=100_000)
     api_publish_timeout_s: float = Field(default=5.0, gt=0)
     min_churns: int = Field(default=10, ge=1, description="train refuses with fewer labelled churns")
+    revenue_gauges_interval_s: float = Field(
+        default=900.0, gt=0, description="how often the tick refreshes the trailing-90-day revenue gauges"
+    )
     observation_step_days: int = Field(default=7, ge=1, le=90)
     # prod: registry Slack webhooks must be https on one of these hosts (checked at PUT/import;
     # keep it equal to KAMWATCH_ALERTS_SLACK_ALLOWED_HOSTS, which alerts checks before posting).

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.signals import metrics, repository
+from services.signals import metrics, repository, revenue
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
 from services.signals.events import Signal, event_row, parse_signal
@@ -90,6 +90,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         # A broker that came back empty lost kamwatch.accounts (compacted, read by ingest and
         # alerts from the start): publish the whole registry again (shared/epoch.py).
         self.epoch = EpochWatch(settings.common, "signals")
+        self._revenue_at: datetime | None = None
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -164,7 +165,14 @@ class SignalsProcessor(Processor[SignalsSettings]):
                 for a in repository.unpublished_accounts(session, before, 500)
             ]
             self._gauges(session)
+            self._revenue_gauges(session, now)
         return out
+
+    def _revenue_gauges(self, session: Session, now: datetime) -> None:
+        interval = timedelta(seconds=self.settings.revenue_gauges_interval_s)
+        if self._revenue_at is None or now - self._revenue_at >= interval:
+            revenue.refresh_gauges(session, now)
+            self._revenue_at = now
 
     def sweep(self, session: Session, now: datetime) -> int:
         day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)

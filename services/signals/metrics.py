@@ -38,3 +38,14 @@ ACCOUNTS_PUBLISHED = Counter(
 
 # Exported from start-up at zero, so the first observation already shows as an increase.
 PIPELINE_LATENCY.labels("scored")
+REVENUE_ARR = Gauge(
+    "kamwatch_revenue_arr",
+    "Revenue movement of the trailing 90 days (docs/metrics.md), by component and currency: "
+    "starting_arr, expansion_<kind>, contraction, churn, ending_arr",
+    ["component", "currency"],
+)
+REVENUE_RETENTION = Gauge(
+    "kamwatch_revenue_retention_ratio",
+    "Net (nrr) and gross (grr) revenue retention of the trailing 90 days, per currency",
+    ["ratio", "currency"],
+)

@@ -359,3 +359,28 @@ def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:
     """Current scores as comparable tuples (rebuild check)."""
     query = select(RiskScore.account_id, RiskScore.score, RiskScore.band, RiskScore.features, RiskScore.as_of)
     return sorted(map(tuple, session.execute(query)))
+
+
+# --- KAM numbers (revenue, renewals, post-mortems) ------------------------------------------------
+def live_accounts(session: Session) -> list[Account]:
+    """Registry rows not deleted, by id."""
+    return list(session.scalars(select(Account).where(Account.deleted.is_(False)).order_by(Account.id)))
+
+
+def events_for_revenue(session: Session, start: datetime, end: datetime) -> Iterator[SignalEvent]:
+    """Subscription changes and outcomes before `end` (the state at the start needs the earlier
+    ones); NPS answers and business reviews within [start, end)."""
+    query = select(SignalEvent).where(
+        or_(
+            and_(
+                SignalEvent.type.in_(("subscription.changed", "account.churned", "account.renewed")),
+                SignalEvent.event_time < end,
+            ),
+            and_(
+                SignalEvent.type.in_(("survey.responded", "engagement.recorded")),
+                SignalEvent.event_time >= start,
+                SignalEvent.event_time < end,
+            ),
+        )
+    )
+    yield from session.scalars(query.order_by(SignalEvent.id).execution_options(yield_per=2000))

@@ -1,0 +1,38 @@
+"""HTTP routes of the KAM numbers (thin): revenue retention, the renewals desk, churn post-mortems.
+Definitions of every figure: docs/metrics.md."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from services.signals import revenue
+from shared.errors import ValidationFailed
+from shared.web import Principal, SessionDep, require_scope
+
+router = APIRouter()
+ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+@router.get("/metrics/revenue", tags=["kam"])
+def get_revenue(
+    _auth: ReadAuth,
+    session: SessionDep,
+    start: Annotated[date, Query(alias="from", description="first day of the period (UTC), included")],
+    end: Annotated[date, Query(alias="to", description="day after the period (UTC), excluded")],
+    by: Annotated[
+        Literal["owner", "tier", "segment", "account"] | None,
+        Query(description="also slice by owner, tier, segment or account"),
+    ] = None,
+) -> dict[str, Any]:
+    """Starting ARR, expansion by component, contraction, churn, NRR, GRR, NPS and QBR attendance
+    of the accounts that had ARR at the start of the period (per currency; docs/metrics.md)."""
+    if end <= start:
+        raise ValidationFailed(f"'to' ({end}) must be after 'from' ({start}); the period is [from, to)")
+    return revenue.compute(session, _midnight(start), _midnight(end), by)
