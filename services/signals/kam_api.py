@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from services.signals import revenue
+from services.signals import renewals, revenue
 from shared.errors import ValidationFailed
-from shared.web import Principal, SessionDep, require_scope
+from shared.web import ClockDep, Principal, SessionDep, require_scope
 
 router = APIRouter()
 ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
@@ -36,3 +36,16 @@ def get_revenue(
     if end <= start:
         raise ValidationFailed(f"'to' ({end}) must be after 'from' ({start}); the period is [from, to)")
     return revenue.compute(session, _midnight(start), _midnight(end), by)
+
+
+@router.get("/renewals", tags=["kam"])
+def get_renewals(
+    _auth: ReadAuth,
+    session: SessionDep,
+    clock: ClockDep,
+    within: Annotated[int, Query(ge=0, le=730, description="days from today (UTC), both ends included")] = 90,
+) -> dict[str, Any]:
+    """Accounts renewing within the window, red first then amber then green (unscored last), the
+    largest ARR first within a band; a forecast (renew, expand, contract, churn) per account from
+    its risk band and MRR trend; totals of ARR up for renewal per band and currency."""
+    return renewals.desk(session, clock.now(), within)

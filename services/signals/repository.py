@@ -384,3 +384,32 @@ def events_for_revenue(session: Session, start: datetime, end: datetime) -> Iter
         )
     )
     yield from session.scalars(query.order_by(SignalEvent.id).execution_options(yield_per=2000))
+
+
+def renewing(session: Session, first: date, last: date) -> list[tuple[Account, RiskScore | None]]:
+    """Live registry accounts whose renewal date is in [first, last], with their score (if any)."""
+    query = (
+        select(Account, RiskScore)
+        .outerjoin(RiskScore, RiskScore.account_id == Account.id)
+        .where(
+            Account.deleted.is_(False),
+            Account.renewal_date >= first,
+            Account.renewal_date <= last,
+            or_(RiskScore.band.is_(None), RiskScore.band != CHURNED),
+        )
+        .order_by(Account.id)
+    )
+    return [(a, r) for a, r in session.execute(query)]
+
+
+def events_of(
+    session: Session, account_ids: Sequence[str], types: Sequence[str], end: datetime
+) -> list[SignalEvent]:
+    """The accounts' events of these types before `end`, in event-time order."""
+    rows: list[SignalEvent] = []
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(SignalEvent).where(
+            SignalEvent.account_id.in_(chunk), SignalEvent.type.in_(types), SignalEvent.event_time < end
+        )
+        rows += session.scalars(query)
+    return sorted(rows, key=lambda r: (r.event_time, r.source, r.event_id))
