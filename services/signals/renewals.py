@@ -59,6 +59,10 @@ def _pct(trend: Decimal) -> str:
     return f"{trend * 100:+.1f} %"
 
 
+def _desk_order(item: dict[str, Any]) -> tuple[int, Decimal, str]:
+    return (BAND_ORDER[item["band"]], -Decimal(item["arr"]), item["account_id"])
+
+
 def desk(session: Session, now: datetime, within: int) -> dict[str, Any]:
     today = now.date()
     rows = repository.renewing(session, today, today + timedelta(days=within))
@@ -91,7 +95,7 @@ def desk(session: Session, now: datetime, within: int) -> dict[str, Any]:
             }
         )
         totals[(band or "unscored", account.currency)].append(arr)
-    items.sort(key=lambda i: (BAND_ORDER[i["band"]], -Decimal(i["arr"]), i["account_id"]))
+    items.sort(key=_desk_order)
     return {
         "as_of": today.isoformat(),
         "within_days": within,
