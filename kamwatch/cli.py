@@ -190,6 +190,7 @@ def _assemble() -> None:
     for command in (
         signals_commands.train,
         signals_commands.model,
+        signals_commands.postmortem,
         *dev_commands.COMMANDS,
         sim_commands.simulate,
     ):

@@ -161,6 +161,11 @@ class AccountOutcome(_Data):
     """The label: the account churned or renewed (used for training and post-mortems)."""
 
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reason_category: Identifier | None = Field(
+        default=None,
+        description="a short category of the reason for post-mortem roll-ups "
+        "(e.g. price, product_fit, champion_left, budget, competitor)",
+    )
     arr: Money | None = None
     currency: Currency | None = None
 

@@ -1,7 +1,9 @@
-"""CLI: `kamwatch signals rebuild`, `kamwatch train`, `kamwatch model list|promote|rollback`."""
+"""CLI: `kamwatch signals rebuild`, `kamwatch train`, `kamwatch model list|promote|rollback`,
+`kamwatch postmortem`."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,44 @@ def _list_models(store: ModelStore) -> None:
         metrics = store.metadata(version).get("metrics", {})
         mark = "*" if version == current else " "
         click.echo(f"{mark} {version}  roc_auc={metrics.get('roc_auc')} brier={metrics.get('brier')}")
+
+
+def _day(_ctx: click.Context, _param: click.Parameter, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+@click.command(
+    epilog="\b\nExamples:\n  kamwatch postmortem --since 2026-01-01 --out var/postmortem\n"
+    "  kamwatch postmortem                 (every churn, into the current folder)",
+)
+@click.option("--since", callback=_day, default=None, help="only churns on or after YYYY-MM-DD")
+@click.option("--out", default=".", show_default=True, help="folder for postmortem.md and the chart")
+def postmortem(since: date | None, out: str) -> int:
+    """Churn post-mortems as Markdown plus a PNG chart: reason, lead times, drivers, missed churns
+    (definitions: docs/metrics.md)."""
+    from services.signals import postmortem as reports
+
+    settings = _settings()
+    start = datetime.combine(since, time(0), tzinfo=UTC) if since else None
+    engine = make_engine(settings.common.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            body = reports.report(session, start)
+    finally:
+        engine.dispose()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / "postmortem-lead-times.png"
+    drawn = reports.chart(body, png) if body["items"] else False
+    (folder / "postmortem.md").write_text(reports.markdown(body, png.name if drawn else None))
+    roll = body["rollups"]
+    click.echo(f"{roll['churned']} churns, {roll['flagged']} flagged, {len(roll['missed'])} missed")
+    click.echo(f"report: {folder / 'postmortem.md'}" + (f" and {png}" if drawn else ""))
+    if body["items"] and not drawn:
+        click.echo("no chart: matplotlib is not installed (pip install 'kamwatch[bench]')")
+    return 0

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from services.signals import renewals, revenue
+from services.signals import postmortem, renewals, revenue
 from shared.errors import ValidationFailed
 from shared.web import ClockDep, Principal, SessionDep, require_scope
 
@@ -49,3 +49,16 @@ def get_renewals(
     largest ARR first within a band; a forecast (renew, expand, contract, churn) per account from
     its risk band and MRR trend; totals of ARR up for renewal per band and currency."""
     return renewals.desk(session, clock.now(), within)
+
+
+@router.get("/outcomes", tags=["kam"])
+def get_outcomes(
+    _auth: ReadAuth,
+    session: SessionDep,
+    type: Annotated[Literal["churned"], Query(description="churned: the churn post-mortems")] = "churned",
+    since: Annotated[date | None, Query(description="only churns on or after this day (UTC)")] = None,
+) -> dict[str, Any]:
+    """Churn post-mortems: per churned account the reason, first amber and red (lead times), the
+    top drivers 90 and 30 days before; roll-ups: lead-time distribution, missed churns, reasons by
+    segment and tier, revenue lost (docs/metrics.md#post-mortems)."""
+    return postmortem.report(session, _midnight(since) if since else None)

@@ -413,3 +413,23 @@ def events_of(
         )
         rows += session.scalars(query)
     return sorted(rows, key=lambda r: (r.event_time, r.source, r.event_id))
+
+
+def churn_events(session: Session, since: datetime | None) -> list[SignalEvent]:
+    """`account.churned` events (since a time), oldest first."""
+    query = select(SignalEvent).where(SignalEvent.type == "account.churned")
+    if since is not None:
+        query = query.where(SignalEvent.event_time >= since)
+    return list(
+        session.scalars(query.order_by(SignalEvent.event_time, SignalEvent.source, SignalEvent.event_id))
+    )
+
+
+def history_of(session: Session, account_ids: Sequence[str]) -> dict[str, list[RiskHistory]]:
+    """Every stored score change of these accounts, oldest first (by as-of, then id)."""
+    found: dict[str, list[RiskHistory]] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(RiskHistory).where(RiskHistory.account_id.in_(chunk))
+        for row in session.scalars(query.order_by(RiskHistory.as_of, RiskHistory.id)):
+            found.setdefault(row.account_id, []).append(row)
+    return found
