@@ -8,12 +8,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from services.signals import postmortem, renewals, revenue
-from shared.errors import ValidationFailed
-from shared.web import ClockDep, Principal, SessionDep, require_scope
+from services.signals import postmortem, renewals, repository, revenue, trend
+from services.signals.config import SignalsSettings
+from services.signals.engine import RiskEngine
+from services.signals.modelstore import ModelHolder
+from shared.errors import NotFound, ValidationFailed
+from shared.web import ClockDep, Principal, SessionDep, app_part, require_scope
 
 router = APIRouter()
 ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
+SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
+HolderDep = Annotated[ModelHolder, Depends(app_part("models"))]
 
 
 def _midnight(day: date) -> datetime:
@@ -62,3 +67,25 @@ def get_outcomes(
     top drivers 90 and 30 days before; roll-ups: lead-time distribution, missed churns, reasons by
     segment and tier, revenue lost (docs/metrics.md#post-mortems)."""
     return postmortem.report(session, _midnight(since) if since else None)
+
+
+@router.get("/accounts/{account_id}/risk/trend", tags=["risk"])
+def get_risk_trend(
+    _auth: ReadAuth,
+    account_id: str,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    holder: HolderDep,
+    weeks: Annotated[int, Query(ge=1, le=104, description="weekly points, the last one now")] = 16,
+) -> dict[str, Any]:
+    """The score, band and top drivers as of each of the last `weeks` weeks, computed by the live
+    scoring code over the stored events (no point before the account's first event)."""
+    if (
+        repository.get_account(session, account_id) is None
+        and repository.get_risk(session, account_id) is None
+    ):
+        raise NotFound(f"account {account_id!r} is unknown: not registered and no events received")
+    engine = RiskEngine(settings, holder)
+    points = trend.weekly_trend(session, engine, account_id, clock.now(), weeks)
+    return {"account_id": account_id, "model_version": engine.model_version, "weeks": weeks, "points": points}

@@ -433,3 +433,11 @@ def history_of(session: Session, account_ids: Sequence[str]) -> dict[str, list[R
         for row in session.scalars(query.order_by(RiskHistory.as_of, RiskHistory.id)):
             found.setdefault(row.account_id, []).append(row)
     return found
+
+
+def account_events(session: Session, account_id: str, end: datetime) -> list[SignalEvent]:
+    """One account's events up to and including `end`, in (event time, source, id) order."""
+    query = select(SignalEvent).where(SignalEvent.account_id == account_id, SignalEvent.event_time <= end)
+    return list(
+        session.scalars(query.order_by(SignalEvent.event_time, SignalEvent.source, SignalEvent.event_id))
+    )
