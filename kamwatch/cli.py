@@ -191,6 +191,7 @@ def _assemble() -> None:
         signals_commands.train,
         signals_commands.model,
         signals_commands.postmortem,
+        signals_commands.qualify,
         *dev_commands.COMMANDS,
         sim_commands.simulate,
     ):

@@ -128,6 +128,20 @@ class AccountRecord(BaseModel):
         description="contract term in months (1 monthly, 3 quarterly, 12 annual...); absent = "
         f"{DEFAULT_TERM_MONTHS}. `account.renewed` moves renewal_date forward by it",
     )
+    potential_arr: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=18,
+        decimal_places=2,
+        description="estimated ARR the account could reach (other sites, units, products, volume): "
+        "the growth potential of key-account qualification",
+    )
+    gross_margin: Decimal | None = Field(
+        default=None, ge=0, le=1, max_digits=5, decimal_places=4, description="gross margin 0..1, if known"
+    )
+    reference_customer: bool = Field(default=False, description="strategic: gives references")
+    target_sector: bool = Field(default=False, description="strategic: in a sector we target")
+    innovation_partner: bool = Field(default=False, description="strategic: co-develops the product")
     owner: Person | None = None
     manager: Person | None = None
     executive_sponsor: Person | None = None

@@ -1,5 +1,5 @@
 """CLI: `kamwatch signals rebuild`, `kamwatch train`, `kamwatch model list|promote|rollback`,
-`kamwatch postmortem`."""
+`kamwatch postmortem`, `kamwatch qualify`."""
 
 from __future__ import annotations
 
@@ -167,4 +167,29 @@ def postmortem(since: date | None, out: str) -> int:
     click.echo(f"report: {folder / 'postmortem.md'}" + (f" and {png}" if drawn else ""))
     if body["items"] and not drawn:
         click.echo("no chart: matplotlib is not installed (pip install 'kamwatch[bench]')")
+    return 0
+
+
+@click.command(
+    epilog="\b\nExample:\n  kamwatch qualify --csv crm-export.csv > ranking.csv",
+)
+@click.option("--csv", "csv_path", required=True, help="the CRM export: registry CSV columns (id, name, arr, ...)")
+@click.option("--config", default=None, help="weights and thresholds (default: the built-in qualification.yaml)")
+def qualify(csv_path: str, config: str | None) -> int:
+    """Rank a CRM export for key-account status (promote, keep, review, demote) and print the
+    ranking as CSV (definitions: docs/metrics.md)."""
+    import sys
+
+    from services.signals import qualification
+    from shared.errors import ConfigError, ValidationFailed
+
+    settings = _settings()
+    try:
+        weights = qualification.load_config(config or settings.qualification_path)
+        text = Path(csv_path).read_text(encoding="utf-8-sig")
+        items = qualification.from_csv(text, clock_from_env(settings.clock_file).now(), weights)
+    except (ConfigError, ValidationFailed, OSError, UnicodeDecodeError) as exc:
+        click.echo(f"kamwatch qualify: {exc}", err=True)
+        return 2
+    sys.stdout.write(qualification.to_csv(items))
     return 0

@@ -12,6 +12,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from shared.settings import ServiceSettings
 
 DEFAULT_SCORECARD = str(Path(__file__).with_name("scorecard.yaml"))
+DEFAULT_QUALIFICATION = str(Path(__file__).with_name("qualification.yaml"))
 
 
 class SignalsSettings(ServiceSettings):
@@ -20,6 +21,9 @@ class SignalsSettings(ServiceSettings):
     port: int = 8002
     group_id: str = "kamwatch-signals"
     scorecard_path: str = DEFAULT_SCORECARD
+    qualification_path: str = Field(
+        default=DEFAULT_QUALIFICATION, description="weights and thresholds of key-account qualification"
+    )
     model_dir: str = Field(
         default_factory=lambda: str(Path(os.environ.get("KAMWATCH_VAR_DIR", "var")) / "models"),
         description="trained model versions + the 'current' pointer (default $KAMWATCH_VAR_DIR/models)",

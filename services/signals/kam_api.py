@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from services.signals import postmortem, renewals, repository, revenue, trend
+from services.signals import postmortem, qualification, renewals, repository, revenue, trend
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
 from services.signals.modelstore import ModelHolder
@@ -89,3 +89,22 @@ def get_risk_trend(
     engine = RiskEngine(settings, holder)
     points = trend.weekly_trend(session, engine, account_id, clock.now(), weeks)
     return {"account_id": account_id, "model_version": engine.model_version, "weeks": weeks, "points": points}
+
+
+@router.get("/qualification", tags=["kam"])
+def get_qualification(
+    _auth: ReadAuth,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    suggestion: Annotated[
+        Literal["promote", "keep", "review", "demote"] | None, Query(description="only this suggestion")
+    ] = None,
+) -> dict[str, Any]:
+    """Every live account ranked by its qualification score (current value, growth potential,
+    strategic value) with a suggested tier change; weights and thresholds from the config file."""
+    config = qualification.load_config(settings.qualification_path)
+    items = qualification.from_registry(session, clock.now(), config)
+    if suggestion:
+        items = [i for i in items if i["suggestion"] == suggestion]
+    return {"weights": config.weights.model_dump(mode="json"), "items": items}

@@ -17,13 +17,31 @@ from shared.netguard import slack_url_allowed, stored_url_problem
 
 PEOPLE = ("owner", "manager", "sponsor")
 PERSON_FIELD = {"owner": "owner", "manager": "manager", "sponsor": "executive_sponsor"}
-PLAIN_COLUMNS = ("id", "name", "arr", "currency", "tier", "segment", "renewal_date", "term_months")
+QUALIFICATION_COLUMNS = (
+    "potential_arr",
+    "gross_margin",
+    "reference_customer",
+    "target_sector",
+    "innovation_partner",
+)
+PLAIN_COLUMNS = (
+    "id",
+    "name",
+    "arr",
+    "currency",
+    "tier",
+    "segment",
+    "renewal_date",
+    "term_months",
+    *QUALIFICATION_COLUMNS,
+)
 CSV_COLUMNS = (
     *PLAIN_COLUMNS[:7],
     *(f"{p}_{f}" for p in PEOPLE for f in ("name", "email", "slack_webhook")),
     "external_ids",
     "term_months",
     "billing_period",
+    *QUALIFICATION_COLUMNS,
 )
 
 
