@@ -238,6 +238,19 @@ def portfolio_risk() -> dict[str, Any]:
             [("sum by (band) (kamwatch_signals_accounts_by_band)", "{{band}}")],
         ),
         panel(
+            "Revenue retention, trailing 90 days (NRR, GRR)",
+            [("max by (ratio, currency) (kamwatch_revenue_retention_ratio)", "{{ratio}} {{currency}}")],
+            unit="percentunit",
+            description="Net and gross revenue retention of the accounts that had ARR 90 days ago "
+            "(docs/metrics.md); GET /v1/metrics/revenue gives any period and slice.",
+        ),
+        panel(
+            "Revenue movement, trailing 90 days",
+            [("max by (component, currency) (kamwatch_revenue_arr)", "{{component}} {{currency}}")],
+            kind="bargauge",
+            description="Starting ARR, expansion by component, contraction, churn and ending ARR.",
+        ),
+        panel(
             "Accounts scored per second, by trigger",
             [(f"sum by (trigger) (rate(kamwatch_signals_scores_total[{RATE}]))", "{{trigger}}")],
             unit="ops",

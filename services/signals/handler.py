@@ -171,8 +171,8 @@ class SignalsProcessor(Processor[SignalsSettings]):
     def _revenue_gauges(self, session: Session, now: datetime) -> None:
         interval = timedelta(seconds=self.settings.revenue_gauges_interval_s)
         if self._revenue_at is None or now - self._revenue_at >= interval:
-            revenue.refresh_gauges(session, now)
-            self._revenue_at = now
+            if revenue.refresh_gauges(session, now):  # until there is data, try every tick
+                self._revenue_at = now
 
     def sweep(self, session: Session, now: datetime) -> int:
         day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)

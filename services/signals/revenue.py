@@ -259,8 +259,9 @@ def compute(session: Session, start: datetime, end: datetime, by: str | None) ->
     return revenue_report(accounts, events, start, end, by)
 
 
-def refresh_gauges(session: Session, now: datetime, days: int = 90) -> None:
-    """The portfolio's trailing-`days` figures as Prometheus gauges (per currency)."""
+def refresh_gauges(session: Session, now: datetime, days: int = 90) -> bool:
+    """The portfolio's trailing-`days` figures as Prometheus gauges (per currency); False when
+    no account is in the cohort (nothing to show yet)."""
     report = compute(session, now - timedelta(days=days), now, None)
     metrics.REVENUE_ARR.clear()
     metrics.REVENUE_RETENTION.clear()
@@ -273,3 +274,4 @@ def refresh_gauges(session: Session, now: datetime, days: int = 90) -> None:
         for ratio in ("nrr", "grr"):
             if total[ratio] is not None:
                 metrics.REVENUE_RETENTION.labels(ratio, currency).set(float(total[ratio]))
+    return bool(report["totals"])
