@@ -170,9 +170,9 @@ class SignalsProcessor(Processor[SignalsSettings]):
 
     def _revenue_gauges(self, session: Session, now: datetime) -> None:
         interval = timedelta(seconds=self.settings.revenue_gauges_interval_s)
-        if self._revenue_at is None or now - self._revenue_at >= interval:
-            if revenue.refresh_gauges(session, now):  # until there is data, try every tick
-                self._revenue_at = now
+        due = self._revenue_at is None or now - self._revenue_at >= interval
+        if due and revenue.refresh_gauges(session, now):  # until there is data, try every tick
+            self._revenue_at = now
 
     def sweep(self, session: Session, now: datetime) -> int:
         day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
