@@ -173,8 +173,12 @@ def postmortem(since: date | None, out: str) -> int:
 @click.command(
     epilog="\b\nExample:\n  kamwatch qualify --csv crm-export.csv > ranking.csv",
 )
-@click.option("--csv", "csv_path", required=True, help="the CRM export: registry CSV columns (id, name, arr, ...)")
-@click.option("--config", default=None, help="weights and thresholds (default: the built-in qualification.yaml)")
+@click.option(
+    "--csv", "csv_path", required=True, help="the CRM export: registry CSV columns (id, name, arr, ...)"
+)
+@click.option(
+    "--config", default=None, help="weights and thresholds (default: the built-in qualification.yaml)"
+)
 def qualify(csv_path: str, config: str | None) -> int:
     """Rank a CRM export for key-account status (promote, keep, review, demote) and print the
     ranking as CSV (definitions: docs/metrics.md)."""

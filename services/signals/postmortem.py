@@ -53,7 +53,7 @@ def _score_at(rows: list[RiskHistory], when: datetime) -> dict[str, Any] | None:
         "as_of": found.as_of.isoformat(),
         "band": found.band,
         "score": found.score,
-        "drivers": [d["text"] for d in json.loads(found.drivers)[:3]],
+        "drivers": [d["text"] for d in found.drivers[:3]],
     }
 
 

@@ -3,7 +3,6 @@ missed churns, roll-ups; the API and `kamwatch postmortem` (Markdown + PNG). Bot
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,11 +46,9 @@ def scores(db: sessionmaker[Session], account: str, changes: list[tuple[datetime
                     model_version="scorecard-test",
                     as_of=when,
                     scored_at=when,
-                    drivers=json.dumps(
-                        [{"feature": "f", "value": 1, "contribution": 0.1, "text": t} for t in drivers]
-                    ),
-                    changes="[]",
-                    features="{}",
+                    drivers=[{"feature": "f", "value": 1, "contribution": 0.1, "text": t} for t in drivers],
+                    changes=[],
+                    features={},
                     publish=False,
                 )
             )
