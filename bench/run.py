@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import endpoints, latency, machine, report, scale, throughput
+from bench import console_pages, endpoints, latency, machine, report, scale, throughput
 from bench.env import WORK_DIR
 from bench.stats import median
 from bench.workload import IMPORT_ERRORS, build
@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("throughput", "latency", "scale"),
+        choices=("throughput", "latency", "scale", "console"),
         default=None,
         help="run some benchmarks only (HTTP runs with throughput)",
     )
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         write(json.loads((args.out / "results.json").read_text()), args.out)
         return 0
     plan = QUICK if args.quick else FULL
-    only = set(args.only or ("throughput", "latency", "scale"))
+    only = set(args.only or ("throughput", "latency", "scale", "console"))
     started = time.monotonic()
     work = WORK_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
     if "scale" in only:
         results["scale"] = run_scale(plan, started)
+    if "console" in only:  # the console's pages at portfolio size (bench/console_pages.py)
+        log(f"console pages at {plan.accounts} accounts")
+        results["console_pages"] = console_pages.run(plan.accounts, 20, work)
     results["machine"]["load_average_end"] = machine.load_average()
     results["machine"]["shared"] = args.shared or machine.looks_shared(results["machine"])
     results["registry_import_errors"] = IMPORT_ERRORS
@@ -251,7 +254,8 @@ def _merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
     if not path.exists():
         return results
     merged = json.loads(path.read_text())
-    fresh = {k: v for k, v in results.items() if k in ("throughput", "http", "latency", "scale")}
+    sections = ("throughput", "http", "latency", "scale", "console_pages")
+    fresh = {k: v for k, v in results.items() if k in sections}
     merged.update(fresh)
     merged.setdefault("reruns", []).append(
         {

@@ -18,7 +18,7 @@ from shared.config import CommonSettings
 from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
 
-SERVICES = ("ingest", "signals", "alerts")
+SERVICES = ("ingest", "signals", "alerts", "console")
 log = get_logger("kamwatch.cli")
 EXAMPLES = """\b
 Examples:

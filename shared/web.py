@@ -26,6 +26,7 @@ from shared.errors import AppError, Forbidden, Unauthorized, problems_from, summ
 from shared.kafka import Publisher
 from shared.logging import get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from shared.openapi import install_openapi
 
 log = get_logger(__name__)
 ReadyCheck = Callable[[], str | None]  # returns None when fine, else what is wrong
@@ -109,6 +110,8 @@ def require_scope(scope: str) -> Callable[..., Principal]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    install_openapi(app)  # documents the error shape below, the bearer scheme and the events body
+
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(exc.as_dict(), status_code=exc.status_code, headers=exc.headers)

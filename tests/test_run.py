@@ -25,7 +25,8 @@ class Stack:
     def __init__(self, var: Path, demo: bool = False) -> None:
         self.var = var
         self.ports = {
-            name: free_port() for name in ("broker", "ingest", "signals", "alerts", "smtp", "slack")
+            name: free_port()
+            for name in ("broker", "ingest", "signals", "alerts", "console", "smtp", "slack")
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("KAMWATCH_")}
         env.update(
@@ -34,6 +35,7 @@ class Stack:
                 "KAMWATCH_INGEST_PORT": str(self.ports["ingest"]),
                 "KAMWATCH_SIGNALS_PORT": str(self.ports["signals"]),
                 "KAMWATCH_ALERTS_PORT": str(self.ports["alerts"]),
+                "KAMWATCH_CONSOLE_PORT": str(self.ports["console"]),
                 "KAMWATCH_ALERTS_SINK_SMTP_PORT": str(self.ports["smtp"]),
                 "KAMWATCH_ALERTS_SINK_HTTP_PORT": str(self.ports["slack"]),
             }
@@ -77,8 +79,11 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(stack: Stack
     assert stack.process.poll() is None, stack.output()
     key = next(line.split("API key:", 1)[1].strip() for line in stack.lines if "API key:" in line)
     assert (stack.var / "api-key").read_text().strip() == key
-    for service in ("ingest", "signals", "alerts"):
+    for service in ("ingest", "signals", "alerts", "console"):
         assert httpx.get(stack.url(service) + "/healthz").status_code == 200
+    # The console answers with its sign-in page, and reaches signals and alerts on their ports.
+    assert httpx.get(stack.url("console") + "/").headers["location"].startswith("/signin")
+    assert httpx.get(stack.url("console") + "/readyz").status_code == 200
     auth = {"Authorization": f"Bearer {key}"}
 
     account = {

@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-SERVICE_PORTS = {"ingest": 8001, "signals": 8002, "alerts": 8003}
+SERVICE_PORTS = {"ingest": 8001, "signals": 8002, "alerts": 8003, "console": 8000}
 
 
 def var_dir() -> Path:

@@ -105,6 +105,12 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
     # The policy groups an account's triggers for 2 minutes; on one machine a new user should see
     # the message within seconds, so the embedded profile groups for 2 s unless told otherwise.
     os.environ.setdefault("KAMWATCH_ALERTS_GROUPING_WINDOW_S", "2")
+    for upstream in ("signals", "alerts"):  # the console reads their public APIs
+        os.environ.setdefault(
+            f"KAMWATCH_CONSOLE_{upstream.upper()}_URL", f"http://127.0.0.1:{service_port(upstream)}"
+        )
+    # Alert messages link to the account brief in the console.
+    os.environ.setdefault("KAMWATCH_ALERTS_CONSOLE_URL", f"http://127.0.0.1:{service_port('console')}")
     sinks = start_for_stack(var)  # local mail + Slack sinks; sets the alerts env before the spawn
     supervisor = Supervisor(dict(os.environ), var / "log")
     try:
@@ -139,9 +145,10 @@ def _run(
     for name in SERVICE_PORTS:
         url = f"http://127.0.0.1:{service_port(name)}"
         ok = wait_healthy(url + "/healthz", 60)
+        where = "open it in a browser, sign in with the API key" if name == "console" else f"docs: {url}/docs"
         print(
             f"{name:8s}  {url}  {'up' if ok else 'NOT UP, see ' + str(var / 'log' / (name + '.log'))}"
-            f"  (docs: {url}/docs)",
+            f"  ({where})",
             flush=True,
         )
     print(f"API key: {key}", flush=True)

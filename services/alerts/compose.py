@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from email.utils import formataddr
 from typing import Any
+from urllib.parse import quote
 
 from services.alerts.config import AlertsSettings
 from services.alerts.escalation import Fired, Recipient, quiet_until
@@ -138,9 +139,16 @@ class Composer:
             role=person.role,
             ack_url=self.link(alert.id, "ack", person, now) if links else None,
             snooze_url=self.link(alert.id, "snooze", person, now) if links else None,
+            brief_url=self.brief(account.account_id),
             reason=note if kind == "resolution" else "",
             waited=note if kind == "escalation" else None,
         )
+
+    def brief(self, account_id: str) -> str | None:
+        """The account brief in the console, where the alert and its context are (if configured)."""
+        if not self.settings.console_url:
+            return None
+        return f"{self.settings.console_url.rstrip('/')}/accounts/{quote(account_id, safe='')}#alerts"
 
     def link(self, alert_id: int, action: str, person: Recipient, now: datetime) -> str:
         actor = f"{person.name} <{person.address}>" if person.channel == "email" else f"{person.name} (slack)"

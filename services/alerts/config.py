@@ -28,6 +28,7 @@ class AlertsSettings(ServiceSettings):
     # Acknowledge/Snooze links: HMAC key and the address people click.
     link_secret: str = "dev-alerts-link-secret"  # noqa: S105 - dev default, refused in prod
     public_url: str = "http://127.0.0.1:8003"
+    console_url: str | None = None  # the KAM console; messages then link to the account brief
     # E-mail over SMTP.
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025

@@ -43,6 +43,7 @@ class MessageContext:
     role: str
     ack_url: str | None = None
     snooze_url: str | None = None
+    brief_url: str | None = None  # the account brief in the console
     reason: str = ""
     waited: str | None = None  # escalations: how long nobody acknowledged
     extra: dict[str, str] = field(default_factory=dict)
@@ -98,6 +99,7 @@ def slack_payload(ctx: MessageContext) -> dict[str, object]:
         for label, url, style in (
             ("Acknowledge", ctx.ack_url, {"style": "primary"}),
             ("Snooze", ctx.snooze_url, {}),
+            ("Open the account brief", ctx.brief_url, {}),
         )
         if url
     ]
@@ -121,6 +123,8 @@ def email_text(ctx: MessageContext) -> str:
         parts += ["", f"Acknowledge: {ctx.ack_url}"]
     if ctx.snooze_url:
         parts += [f"Snooze: {ctx.snooze_url}"]
+    if ctx.brief_url:
+        parts += [f"Account brief: {ctx.brief_url}"]
     parts += ["", f"-- kamwatch alert #{ctx.alert_id} (automatic message)"]
     return "\n".join(parts) + "\n"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from services.signals.api import router
 from services.signals.config import SignalsSettings
+from services.signals.console_api import router as console_router
 from services.signals.handler import SignalsProcessor
 from services.signals.modelstore import ModelHolder, ModelStore
 from services.signals.scoring import load_scorecard
@@ -37,6 +38,14 @@ def api_publisher(settings: SignalsSettings) -> Publisher:
     )
 
 
+def routes() -> APIRouter:
+    """The registry and risk API, plus what the console reads (plans, timeline, board)."""
+    combined = APIRouter()
+    combined.include_router(router)
+    combined.include_router(console_router)
+    return combined
+
+
 def create_app(
     settings: SignalsSettings | None = None, *, clock: Clock | None = None, with_consumer: bool = True
 ) -> FastAPI:
@@ -46,7 +55,7 @@ def create_app(
         "signals",
         settings,
         description="The account registry, rolling health features and the explainable churn risk.",
-        router=router,
+        router=routes(),
         topics=[settings.common.topics.events],
         handler=lambda sessions, clock: SignalsProcessor(settings, sessions, clock, holder),
         clock=clock,

@@ -173,3 +173,15 @@ class RiskHistory(Base):
     def published(self) -> bool:
         """risk.changed was acknowledged by the broker."""
         return self.published_at is not None
+
+class AccountPlan(Base):
+    """The account plan (objectives, opportunities, relationship notes, QBR cadence), written by
+    the KAM through PUT /v1/accounts/{id}/plan; `plan` is the AccountPlanIn JSON."""
+
+    __tablename__ = "account_plans"
+
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))

@@ -79,10 +79,15 @@ def test_the_built_wheel_holds_the_services_and_no_broker_binary(repo_root: Path
     names = {str(f) for f in dist.files or []}
     for module in ("services/ingest/app.py", "services/signals/app.py", "services/alerts/app.py"):
         assert module in names
+    # The console's pages and assets ship with it (no build step).
+    assert {"services/console/templates/account.html", "services/console/static/console.css"} <= names
     assert "kamwatch/cli.py" in names and "shared/schemas/v1/CloudEvent.json" in names
     assert "services/alerts/templates/email.html" in names
     code = [n for n in names if not n.startswith(("kamwatch-", "../")) and "__pycache__" not in n]
-    assert all(n.endswith((".py", ".json", ".yaml", ".mako", ".html")) for n in code), sorted(code)
+    static = "services/console/static/"  # the console's stylesheet and script
+    assert all(n.endswith((".py", ".json", ".yaml", ".mako", ".html")) or n.startswith(static) for n in code), (
+        sorted(code)
+    )
     assert not DEV_ONLY & {
         canonicalize_name(Requirement(r).name) for r in dist.requires or [] if ";" not in r
     }
