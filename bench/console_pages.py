@@ -101,7 +101,7 @@ def _account(i: int, account_id: str) -> dict[str, Any]:
 def _risk(i: int, account_id: str) -> dict[str, Any]:
     score, band = _score(i)
     driver = {"feature": "usage_ratio_28d_vs_90d", "value": 0.6, "contribution": 0.9}
-    drivers = json.dumps([{**driver, "text": "usage 40% below its 90-day baseline"}])
+    drivers = [{**driver, "text": "usage 40% below its 90-day baseline"}]
     return {
         "account_id": account_id,
         "score": score,
@@ -110,8 +110,8 @@ def _risk(i: int, account_id: str) -> dict[str, Any]:
         "as_of": NOW,
         "scored_at": NOW,
         "drivers": drivers,
-        "changes": json.dumps(["risk rose"]),
-        "features": json.dumps({"last_nps": 7.0, "open_urgent_tickets": 1.0}),
+        "changes": ["risk rose"],
+        "features": {"last_nps": 7.0, "open_urgent_tickets": 1.0},
         "published_score": score,
         "published_band": band,
         "account_version": 1,
@@ -139,9 +139,9 @@ def _history(i: int, account_id: str) -> list[dict[str, Any]]:
                 "model_version": "scorecard-v1",
                 "as_of": NOW - timedelta(days=7 * (11 - step)),
                 "scored_at": NOW,
-                "drivers": "[]",
-                "changes": "[]",
-                "features": "{}",
+                "drivers": [],
+                "changes": [],
+                "features": {},
                 "publish": False,
                 "published_at": None,
             }
@@ -158,7 +158,7 @@ def _contacts(account_id: str) -> list[dict[str, Any]]:
             "entity_id": cid,
             "event_time": NOW - timedelta(days=10),
             "event_key": f"{account_id}-{cid}",
-            "state": json.dumps({"role": role, "executive": False, "action": "joined" if active else "left"}),
+            "state": {"role": role, "executive": False, "action": "joined" if active else "left"},
             "active": active,
         }
         for cid, role, active in people

@@ -99,14 +99,13 @@ def account_contacts(account_id: str, session: SessionDep, _auth: ReadAuth) -> d
     items = [
         {
             "contact_id": row.entity_id,
-            "role": state.get("role"),
-            "executive": bool(state.get("executive")),
+            "role": row.state.get("role"),
+            "executive": bool(row.state.get("executive")),
             "active": row.active,
-            "last_change": state.get("action"),
+            "last_change": row.state.get("action"),
             "since": row.event_time.isoformat(),
         }
         for row in rows
-        for state in [json.loads(row.state)]
     ]
     return {"account_id": account_id, "items": items}
 

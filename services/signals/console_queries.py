@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -107,7 +106,7 @@ def trends(session: Session, account_ids: list[str], points: int) -> dict[str, l
 
 def board_item(risk: RiskScore, account: Account | None, trend: list[float], today: date) -> dict[str, Any]:
     renewal = account.renewal_date if account is not None else None
-    drivers = json.loads(risk.drivers)
+    drivers = risk.drivers
     return {
         "account_id": risk.account_id,
         "name": risk.name,

@@ -174,6 +174,7 @@ class RiskHistory(Base):
         """risk.changed was acknowledged by the broker."""
         return self.published_at is not None
 
+
 class AccountPlan(Base):
     """The account plan (objectives, opportunities, relationship notes, QBR cadence), written by
     the KAM through PUT /v1/accounts/{id}/plan; `plan` is the AccountPlanIn JSON."""

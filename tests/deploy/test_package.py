@@ -85,9 +85,9 @@ def test_the_built_wheel_holds_the_services_and_no_broker_binary(repo_root: Path
     assert "services/alerts/templates/email.html" in names
     code = [n for n in names if not n.startswith(("kamwatch-", "../")) and "__pycache__" not in n]
     static = "services/console/static/"  # the console's stylesheet and script
-    assert all(n.endswith((".py", ".json", ".yaml", ".mako", ".html")) or n.startswith(static) for n in code), (
-        sorted(code)
-    )
+    assert all(
+        n.endswith((".py", ".json", ".yaml", ".mako", ".html")) or n.startswith(static) for n in code
+    ), sorted(code)
     assert not DEV_ONLY & {
         canonicalize_name(Requirement(r).name) for r in dist.requires or [] if ";" not in r
     }
