@@ -74,7 +74,7 @@ EVENT_EXAMPLES = {
             {
                 "specversion": "1.0",
                 "id": "zd-4711-opened",
-                "source": "zendesk",
+                "source": "support-desk",
                 "type": "ticket.opened",
                 "time": "2026-10-25T09:30:00Z",
                 "subject": "zendesk:9001",
