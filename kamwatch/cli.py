@@ -189,6 +189,7 @@ def _assemble() -> None:
         cli.add_command(group)
     for command in (
         signals_commands.train,
+        signals_commands.backtest,
         signals_commands.model,
         signals_commands.postmortem,
         signals_commands.qualify,

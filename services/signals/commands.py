@@ -58,32 +58,59 @@ def rebuild_state(check: bool, quiet: bool) -> int:
     return 0
 
 
+def _holder(settings: SignalsSettings) -> ModelHolder:
+    holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard(settings.scorecard_path))
+    holder.refresh()
+    return holder
+
+
 def run_train(settings: SignalsSettings, clock: Clock, progress: bool = True) -> tuple[str, dict[str, Any]]:
     from services.signals.training import train  # scikit-learn loads only when training
 
     engine = make_engine(settings.common.database_url)
     try:
-        scorecard = load_scorecard(settings.scorecard_path)
-        return train(settings, make_sessionmaker(engine), scorecard, clock.now(), progress)
+        holder = _holder(settings)
+        return train(
+            settings, make_sessionmaker(engine), holder.scorecard, clock.now(), progress, holder.scorer
+        )
     finally:
         engine.dispose()
 
 
-@click.command(epilog="\b\nExample:\n  kamwatch train --min-churns 20 && kamwatch model promote <version>")
+@click.command(
+    epilog="\b\nExamples:\n  kamwatch train --min-churns 20 && kamwatch model promote <version>\n"
+    "  kamwatch train --refit-scorecard   (few churns: refit the scorecard's weights instead)"
+)
 @click.option("--min-churns", type=int, default=None, help="refuse to train below this many labelled churns")
+@click.option("--horizon-days", type=click.IntRange(1, 730), default=None, help="label window (default 90)")
+@click.option(
+    "--refit-scorecard",
+    is_flag=True,
+    help="refit the scorecard's weights on the stored outcomes (works with few churns)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def train(min_churns: int | None, quiet: bool) -> int:
+def train(min_churns: int | None, horizon_days: int | None, refit_scorecard: bool, quiet: bool) -> int:
     """Train a churn model on the stored history, write its report, and say how to promote it."""
     settings = _settings()
     if min_churns is not None:
         settings.min_churns = min_churns
+    if horizon_days is not None:
+        settings.horizon_days = horizon_days
+    if refit_scorecard:
+        return _refit(settings, not quiet)
     version, report = run_train(settings, clock_from_env(settings.clock_file), progress=not quiet)
     folder = Path(settings.model_dir) / version
-    model, card = report["model"], report["scorecard"]
+    model, card, book = report["model"], report["scorecard"], report["book_regression"]
     click.echo(
-        f"trained {version}: ROC AUC {model['roc_auc']} (scorecard {card['roc_auc']}), "
-        f"PR AUC {model['pr_auc']}, Brier {model['brier']}, top-decile lift {model['top_decile_lift']}, "
-        f"median lead {model['median_alert_lead_days']} days"
+        f"trained {version} ({report['chosen']}), validation {report['validation']['from'][:10]} .. "
+        f"{report['validation']['to'][:10]}, base rate {report['validation']['base_rate']}: "
+        f"ROC AUC {model['roc_auc']} (scorecard {card['roc_auc']}, book-style regression {book['roc_auc']}, "
+        f"usage level only {report['naive_usage_level']['roc_auc']})"
+    )
+    click.echo(
+        f"at the alert budget ({settings.alert_budget:.0%} of accounts): recall {model['recall_at_budget']}, "
+        f"precision {model['precision_at_budget']}, median lead {model['lead_days_median']} days "
+        f"(25th percentile {model['lead_days_p25']})"
     )
     click.echo(f"report: {folder / 'report.md'} and {folder / 'report.json'}")
     if not report["beats_scorecard"]:
@@ -117,6 +144,60 @@ def model_promote(version: str) -> int:
 def model_rollback() -> int:
     """Back to the previously promoted version (or the scorecard)."""
     click.echo(f"rolled back; now in use: {ModelStore(Path(_settings().model_dir)).rollback()}")
+    return 0
+
+
+def _refit(settings: SignalsSettings, progress: bool) -> int:
+    from services.signals.refit import refit_scorecard
+
+    engine = make_engine(settings.common.database_url)
+    try:
+        scorecard = load_scorecard(settings.scorecard_path)
+        clock = clock_from_env(settings.clock_file)
+        path, figures = refit_scorecard(settings, make_sessionmaker(engine), scorecard, clock.now(), progress)
+    finally:
+        engine.dispose()
+    for name, row in figures.items():
+        click.echo(
+            f"{name} scorecard on the validation dates: ROC AUC {row['roc_auc']}, "
+            f"recall {row['recall_at_budget']}"
+        )
+    click.echo(f"wrote {path}; use it with KAMWATCH_SIGNALS_SCORECARD_PATH={path}")
+    return 0
+
+
+def run_backtest(
+    settings: SignalsSettings, out_dir: Path, version: str | None, since: str | None, progress: bool
+) -> dict[str, Any]:
+    from services.signals.backtest import backtest
+
+    holder = _holder(settings)
+    store = holder.store
+    scorer = holder.scorer
+    if version is None and store.current() is None and store.versions():
+        version = store.versions()[-1]  # nothing promoted: judge the newest trained model
+    start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    if version is not None:
+        scorer = store.load(version)
+        if start is None:
+            start = datetime.fromisoformat(store.metadata(version)["cutoff"])
+    thresholds = scorer.thresholds or (settings.amber_threshold, settings.red_threshold)
+    engine = make_engine(settings.common.database_url)
+    try:
+        return backtest(
+            make_sessionmaker(engine),
+            scorer,
+            holder.scorecard,
+            thresholds,
+            settings.horizon_days,
+            settings.observation_step_days,
+            settings.alert_budget,
+            start,
+            out_dir,
+            progress,
+        )
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -196,4 +277,37 @@ def qualify(csv_path: str, config: str | None) -> int:
         click.echo(f"kamwatch qualify: {exc}", err=True)
         return 2
     sys.stdout.write(qualification.to_csv(items))
+    return 0
+
+
+@click.command(
+    epilog="\b\nExamples:\n  kamwatch backtest --out var/backtest\n"
+    "  kamwatch backtest --model 20261128-120000 --since 2026-01-01",
+)
+@click.option("--out", default="var/backtest", show_default=True, help="folder for report.md/json and PNGs")
+@click.option("--model", "version", default=None, help="a trained version (default: the one in use)")
+@click.option("--since", callback=_day, default=None, help="first as-of date, YYYY-MM-DD")
+@click.option("--horizon-days", type=click.IntRange(1, 730), default=None, help="label window (default 90)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def backtest(out: str, version: str | None, since: date | None, horizon_days: int | None, quiet: bool) -> int:
+    """Replay the stored history and score every account at weekly as-of dates with the scorer in
+    use (or --model), beside the scorecard and a usage-level-only baseline, on fully observed rows."""
+    settings = _settings()
+    if horizon_days is not None:
+        settings.horizon_days = horizon_days
+    folder = Path(out)
+    report = run_backtest(settings, folder, version, since.isoformat() if since else None, not quiet)
+    key = "model" if "model" in report else "scorecard"
+    row = report[key]
+    click.echo(
+        f"backtest of {report['scorer_in_use']} over {report['period']['dates']} weekly dates, "
+        f"{report['period']['observed_rows']} fully observed rows (base rate {row['base_rate']}): "
+        f"ROC AUC {row['roc_auc']} (scorecard {report['scorecard']['roc_auc']}, usage level only "
+        f"{report['naive_usage_level']['roc_auc']}); recall {row['recall_at_budget']} and precision "
+        f"{row['precision_at_budget']} at {row['flagged_share']:.1%} flagged; median lead "
+        f"{row['lead_days_median']} days"
+    )
+    click.echo(
+        f"wrote {folder / 'report.md'}, {folder / 'report.json'} and roc, calibration, lift, lead_time PNGs"
+    )
     return 0

@@ -50,11 +50,41 @@ class SignalsSettings(ServiceSettings):
     def _split_hosts(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
+    alert_budget: float = Field(
+        default=0.08,
+        gt=0,
+        lt=0.5,
+        description="share of live accounts a trained model flags amber or red (thresholds chosen on "
+        "training rows); below the 10% a KAM team can work, to leave room for drift",
+    )
+    red_budget: float = Field(default=0.03, gt=0, lt=0.5, description="share flagged red")
+    learn: bool = Field(
+        default=False,
+        description="retrain in the background when enough new outcomes arrived; promote only a "
+        "model that beats the one in use and the scorecard on the latest honest period",
+    )
+    budget_bands: bool = Field(
+        default=False,
+        description="keep amber-or-red at ALERT_BUDGET of the live portfolio (red at RED_BUDGET), "
+        "whatever scorer is in use; thresholds refitted every LEARN_CHECK_INTERVAL_S",
+    )
+    budget_min_accounts: int = Field(default=100, ge=10, description="smaller portfolios keep fixed bands")
+    learn_min_new_churns: int = Field(default=10, ge=1, description="new account.churned events to retrain")
+    learn_min_new_share: float = Field(
+        default=0.25, ge=0, le=10, description="... and at least this share of the churns seen last time"
+    )
+    learn_check_interval_s: float = Field(default=60.0, gt=0, description="how often to look for them")
+
     @model_validator(mode="after")
     def _bands_ordered(self) -> SignalsSettings:
         if self.amber_threshold >= self.red_threshold:
             raise ValueError(
                 "KAMWATCH_SIGNALS_AMBER_THRESHOLD must be below KAMWATCH_SIGNALS_RED_THRESHOLD "
                 f"(got {self.amber_threshold} and {self.red_threshold})"
+            )
+        if self.red_budget >= self.alert_budget:
+            raise ValueError(
+                "KAMWATCH_SIGNALS_RED_BUDGET must be below KAMWATCH_SIGNALS_ALERT_BUDGET "
+                f"(got {self.red_budget} and {self.alert_budget})"
             )
         return self

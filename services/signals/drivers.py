@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from services.signals.features import split_metric_feature
 from shared.contracts import Driver
 
 Phrase = Callable[[float, Mapping[str, float], Mapping[str, Any]], str]
@@ -71,11 +72,67 @@ PHRASES: dict[str, Phrase] = {
     "last_nps": lambda v, _f, _d: f"last NPS answer {v:.0f}",
     "nps_detractor": lambda _v, f, _d: f"detractor NPS ({f.get('last_nps', 0):.0f})",
     "days_to_renewal": _days("renewal in {n} day{s}"),
+    "usage_7d_avg": lambda v, _f, _d: f"usage at {v:,.1f} a day over the last 7 days",
+    "usage_28d_avg": lambda v, _f, _d: f"usage at {v:,.1f} a day over the last 28 days",
+    "usage_baseline_90d_avg": lambda v, _f, _d: f"usual usage {v:,.1f} a day (90-day baseline)",
+    "tickets_opened_30d": _count("{n} ticket{s} opened in the last 30 days"),
+    "high_tickets_opened_30d": _count("{n} high-priority ticket{s} opened in the last 30 days"),
+    "open_tickets": _count("{n} ticket{s} still open"),
+    "csat_responses_90d": _count("{n} support satisfaction answer{s} in 90 days"),
+    "overdue_invoices": _count("{n} invoice{s} overdue"),
+    "amount_overdue": lambda v, _f, _d: f"{v:,.0f} overdue",
+    "qbrs_held_180d": _count("{n} QBR{s} held in the last 180 days"),
+    "meetings_held_90d": _count("{n} meeting{s} held in the last 90 days"),
+    "payment_lateness_90d": _days("invoices paid {n} day{s} late on average over 90 days"),
+    "payment_lateness_vs_usual": lambda v, _f, _d: (
+        f"paying {abs(v):.0f} day{'s' if round(abs(v)) != 1 else ''} "
+        f"{'later' if v > 0 else 'earlier'} than this account usually does"
+    ),
+    "overdue_vs_usual_days": _days("invoice overdue {n} day{s} beyond this account's usual lateness"),
+    "usage_breadth_28d": _count("{n} product area{s} used in the last 28 days"),
+    "usage_breadth_change": lambda v, _f, _d: (
+        f"{abs(v):.0f} fewer product area{'s' if round(abs(v)) != 1 else ''} used than in the 8 weeks before"
+        if v < 0
+        else f"{v:.0f} more product area{'s' if round(v) != 1 else ''} used than in the 8 weeks before"
+    ),
+    "usage_active_days_28d": lambda v, _f, _d: f"active on {round(v * 28)} of the last 28 days",
+    "usage_trend_8w": lambda v, _f, _d: (
+        f"usage trending {'down' if v < 0 else 'up'} {abs(v) * 100:.0f}% of a usual week, week after week"
+    ),
+    "tenure_days": lambda v, _f, _d: (
+        f"customer for {v / 30.4:.0f} month{'s' if round(v / 30.4) != 1 else ''}"
+    ),
+    "mrr": lambda v, _f, _d: f"recurring revenue {v:,.0f} a month",
+    "mrr_change_90d": lambda v, _f, _d: (
+        f"recurring revenue {'down' if v < 0 else 'up'} {abs(v) * 100:.0f}% in 90 days"
+    ),
+    "mrr_contraction_90d": lambda v, _f, _d: f"contracted by {v * 100:.0f}% of recurring revenue in 90 days",
 }
+
+
+def _metric_phrase(metric: str, kind: str, value: float) -> str:
+    """Per-metric usage in words (usage.<metric>.<kind>)."""
+    name = metric.replace("_", " ")
+    if kind == "change_28d":
+        direction = "below" if value < 1 else "above"
+        return f"{name} {_pct(value)}% {direction} its own baseline (last 28 days against the 8 weeks before)"
+    if kind == "trend_8w":
+        return (
+            f"{name} trending {'down' if value < 0 else 'up'} {abs(value) * 100:.0f}% of a usual week, weekly"
+        )
+    if kind == "active_days_28d":
+        return f"{name} used on {round(value * 28)} of the last 28 days"
+    if kind == "per_user_28d":
+        return f"{name} at {value:,.1f} a day per active user over 28 days"
+    window = "7" if kind == "level_7d" else "28"
+    return f"{name} at {value:,.1f} a day over the last {window} days"
 
 
 def phrase(feature: str, value: float, features: Mapping[str, float], details: Mapping[str, Any]) -> str:
     maker = PHRASES.get(feature)
+    parts = split_metric_feature(feature)
+    if maker is None and parts is not None:
+        return _metric_phrase(parts[0], parts[1], value)
     if maker is None:
         return f"{feature.replace('_', ' ')} is {value:g}"
     return maker(value, features, details)

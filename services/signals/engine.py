@@ -30,7 +30,11 @@ class Assessment:
 def account_info(account: Account | None) -> AccountInfo:
     if account is None or account.deleted:
         return AccountInfo()
-    return AccountInfo(arr=float(account.arr), renewal_date=account.renewal_date)
+    return AccountInfo(
+        arr=float(account.arr),
+        renewal_date=account.renewal_date,
+        term_months=getattr(account, "term_months", None),
+    )
 
 
 class RiskEngine:
@@ -41,6 +45,16 @@ class RiskEngine:
     @property
     def model_version(self) -> str:
         return self.holder.scorer.version
+
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """Amber/red: fitted to the live portfolio's alert budget when that is on, else the
+        trained model's own, else the settings'."""
+        return (
+            self.holder.budget_bands()
+            or self.holder.scorer.thresholds
+            or (self.settings.amber_threshold, self.settings.red_threshold)
+        )
 
     def features_of(
         self, session: Session, account_ids: list[str], accounts: dict[str, Account], as_of: datetime
@@ -54,9 +68,10 @@ class RiskEngine:
         }
 
     def assess(self, features: dict[str, float], details: dict[str, Any]) -> Assessment:
-        score, contributions = self.holder.scorer.score(features)
+        scorer = self.holder.scorer
+        score, contributions = scorer.score(features)
         score = round(min(1.0, max(0.0, score)), 6)
-        band = band_for(score, self.settings.amber_threshold, self.settings.red_threshold)
+        band = band_for(score, *self.thresholds)
         return Assessment(features, score, band, top_drivers(contributions, features, details))
 
     def rescore(

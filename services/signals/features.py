@@ -12,12 +12,16 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.signals.state import KEY_ROLES, Counts, EntityRow, parse_iso
+from services.signals.state import KEY_ROLES, USAGE_PREFIX, USERS_PREFIX, Counts, EntityRow, parse_iso
 
 HISTORY_DAYS = 181  # the longest window (180 days) plus today
 NEVER = 999.0  # "days since" when it never happened within the kept history
 BASELINE_DAYS = 90
+METRIC_BASELINE_DAYS = 56  # per-metric change: the last 28 days against the 56 before them
 COVERED_ROLES = ("executive_sponsor", "champion", "decision_maker")
+MAX_METRICS = 12  # per-metric features for the account's busiest metrics (by 28+56-day volume)
+METRIC_FEATURES = ("level_7d", "level_28d", "change_28d", "trend_8w", "active_days_28d", "per_user_28d")
+DEFAULT_TERM_MONTHS = 12
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,20 @@ class AccountInfo:
 
     arr: float = 0.0
     renewal_date: date | None = None
+    term_months: int | None = None
+
+
+def metric_feature(metric: str, kind: str) -> str:
+    """The name of one per-metric feature, e.g. usage.api_calls.level_28d."""
+    return f"usage.{metric}.{kind}"
+
+
+def split_metric_feature(name: str) -> tuple[str, str] | None:
+    """(metric, kind) of a per-metric feature name, else None."""
+    if not name.startswith("usage.") or name.count(".") < 2:
+        return None
+    metric, _, kind = name[len("usage.") :].rpartition(".")
+    return (metric, kind) if kind in METRIC_FEATURES else None
 
 
 class Window:
@@ -91,10 +109,138 @@ def compute_features(
     )
     features.update(relationship_features(window, by_kind.get("contact", []), as_of, details))
     features.update(engagement_features(window, by_kind.get("nps", [])))
-    features["days_to_renewal"] = (
-        float((account.renewal_date - as_of.date()).days) if account.renewal_date else NEVER
-    )
+    features.update(metric_features(window, by_kind.get("usage", [])))
+    features.update(account_features(window, by_kind, account, as_of))
     return {name: round(float(value), 6) for name, value in features.items()}, details
+
+
+def renewal_on_or_after(renewal: date | None, day: date, term_months: int | None) -> date | None:
+    """The next renewal on or after `day`: the registry's renewal date stepped by whole contract
+    terms (the registry keeps only the current renewal date; contracts renew every term)."""
+    if renewal is None:
+        return None
+    term = term_months or DEFAULT_TERM_MONTHS
+    months = (day.year - renewal.year) * 12 + day.month - renewal.month
+    candidate = _add_months(renewal, (months // term - 1) * term)  # a renewal before the day
+    while candidate < day:  # at most two steps to the first one on or after it
+        candidate = _add_months(candidate, term)
+    return candidate
+
+
+def _add_months(value: date, months: int) -> date:
+    index = value.year * 12 + value.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    for day in (value.day, 30, 29, 28):
+        try:
+            return date(year, month, day)
+        except ValueError:
+            continue
+    raise ValueError(f"no valid day for {value} + {months} months")
+
+
+def account_features(
+    window: Window, by_kind: Mapping[str, list[EntityRow]], account: AccountInfo, as_of: datetime
+) -> dict[str, float]:
+    """Tenure, recurring revenue and its changes, and the contract renewal."""
+    first = by_kind.get("tenure", [])
+    first_seen = date.fromisoformat(first[0].state["first_seen"]) if first else None
+    subscriptions = [s for s in by_kind.get("subscription", []) if s.active]
+    mrr = sum(float(s.state.get("mrr") or 0) for s in subscriptions)
+    expansion = window.total("mrr_expansion_cents", 90) / 100
+    contraction = window.total("mrr_contraction_cents", 90) / 100
+    mrr_before = mrr - expansion + contraction
+    renewal = renewal_on_or_after(account.renewal_date, as_of.date(), account.term_months)
+    return {
+        "tenure_days": float(max(0, (as_of.date() - first_seen).days)) if first_seen else 0.0,
+        "mrr": mrr,
+        "mrr_change_90d": (mrr - mrr_before) / mrr_before if mrr_before > 0 else 0.0,
+        "mrr_contraction_90d": contraction / mrr_before if mrr_before > 0 else 0.0,
+        "days_to_renewal": float((renewal - as_of.date()).days) if renewal else NEVER,
+    }
+
+
+# --- usage per metric -----------------------------------------------------------------------
+def metrics_in(window: Window) -> list[str]:
+    """The account's busiest metrics over the last 84 days (volume, then name: deterministic)."""
+    volume: dict[str, int] = {}
+    for ago, counts in window._by_ago.items():
+        if ago < 28 + METRIC_BASELINE_DAYS:
+            for name, value in counts.items():
+                if name.startswith(USAGE_PREFIX):
+                    volume[name[len(USAGE_PREFIX) :]] = volume.get(name[len(USAGE_PREFIX) :], 0) + value
+    ranked = sorted(volume.items(), key=lambda item: (-item[1], item[0]))
+    return [metric for metric, _ in ranked[:MAX_METRICS]]
+
+
+def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
+    """Per metric: level (7 and 28 days), change against its own baseline, 8-week trend,
+    active-day share and rate per active user; plus breadth (metrics used now versus before)."""
+    span = spans[0].state if spans else {}
+    first = date.fromisoformat(span["first_seen"]) if span.get("first_seen") else None
+    known = window.ago(first) + 1 if first is not None else 0
+    features: dict[str, float] = {}
+    used_now = used_before = 0
+    for metric in metrics_in(window):
+        series = [(v or 0) / 1000 for v in window.series(USAGE_PREFIX + metric)]
+        level28 = _mean_known(series, 0, 28, known)
+        baseline = _mean_known(series, 28, METRIC_BASELINE_DAYS, known)
+        used_now += any(series[:28])
+        used_before += any(series[28 : 28 + METRIC_BASELINE_DAYS])
+        users = [u for u in window.series(USERS_PREFIX + metric)[:28] if u]
+        values = {
+            "level_7d": _mean_known(series, 0, 7, known) or 0.0,
+            "level_28d": level28 or 0.0,
+            "change_28d": _change(level28, baseline),
+            "trend_8w": _weekly_trend(series, known),
+            "active_days_28d": _active_share(series, known),
+            "per_user_28d": (level28 or 0.0) / (sum(users) / len(users)) if users else 0.0,
+        }
+        features.update({metric_feature(metric, kind): value for kind, value in values.items()})
+    all_usage = [(v or 0) / 1000 for v in window.series("usage_milli")]
+    features["usage_breadth_28d"] = float(used_now)
+    features["usage_breadth_change"] = float(used_now - used_before) if known > 28 else 0.0
+    features["usage_active_days_28d"] = _active_share(all_usage, known)
+    features["usage_trend_8w"] = _weekly_trend(all_usage, known)
+    return features
+
+
+def _mean_known(series: list[float], start_ago: int, length: int, known: int) -> float | None:
+    """Mean per day over [start_ago, start_ago + length), counting only days since first usage."""
+    days = min(start_ago + length, known) - start_ago
+    return sum(series[start_ago : start_ago + days]) / days if days > 0 else None
+
+
+def _change(now: float | None, baseline: float | None) -> float:
+    """now / baseline, 1.0 when unknown; a metric picked up from nothing counts as doubled."""
+    if now is None or baseline is None:
+        return 1.0
+    if baseline <= 0:
+        return 1.0 if now <= 0 else 2.0
+    return min(now / baseline, 10.0)
+
+
+def _active_share(series: list[float], known: int) -> float:
+    days = min(28, known)
+    return sum(1 for v in series[:days] if v > 0) / days if days > 0 else 0.0
+
+
+def _weekly_trend(series: list[float], known: int) -> float:
+    """Least-squares slope of weekly totals over up to 8 full weeks, as a fraction of the mean
+    week, per week (-0.1 = falling by a tenth of a usual week every week); clipped to [-1, 1]."""
+    weeks = min(8, known // 7)
+    if weeks < 3:
+        return 0.0
+    totals = [sum(series[w * 7 : w * 7 + 7]) for w in range(weeks - 1, -1, -1)]  # oldest first
+    mean = sum(totals) / weeks
+    if mean <= 0:
+        return 0.0
+    xs = range(weeks)
+    mean_x = (weeks - 1) / 2
+    slope = sum((x - mean_x) * (y - mean) for x, y in zip(xs, totals, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    return max(-1.0, min(1.0, slope / mean))
 
 
 # --- usage -----------------------------------------------------------------------------------
@@ -206,8 +352,18 @@ def payment_features(
             continue
         overdue_days.append((as_of.date() - due).days)
         overdue_amount += Decimal(invoice.state.get("amount") or "0")
+    late_recent = _mean_late(window, 0, 90)
+    late_usual = _mean_late(window, 90, HISTORY_DAYS - 90)
+    max_overdue = float(max(overdue_days, default=0))
     return {
-        "max_days_overdue": float(max(overdue_days, default=0)),
+        "payment_lateness_90d": late_recent or 0.0,
+        "payment_lateness_vs_usual": (late_recent - late_usual)
+        if late_recent is not None and late_usual is not None
+        else 0.0,
+        "overdue_vs_usual_days": max(0.0, max_overdue - (late_usual or late_recent or 0.0))
+        if max_overdue
+        else 0.0,
+        "max_days_overdue": max_overdue,
         "overdue_invoices": float(len(overdue_days)),
         "amount_overdue": float(overdue_amount),
         "amount_overdue_to_arr": float(overdue_amount) / account.arr if account.arr > 0 else 0.0,
@@ -215,6 +371,12 @@ def payment_features(
         "subscription_cancelling": float(any(s.state.get("cancelling") for s in subscriptions)),
         "subscription_downgrades_90d": float(window.total("subscription_downgrades", 90)),
     }
+
+
+def _mean_late(window: Window, start_ago: int, length: int) -> float | None:
+    """Mean days late of the invoices paid in the window, or None when none was paid."""
+    paid = window.total("invoices_paid", length, start_ago)
+    return window.total("invoices_paid_late_days", length, start_ago) / paid if paid else None
 
 
 # --- relationships ---------------------------------------------------------------------------
@@ -297,8 +459,53 @@ FEATURE_NAMES = (
     "last_nps",
     "nps_detractor",
     "days_to_renewal",
+    "payment_lateness_90d",
+    "payment_lateness_vs_usual",
+    "overdue_vs_usual_days",
+    "usage_breadth_28d",
+    "usage_breadth_change",
+    "usage_active_days_28d",
+    "usage_trend_8w",
+    "tenure_days",
+    "mrr",
+    "mrr_change_90d",
+    "mrr_contraction_90d",
 )
 # ARR-derived features are excluded from training: the registry keeps only the current ARR, so
-# past values are unknown. days_to_renewal is kept: training projects the current renewal date
-# to its yearly anniversary on or after each observation date (see training.renewal_on_or_after).
+# past values are unknown (recurring revenue enters through `mrr`, from subscription events).
+# days_to_renewal is kept: the current renewal date is stepped back by whole contract terms to
+# the renewal ahead of each observation date (renewal_on_or_after).
 MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n not in ("amount_overdue_to_arr", "amount_overdue"))
+# Features that are not names in FEATURE_NAMES but follow the per-metric pattern are valid too.
+HEAVY_TAILED = {
+    "usage_7d_avg",
+    "usage_28d_avg",
+    "usage_baseline_90d_avg",
+    "days_since_last_activity",
+    "tickets_opened_14d",
+    "tickets_opened_30d",
+    "open_tickets",
+    "mean_days_to_resolve_90d",
+    "csat_responses_90d",
+    "max_days_overdue",
+    "days_since_key_contact_departed",
+    "days_since_last_meeting",
+    "days_to_renewal",
+    "tenure_days",
+    "mrr",
+    "payment_lateness_90d",
+    "overdue_vs_usual_days",
+    "engaged_contacts",
+}
+
+
+def is_heavy_tailed(name: str) -> bool:
+    """Counts, levels, amounts and day spans: log-transformed on the model path."""
+    parts = split_metric_feature(name)
+    if parts is not None:
+        return parts[1] in ("level_7d", "level_28d", "per_user_28d")
+    return name in HEAVY_TAILED
+
+
+def is_known_feature(name: str) -> bool:
+    return name in FEATURE_NAMES or split_metric_feature(name) is not None

@@ -13,10 +13,12 @@ from services.signals import metrics, repository, revenue
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
 from services.signals.events import Signal, event_row, parse_signal
+from services.signals.learning import Learner
 from services.signals.models import SignalBucket, SignalEntity
 from services.signals.modelstore import ModelHolder
 from services.signals.outbox import account_message, risk_messages
 from services.signals.outcomes import apply_renewals
+from services.signals.scoring import band_for
 from services.signals.state import AccountState, EntityRow, merge_counts, merge_entity
 from shared.clock import Clock
 from shared.contracts import RiskBand
@@ -91,6 +93,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         # alerts from the start): publish the whole registry again (shared/epoch.py).
         self.epoch = EpochWatch(settings.common, "signals")
         self._revenue_at: datetime | None = None
+        self.learner = Learner(settings, sessions, holder, clock)
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -150,6 +153,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
     def tick(self) -> list[OutMessage]:
         """Pick up a promoted model, re-score accounts whose windows moved (silence), relay outboxes."""
         self.holder.refresh()
+        self.learner.poll()
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(self.holder.scorer.version).set(1)
         now = self.clock.now()
@@ -179,10 +183,22 @@ class SignalsProcessor(Processor[SignalsSettings]):
         due = repository.due_for_sweep(
             session, day_start, self.engine.model_version, self.settings.sweep_batch
         )
+        if len(due) < self.settings.sweep_batch:
+            due += self._off_band(session, self.settings.sweep_batch - len(due), set(due))
         if due:
             self.engine.rescore(session, due, now, "sweep")
             log.info("signals.swept", accounts=len(due))
         return len(due)
+
+    def _off_band(self, session: Session, limit: int, already: set[str]) -> list[str]:
+        """Accounts whose band no longer matches their score under the current thresholds (the
+        budget bands were refitted): re-scored so the change is recorded and published."""
+        if not self.settings.budget_bands:
+            return []
+        amber, red = self.engine.thresholds
+        rows = repository.live_scores(session, self.engine.model_version)
+        stale = [a for a, score, band in rows if band != band_for(score, amber, red) and a not in already]
+        return stale[:limit]
 
     @staticmethod
     def _gauges(session: Session) -> None:

@@ -49,3 +49,12 @@ REVENUE_RETENTION = Gauge(
     "Net (nrr) and gross (grr) revenue retention of the trailing 90 days, per currency",
     ["ratio", "currency"],
 )
+
+MODEL_DECISIONS = Counter(
+    "kamwatch_signals_model_decisions_total",
+    "Background retraining outcomes: promoted, rejected (did not beat the model in use and the "
+    "scorecard on the latest honest period) or skipped (not enough usable outcomes yet)",
+    ["decision"],
+)
+for _decision in ("promoted", "rejected", "skipped"):
+    MODEL_DECISIONS.labels(_decision)

@@ -2,7 +2,8 @@
 
 Layout: <model_dir>/<version>/{model.joblib, metadata.json, report.json, report.md},
 <model_dir>/current (the promoted version, or absent = scorecard) and
-<model_dir>/promotions.log (one version per line, newest last; rollback pops the last).
+<model_dir>/promotions.log (one decision per line, newest last: `promoted <version> {figures}`,
+`rejected <version> {figures}`, `rolled-back <version>`; a bare version is an old-style promotion).
 Workers read `current` in their tick and load a newly promoted model without a restart.
 """
 
@@ -65,14 +66,34 @@ class ModelStore:
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / "current")  # atomic: a worker never reads half a name
 
-    def _log(self) -> list[str]:
+    def _lines(self) -> list[str]:
         path = self.root / "promotions.log"
-        return path.read_text().split() if path.exists() else []
+        return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
-    def promote(self, version: str) -> None:
-        self.metadata(version)  # refuses unknown versions
+    def _log(self) -> list[str]:
+        """Promoted versions, oldest first. A line is `<version>` (a promotion by hand),
+        `promoted <version> {figures}`, `rejected <version> {figures}` or `rolled-back <version>`."""
+        promoted: list[str] = []
+        for line in self._lines():
+            words = line.split(maxsplit=2)
+            if len(words) == 1:
+                promoted.append(words[0])
+            elif words[0] == "promoted":
+                promoted.append(words[1])
+            elif words[0] == "rolled-back" and promoted and promoted[-1] == words[1]:
+                promoted.pop()
+        return promoted
+
+    def record(self, decision: str, version: str, figures: dict[str, Any] | None = None) -> None:
+        """Append a decision (promoted, rejected, rolled-back) with its figures to promotions.log."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = f"{decision} {version}" + (f" {json.dumps(figures, sort_keys=True)}" if figures else "")
         with (self.root / "promotions.log").open("a") as handle:
-            handle.write(version + "\n")
+            handle.write(line + "\n")
+
+    def promote(self, version: str, figures: dict[str, Any] | None = None) -> None:
+        self.metadata(version)  # refuses unknown versions
+        self.record("promoted", version, figures)
         self._write_current(version)
 
     def rollback(self) -> str:
@@ -80,8 +101,7 @@ class ModelStore:
         history = self._log()
         if not history:
             raise ConfigError("nothing to roll back: no model was ever promoted (the scorecard is in use)")
-        history.pop()
-        (self.root / "promotions.log").write_text("".join(v + "\n" for v in history))
+        self.record("rolled-back", history.pop())
         target = history[-1] if history else SCORECARD
         self._write_current(target)
         return target
@@ -89,7 +109,9 @@ class ModelStore:
     def load(self, version: str) -> ModelScorer:
         meta = self.metadata(version)
         pipeline = joblib.load(self.version_dir(version) / "model.joblib")
-        return ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]))
+        bands = meta.get("thresholds")
+        thresholds = (float(bands["amber"]), float(bands["red"])) if bands else None
+        return ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]), thresholds)
 
 
 class ModelHolder:
@@ -101,9 +123,37 @@ class ModelHolder:
         self.scorecard = scorecard
         self.scorer: Scorer = scorecard
         self._loaded: str | None = None
+        self._bands: dict[str, Any] = {}
+        self._bands_mtime: float | None = None
+
+    @property
+    def bands_path(self) -> Path:
+        return self.store.root / "bands.json"
+
+    def budget_bands(self) -> tuple[float, float] | None:
+        """Amber/red thresholds fitted to the live portfolio for the scorer in use, if any."""
+        if self._bands.get("scorer") != self.scorer.version:
+            return None
+        return float(self._bands["amber"]), float(self._bands["red"])
+
+    def save_bands(self, bands: dict[str, Any]) -> None:
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.bands_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(bands, sort_keys=True) + "\n")
+        os.replace(tmp, self.bands_path)
+        self._read_bands()
+
+    def _read_bands(self) -> None:
+        try:
+            mtime = self.bands_path.stat().st_mtime
+            if mtime != self._bands_mtime:
+                self._bands, self._bands_mtime = json.loads(self.bands_path.read_text()), mtime
+        except (FileNotFoundError, ValueError):
+            self._bands, self._bands_mtime = {}, None
 
     def refresh(self) -> bool:
         """Load a newly promoted version; return True when the scorer changed."""
+        self._read_bands()
         wanted = self.store.current()
         if wanted == self._loaded:
             return False

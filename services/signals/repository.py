@@ -147,6 +147,34 @@ def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEven
         last = rows[-1].id
 
 
+def last_event_time(session: Session) -> datetime | None:
+    return session.scalar(select(func.max(SignalEvent.event_time)))
+
+
+def event_account_ids(session: Session) -> list[str]:
+    """Every account with stored events, sorted (training and backtest walk them in chunks)."""
+    return list(session.scalars(select(SignalEvent.account_id).distinct().order_by(SignalEvent.account_id)))
+
+
+def events_of_accounts(session: Session, account_ids: Sequence[str]) -> dict[str, list[SignalEvent]]:
+    found: dict[str, list[SignalEvent]] = {}
+    for chunk in _chunks(account_ids):
+        statement = (
+            select(SignalEvent)
+            .where(SignalEvent.account_id.in_(chunk))
+            .order_by(SignalEvent.account_id, SignalEvent.event_time, SignalEvent.id)
+        )
+        for row in session.scalars(statement):
+            found.setdefault(row.account_id, []).append(row)
+    return found
+
+
+def churn_outcomes(session: Session) -> int:
+    """How many `account.churned` events are stored (the learning loop retrains on new ones)."""
+    statement = select(func.count()).select_from(SignalEvent).where(SignalEvent.type == "account.churned")
+    return int(session.scalar(statement) or 0)
+
+
 def latest_outcomes(session: Session, account_ids: Iterable[str]) -> dict[str, SignalEvent]:
     """Per account, its latest `account.churned` / `account.renewed` event by (event time, source,
     id): the account is churned while the latest one is a churn (order-independent, so a late or
@@ -353,6 +381,17 @@ def band_totals(session: Session) -> list[tuple[str, str, int, float]]:
         func.coalesce(func.sum(RiskScore.revenue_at_risk), 0.0),
     ).group_by(RiskScore.band, RiskScore.currency)
     return [(b, c, int(n), float(s)) for b, c, n, s in session.execute(query)]
+
+
+UNRANKED_BANDS = ("churned", "no_data")
+
+
+def live_scores(session: Session, model_version: str) -> list[tuple[str, float, str]]:
+    """(account id, score, band) of every live account scored by this scorer (budget bands)."""
+    query = select(RiskScore.account_id, RiskScore.score, RiskScore.band).where(
+        RiskScore.model_version == model_version, RiskScore.band.not_in(UNRANKED_BANDS)
+    )
+    return [(a, float(s), str(b)) for a, s, b in session.execute(query.order_by(RiskScore.account_id))]
 
 
 def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:

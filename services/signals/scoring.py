@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.signals.features import FEATURE_NAMES
+from services.signals.features import is_known_feature
 from shared.errors import ConfigError
 
 DEFAULT_SCORECARD = Path(__file__).with_name("scorecard.yaml")
@@ -21,8 +21,15 @@ class Scorer(Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def thresholds(self) -> tuple[float, float] | None:
+        """Its own amber and red thresholds (chosen for the alert budget), or None: settings."""
+
     def score(self, features: Mapping[str, float]) -> tuple[float, dict[str, float]]:
         """Probability of churn within the horizon, and each feature's contribution to it."""
+
+    def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
+        """Scores of many feature rows at once (backtests); equal to score(row)[0] for each."""
 
 
 class Rule(BaseModel):
@@ -38,9 +45,9 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
-        if self.feature not in FEATURE_NAMES:
+        if not is_known_feature(self.feature):
             raise ValueError(f"unknown feature {self.feature!r}; see docs/features.md")
-        if self.only_if is not None and self.only_if not in FEATURE_NAMES:
+        if self.only_if is not None and not is_known_feature(self.only_if):
             raise ValueError(f"only_if names unknown feature {self.only_if!r}")
         if self.start == self.full:
             raise ValueError(f"{self.feature}: start and full must differ")
@@ -62,6 +69,8 @@ class ScorecardFile(BaseModel):
     version: str
     intercept: float
     rules: list[Rule]
+    amber_threshold: float | None = Field(default=None, gt=0, lt=1, description="else the setting")
+    red_threshold: float | None = Field(default=None, gt=0, lt=1, description="else the setting")
 
 
 @dataclass
@@ -73,6 +82,15 @@ class Scorecard:
     @property
     def version(self) -> str:
         return f"scorecard-{self.spec.version}"
+
+    @property
+    def thresholds(self) -> tuple[float, float] | None:
+        if self.spec.amber_threshold is None or self.spec.red_threshold is None:
+            return None
+        return self.spec.amber_threshold, self.spec.red_threshold
+
+    def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
+        return [self.score(row)[0] for row in rows]
 
     def score(self, features: Mapping[str, float]) -> tuple[float, dict[str, float]]:
         contributions: dict[str, float] = {}
@@ -101,12 +119,22 @@ class ModelScorer:
     drops when one feature is set to its training median (model-agnostic, in probability points)."""
 
     def __init__(
-        self, version: str, pipeline: Any, feature_names: list[str], medians: dict[str, float]
+        self,
+        version: str,
+        pipeline: Any,
+        feature_names: list[str],
+        medians: dict[str, float],
+        thresholds: tuple[float, float] | None = None,
     ) -> None:
         self.version = version
         self.pipeline = pipeline
         self.feature_names = feature_names
         self.medians = medians
+        self.thresholds = thresholds
+
+    def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
+        matrix = [[float(row.get(n, 0.0)) for n in self.feature_names] for row in rows]
+        return [float(p) for p in self.pipeline.predict_proba(matrix)[:, 1]] if matrix else []
 
     def score(self, features: Mapping[str, float]) -> tuple[float, dict[str, float]]:
         row = [float(features.get(n, 0.0)) for n in self.feature_names]
@@ -121,6 +149,14 @@ class ModelScorer:
             name: score - float(probabilities[i + 1]) for i, name in enumerate(self.feature_names)
         }
         return score, contributions
+
+
+def signed_log(values: Any) -> Any:
+    """sign(x) * log(1 + |x|): tames heavy-tailed counts, levels and day spans for the model."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    return np.sign(array) * np.log1p(np.abs(array))
 
 
 def band_for(score: float, amber: float, red: float) -> Literal["green", "amber", "red"]:

@@ -43,11 +43,11 @@ class AccountState:
 
     def apply(self, event_type: str, data: Mapping[str, Any], time: datetime, key: str) -> None:
         day = time.astimezone(UTC).date()
-        self.buckets[day] = merge_counts(self.buckets.get(day, {}), bucket_delta(event_type, data))
-        entity = entity_of(event_type, data, time, key)
-        if entity is not None:
-            ident = (entity.kind, entity.entity_id)
-            self.entities[ident] = merge_entity(self.entities.get(ident), entity)
+        self.buckets[day] = merge_counts(self.buckets.get(day, {}), bucket_delta(event_type, data, day))
+        for entity in (entity_of(event_type, data, time, key), tenure_entity(time, key)):
+            if entity is not None:
+                ident = (entity.kind, entity.entity_id)
+                self.entities[ident] = merge_entity(self.entities.get(ident), entity)
 
 
 def iso(value: datetime) -> str:
@@ -68,21 +68,32 @@ def merge_counts(old: Mapping[str, int], delta: Mapping[str, int]) -> Counts:
     return merged
 
 
-def bucket_delta(event_type: str, data: Mapping[str, Any]) -> Counts:
+def bucket_delta(event_type: str, data: Mapping[str, Any], day: date | None = None) -> Counts:
     """The counters one event adds to its day."""
     family, _, action = event_type.partition(".")
     delta: Counts = {"events": 1}
     builder = _BUCKET_BUILDERS.get(family)
     if builder is not None:
         builder(action, data, delta)
+    if event_type == "invoice.paid" and day is not None and data.get("due_date"):
+        due = date.fromisoformat(str(data["due_date"])[:10])
+        delta["invoices_paid_late_days"] = max(delta["invoices_paid_late_days"], (day - due).days, 0)
     return delta
 
 
+USAGE_PREFIX = "u:"  # u:<metric> = milli-units of that metric on the day
+USERS_PREFIX = "max_users:"  # max_users:<metric> = the most active users reported for it that day
+
+
 def _usage(_action: str, data: Mapping[str, Any], delta: Counts) -> None:
+    milli = round(float(data.get("quantity", 0)) * 1000)
+    metric = str(data.get("metric") or "usage")
     delta["usage_events"] = 1
-    delta["usage_milli"] = round(float(data.get("quantity", 0)) * 1000)
+    delta["usage_milli"] = milli
+    delta[USAGE_PREFIX + metric] = milli
     if data.get("active_users") is not None:
         delta["max_active_users"] = int(data["active_users"])
+        delta[USERS_PREFIX + metric] = int(data["active_users"])
 
 
 def _ticket(action: str, data: Mapping[str, Any], delta: Counts) -> None:
@@ -102,8 +113,11 @@ def _payment(action: str, _data: Mapping[str, Any], delta: Counts) -> None:
         delta["payments_failed"] = 1
 
 
-def _invoice(action: str, _data: Mapping[str, Any], delta: Counts) -> None:
+def _invoice(action: str, data: Mapping[str, Any], delta: Counts) -> None:
     delta[f"invoices_{action}"] = 1
+    if action == "paid":
+        # Days late at payment, for lateness against the account's own history.
+        delta["invoices_paid_late_days"] = int(data.get("days_overdue") or 0)
 
 
 def _contact(action: str, data: Mapping[str, Any], delta: Counts) -> None:
@@ -133,8 +147,15 @@ def _account(action: str, _data: Mapping[str, Any], delta: Counts) -> None:
 
 def _subscription(_action: str, data: Mapping[str, Any], delta: Counts) -> None:
     previous = data.get("previous_mrr")
-    if previous is not None and float(data.get("mrr", 0)) < float(previous):
+    if previous is None:
+        return
+    change = round((float(data.get("mrr", 0)) - float(previous)) * 100)  # cents, exact sums
+    if change < 0:
         delta["subscription_downgrades"] = 1
+        delta["mrr_contraction_cents"] = -change
+    elif change > 0:
+        delta["subscription_upgrades"] = 1
+        delta["mrr_expansion_cents"] = change
 
 
 _BUCKET_BUILDERS = {
@@ -159,6 +180,12 @@ def entity_of(event_type: str, data: Mapping[str, Any], time: datetime, key: str
     kind, ident, state, active = built
     state["at"] = iso(time)
     return EntityRow(kind, ident, time.astimezone(UTC), key, state, active)
+
+
+def tenure_entity(time: datetime, key: str) -> EntityRow:
+    """The first day any event was seen for the account (tenure); merged with min."""
+    day = time.astimezone(UTC).date().isoformat()
+    return EntityRow("tenure", "first", time.astimezone(UTC), key, {"first_seen": day}, True)
 
 
 def _ticket_entity(action: str, data: Mapping[str, Any], time: datetime) -> Any:
@@ -225,6 +252,8 @@ def merge_entity(old: EntityRow | None, new: EntityRow) -> EntityRow:
     )
     if newer.kind == "ticket":
         state = {**newer.state, "opened_at": _pick(min, newer.state, older.state, "opened_at")}
+    elif newer.kind == "tenure":
+        state = {"first_seen": _pick(min, newer.state, older.state, "first_seen")}
     elif newer.kind == "usage":
         state = {
             **newer.state,

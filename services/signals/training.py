@@ -1,20 +1,24 @@
-"""`kamwatch train`: point-in-time observations -> calibrated scikit-learn model -> report.
+"""`kamwatch train`: honest point-in-time observations -> candidate models -> report -> artifact.
 
-Observation (account, t): features as of t from the events with time <= t only (the same pure
-fold and feature code as the live path); label = an `account.churned` event in (t, t + horizon].
-Negatives need a fully observed horizon (t + horizon <= the end of the history); no observation
-is taken after an account churned. Validation uses later dates than training: training rows
-have t + horizon <= cutoff (their labels were known by then), validation rows have t >= cutoff.
+Rows come from services/signals/observations.py: every row's label window is fully observed
+(t + horizon <= the end of the history), churners and non-churners alike. The split is by time
+with a purge gap of one horizon: training rows have t + horizon <= cutoff (their labels were
+known at the cutoff), validation rows have t >= cutoff. Candidates (calibrated logistic
+regression, calibrated gradient boosting, and their average) are fitted on training rows and the
+best on validation ROC AUC is kept; the report puts it beside the scorecard, a naive "usage
+level only" baseline and a book-style regression over per-metric usage, on identical rows.
+Amber and red thresholds flag the alert budget of the portfolio as it stands at the end of the
+history (scores only, no labels), which is what the live service will see.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-import sys
-from collections import defaultdict
+from array import array
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,185 +26,236 @@ import joblib
 import numpy as np
 import sklearn
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sqlalchemy.orm import Session, sessionmaker
-from tqdm import tqdm
 
-from services.signals import repository
 from services.signals.config import SignalsSettings
-from services.signals.engine import account_info
-from services.signals.events import Signal, signal_from_payload
-from services.signals.features import MODEL_FEATURES, AccountInfo, compute_features, relevant_state
+from services.signals.evaluation import budget_thresholds, evaluate
+from services.signals.features import MODEL_FEATURES, is_heavy_tailed, metric_feature, split_metric_feature
 from services.signals.modelstore import ModelStore
-from services.signals.scoring import Scorecard
-from services.signals.state import AccountState
-from shared.db import transaction
+from services.signals.observations import as_matrix, history_end, iter_observations
+from services.signals.report import report_markdown, write_plots
+from services.signals.scoring import Scorecard, Scorer, signed_log
 from shared.errors import ConfigError
 
-WARMUP_DAYS = 28  # no observation before an account has four weeks of history
+MAX_MODEL_METRICS = 10  # per-metric features for the metrics most accounts use
+MIN_METRIC_SHARE = 0.05  # ... and only metrics used by at least 5% of the accounts
+VALIDATION_SHARE = 0.3
+LATEST_DATES = 4  # thresholds follow the scores of the portfolio at its last four weekly dates
+
+
+class FeatureRows:
+    """Feature rows stored compactly: one float64 array per row over a shared column index (a
+    dict per row would take ~10x the memory on a large portfolio)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, int] = {}
+        self._values: list[array] = []
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def append(self, features: dict[str, float]) -> None:
+        values = array("d", bytes(8 * len(self.columns)))
+        for name, value in features.items():
+            index = self.columns.setdefault(name, len(self.columns))
+            if index >= len(values):
+                values.extend([0.0] * (index + 1 - len(values)))
+            values[index] = value
+        self._values.append(values)
+
+    def __getitem__(self, i: int) -> dict[str, float]:
+        values = self._values[i]
+        return {name: values[k] for name, k in self.columns.items() if k < len(values)}
+
+    def matrix(self, names: list[str], index: list[int] | None = None) -> np.ndarray:
+        wanted = [self.columns.get(n, -1) for n in names]
+        rows = range(len(self._values)) if index is None else index
+        out = np.zeros((len(rows), len(names)))
+        for r, i in enumerate(rows):
+            values = self._values[i]
+            for c, k in enumerate(wanted):
+                if 0 <= k < len(values):
+                    out[r, c] = values[k]
+        return out
 
 
 @dataclass
-class Observations:
-    rows: list[dict[str, float]] = field(default_factory=list)
+class Dataset:
+    """Observed rows (label window fully inside the history) in time order."""
+
+    rows: FeatureRows = field(default_factory=FeatureRows)
     labels: list[int] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
     accounts: list[str] = field(default_factory=list)
     churned_at: dict[str, datetime] = field(default_factory=dict)
+    unobserved_rows: int = 0
+    latest: list[dict[str, float]] = field(default_factory=list)  # the portfolio at the last dates
+    latest_times: list[datetime] = field(default_factory=list)
 
-
-def load_history(sessions: sessionmaker[Session]) -> tuple[dict[str, list[Signal]], dict[str, Any]]:
-    history: dict[str, list[Signal]] = defaultdict(list)
-    with transaction(sessions) as session:
-        for chunk in repository.iter_events(session):
-            for row in chunk:
-                history[row.account_id].append(signal_from_payload(row.payload))
-        infos = {a: account_info(r) for a, r in repository.accounts_by_id(session, history).items()}
-    for signals in history.values():
-        signals.sort(key=lambda s: (s.time, s.key))
-    return dict(history), infos
-
-
-def build_observations(
-    history: dict[str, list[Signal]],
-    infos: dict[str, Any],
-    horizon: timedelta,
-    step: timedelta,
-    progress: bool,
-) -> Observations:
-    obs = Observations()
-    end = max((s.time for signals in history.values() for s in signals), default=datetime.now(UTC))
-    for account_id, signals in tqdm(
-        sorted(history.items()), desc="observations", unit="account", file=sys.stderr, disable=not progress
-    ):
-        churn = min((s.time for s in signals if s.type == "account.churned"), default=None)
-        if churn is not None:
-            obs.churned_at[account_id] = churn
-        _observe_account(
-            obs, account_id, signals, infos.get(account_id) or account_info(None), churn, end, horizon, step
+    def subset(self, index: list[int]) -> tuple[np.ndarray, list[datetime], list[str]]:
+        return (
+            np.array([self.labels[i] for i in index]),
+            [self.times[i] for i in index],
+            [self.accounts[i] for i in index],
         )
-    return obs
 
 
-def _observe_account(
-    obs: Observations,
-    account_id: str,
-    signals: list[Signal],
-    info: Any,
-    churn: datetime | None,
-    end: datetime,
-    horizon: timedelta,
-    step: timedelta,
-) -> None:
-    first = signals[0].time
-    t = datetime(first.year, first.month, first.day, tzinfo=UTC) + timedelta(days=WARMUP_DAYS)
-    state, index = AccountState(), 0
-    while t < (churn or end) and (churn is not None or t + horizon <= end):
-        while index < len(signals) and signals[index].time <= t:
-            s = signals[index]
-            state.apply(s.type, s.data, s.time, s.key)
-            index += 1
-        buckets, entities = relevant_state(state.buckets, state.entities.values(), t)
-        as_of_info = AccountInfo(info.arr, renewal_on_or_after(info.renewal_date, t.date()))
-        features, _ = compute_features(buckets, entities, as_of_info, t)
-        obs.rows.append(features)
-        obs.labels.append(int(churn is not None and churn <= t + horizon))
-        obs.times.append(t)
-        obs.accounts.append(account_id)
-        t += step
+def collect(sessions: sessionmaker[Session], horizon: timedelta, step: timedelta, progress: bool) -> Dataset:
+    data = Dataset()
+    end = history_end(sessions)
+    recent = end - LATEST_DATES * step if end is not None else None
+    for row in iter_observations(sessions, horizon, step, progress):
+        if row.churned_at is not None:
+            data.churned_at[row.account_id] = row.churned_at
+        if recent is not None and row.as_of > recent:
+            data.latest.append(row.features)
+            data.latest_times.append(row.as_of)
+        if not row.observed:
+            data.unobserved_rows += 1
+            continue
+        data.rows.append(row.features)
+        data.labels.append(row.label)
+        data.times.append(row.as_of)
+        data.accounts.append(row.account_id)
+    return data
 
 
-def renewal_on_or_after(renewal: date | None, day: date) -> date | None:
-    """The registry keeps only the current renewal date; contracts renew yearly on that day, so
-    the renewal ahead of a past day is the anniversary of it on or after that day."""
-    if renewal is None:
-        return None
-    years = renewal.year - day.year
-    candidate = _shift_years(renewal, -years)
-    if candidate < day:
-        candidate = _shift_years(candidate, 1)
-    return candidate
-
-
-def _shift_years(value: date, years: int) -> date:
-    try:
-        return value.replace(year=value.year + years)
-    except ValueError:  # 29 February in a common year
-        return value.replace(year=value.year + years, day=28)
-
-
-def fit(x: np.ndarray, y: np.ndarray) -> Any:
-    """Standardised logistic regression, calibrated (sigmoid) on held-out folds."""
-    pipeline = Pipeline(
-        [("scale", StandardScaler()), ("model", LogisticRegression(max_iter=2000, class_weight="balanced"))]
-    )
-    folds = max(2, min(3, int(y.sum()), int(len(y) - y.sum())))
-    return CalibratedClassifierCV(pipeline, method="sigmoid", cv=folds).fit(x, y)
-
-
-def evaluate(
-    scores: np.ndarray,
-    y: np.ndarray,
-    times: list[datetime],
-    accounts: list[str],
-    churned: dict[str, datetime],
-    alert_at: float,
-) -> dict[str, Any]:
-    order = np.argsort(-scores, kind="stable")
-    top = order[: max(1, len(order) // 10)]
-    base = float(y.mean())
-    return {
-        "roc_auc": round(float(roc_auc_score(y, scores)), 4),
-        "pr_auc": round(float(average_precision_score(y, scores)), 4),
-        "brier": round(float(brier_score_loss(y, scores)), 4),
-        "top_decile_lift": round(float(y[top].mean()) / base, 3) if base else None,
-        "median_alert_lead_days": _lead_time(scores, times, accounts, churned, alert_at),
-    }
-
-
-def _lead_time(
-    scores: np.ndarray,
-    times: list[datetime],
-    accounts: list[str],
-    churned: dict[str, datetime],
-    alert_at: float,
-) -> float | None:
-    """Median days between the first alert (score >= the amber threshold) and the churn."""
-    first_alert: dict[str, datetime] = {}
-    for score, t, account in zip(scores, times, accounts, strict=True):
-        if account in churned and score >= alert_at and t < churned[account]:
-            first_alert[account] = min(first_alert.get(account, t), t)
-    leads = [(churned[a] - t).total_seconds() / 86400 for a, t in first_alert.items()]
-    return round(statistics.median(leads), 1) if leads else None
-
-
-def split(obs: Observations, horizon: timedelta) -> tuple[list[int], list[int], datetime]:
-    """Time-ordered: train rows' labels were known by the cutoff; validation rows come after it."""
-    times = sorted(obs.times)
-    cutoff = times[int(len(times) * 0.7)] if times else datetime.now(UTC)
-    train = [i for i, t in enumerate(obs.times) if t + horizon <= cutoff]
-    valid = [i for i, t in enumerate(obs.times) if t >= cutoff]
+def split(data: Dataset, horizon: timedelta) -> tuple[list[int], list[int], datetime]:
+    """Validation = the latest 30% of observed as-of dates; training ends one horizon before."""
+    dates = sorted(set(data.times))
+    if not dates:
+        raise ConfigError("no observation has a fully observed label window: the history is too short")
+    cutoff = dates[min(len(dates) - 1, int(len(dates) * (1 - VALIDATION_SHARE)))]
+    train = [i for i, t in enumerate(data.times) if t + horizon <= cutoff]
+    valid = [i for i, t in enumerate(data.times) if t >= cutoff]
     return train, valid, cutoff
 
 
-def check_enough(obs: Observations, train: list[int], valid: list[int], minimum: int) -> None:
-    churns = {obs.accounts[i] for i in train if obs.labels[i]}
-    if len(obs.churned_at) < minimum or len(churns) < minimum:
+def check_enough(data: Dataset, train: list[int], valid: list[int], minimum: int) -> None:
+    churns = {data.accounts[i] for i in train if data.labels[i]}
+    if len(data.churned_at) < minimum or len(churns) < minimum:
         raise ConfigError(
-            f"too few labelled churns to learn from: {len(obs.churned_at)} account.churned event(s) in the "
-            f"history, {len(churns)} usable for training before the validation period; "
+            f"too few labelled churns to learn from: {len(data.churned_at)} account.churned event(s) in the "
+            f"history, {len(churns)} usable for training before the validation period (a churn is usable "
+            f"once its whole label window lies one horizon before the validation period); "
             f"at least {minimum} are needed (KAMWATCH_SIGNALS_MIN_CHURNS). "
             "Keep using the scorecard until more outcomes are recorded."
         )
-    labels = {obs.labels[i] for i in valid}
-    if labels != {0, 1}:
+    if {data.labels[i] for i in valid} != {0, 1}:
         raise ConfigError(
-            "the validation period (the latest 30% of observation dates) needs both churned and retained "
+            "the validation period (the latest 30% of as-of dates) needs both churned and retained "
             "accounts; record more outcomes or a longer history"
         )
+
+
+def model_metrics(data: Dataset, index: list[int]) -> list[str]:
+    """The usage metrics that get per-metric model features: used by most training accounts."""
+    users: Counter[str] = Counter()
+    levels = {
+        parts[0]: name
+        for name in data.rows.columns
+        if (parts := split_metric_feature(name)) is not None and parts[1] == "level_28d"
+    }
+    if levels:
+        used = data.rows.matrix(list(levels.values()), index) > 0
+        users.update({metric: int(used[:, c].sum()) for c, metric in enumerate(levels)})
+    floor = MIN_METRIC_SHARE * max(1, len(index))
+    ranked = sorted((m for m, n in users.items() if n >= floor), key=lambda m: (-users[m], m))
+    return ranked[:MAX_MODEL_METRICS]
+
+
+def feature_names(metrics: list[str]) -> list[str]:
+    per_metric = [
+        metric_feature(m, k)
+        for m in metrics
+        for k in ("level_7d", "level_28d", "change_28d", "trend_8w", "active_days_28d", "per_user_28d")
+    ]
+    return [*MODEL_FEATURES, *per_metric]
+
+
+def _preprocess(names: list[str], scale: bool) -> ColumnTransformer:
+    heavy = [i for i, n in enumerate(names) if is_heavy_tailed(n)]
+    plain = [i for i, n in enumerate(names) if not is_heavy_tailed(n)]
+    log = FunctionTransformer(signed_log)
+    parts: list[tuple[str, Any, list[int]]] = [
+        ("log", Pipeline([("log", log), ("scale", StandardScaler())]) if scale else log, heavy),
+        ("plain", StandardScaler() if scale else "passthrough", plain),
+    ]
+    return ColumnTransformer(parts)
+
+
+def _folds(y: np.ndarray) -> int:
+    return max(2, min(3, int(y.sum()), int(len(y) - y.sum())))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
+    """Log-transformed, standardised, L2-regularised logistic regression, calibrated (sigmoid)."""
+    pipeline = Pipeline(
+        [
+            ("prepare", _preprocess(names, scale=True)),
+            ("model", LogisticRegression(max_iter=3000, C=1.0)),
+        ]
+    )
+    return _calibrated(pipeline, x, y)
+
+
+def fit_boosting(x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
+    """Gradient-boosted trees (shallow, regularised), calibrated (sigmoid)."""
+    pipeline = Pipeline(
+        [
+            ("prepare", _preprocess(names, scale=False)),
+            (
+                "model",
+                HistGradientBoostingClassifier(
+                    learning_rate=0.05,
+                    max_iter=300,
+                    max_leaf_nodes=15,
+                    min_samples_leaf=20,
+                    l2_regularization=1.0,
+                    random_state=0,
+                ),
+            ),
+        ]
+    )
+    return _calibrated(pipeline, x, y)
+
+
+def _calibrated(pipeline: Pipeline, x: np.ndarray, y: np.ndarray) -> Any:
+    """One model fitted on all rows, with a sigmoid fitted on its cross-validated scores
+    (averaging per-fold models instead ranked measurably worse on held-out dates)."""
+    return CalibratedClassifierCV(pipeline, method="sigmoid", cv=_folds(y), ensemble=False).fit(x, y)
+
+
+class Blend:
+    """The average of two calibrated models' probabilities."""
+
+    def __init__(self, members: list[Any]) -> None:
+        self.members = members
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        return np.mean([m.predict_proba(x) for m in self.members], axis=0)
+
+
+def naive_scores(rows: list[dict[str, float]]) -> np.ndarray:
+    """Usage level only: the less an account used the product in 28 days, the riskier."""
+    level = np.array([row.get("usage_28d_avg", 0.0) for row in rows])
+    return 1 / (1 + np.log1p(np.maximum(level, 0)))
+
+
+def book_regression(data: Dataset, train: list[int], metrics: list[str]) -> tuple[Any, list[str]]:
+    """A textbook churn regression (per-metric 28-day usage, its change, per-user rates, logs)."""
+    names = [metric_feature(m, k) for m in metrics for k in ("level_28d", "change_28d", "per_user_28d")]
+    names = names or ["usage_28d_avg"]
+    x = data.rows.matrix(names, train)
+    y = np.array([data.labels[i] for i in train])
+    model = Pipeline([("log", FunctionTransformer(signed_log)), ("scale", StandardScaler())])
+    model.steps.append(("model", LogisticRegression(max_iter=3000)))
+    return model.fit(x, y), names
 
 
 def train(
@@ -209,39 +264,148 @@ def train(
     scorecard: Scorecard,
     now: datetime,
     progress: bool = True,
+    current: Scorer | None = None,
+    horizon_days: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Build observations, fit, validate on later dates, write the versioned artifact and report."""
-    horizon = timedelta(days=settings.horizon_days)
-    history, infos = load_history(sessions)
-    obs = build_observations(
-        history, infos, horizon, timedelta(days=settings.observation_step_days), progress
+    """Fit, compare on the validation period, write the versioned artifact and its report."""
+    horizon = timedelta(days=horizon_days or settings.horizon_days)
+    data = collect(sessions, horizon, timedelta(days=settings.observation_step_days), progress)
+    train_idx, valid_idx, cutoff = split(data, horizon)
+    check_enough(data, train_idx, valid_idx, settings.min_churns)
+    metrics = model_metrics(data, train_idx)
+    names = feature_names(metrics)
+    x = data.rows.matrix(names)
+    y = np.array(data.labels)
+    fitted = _candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
+    best = max(fitted, key=lambda name: (fitted[name]["auc"], name == "logistic"))
+    model = fitted[best]["model"]
+    amber, red = portfolio_thresholds(
+        lambda rows: model.predict_proba(as_matrix(rows, names))[:, 1], data, settings
     )
-    train_idx, valid_idx, cutoff = split(obs, horizon)
-    check_enough(obs, train_idx, valid_idx, settings.min_churns)
-    names = list(MODEL_FEATURES)
-    x = np.array([[row[n] for n in names] for row in obs.rows], dtype=float)
-    y = np.array(obs.labels)
-    model = fit(x[train_idx], y[train_idx])
-    valid_times = [obs.times[i] for i in valid_idx]
-    valid_accounts = [obs.accounts[i] for i in valid_idx]
-    model_scores = model.predict_proba(x[valid_idx])[:, 1]
-    card_scores = np.array([scorecard.score(obs.rows[i])[0] for i in valid_idx])
-    alert = settings.amber_threshold
-    report: dict[str, Any] = {
-        "horizon_days": settings.horizon_days,
-        "cutoff": cutoff.isoformat(),
-        "train": _period(obs, train_idx),
-        "validation": _period(obs, valid_idx),
-        "model": evaluate(model_scores, y[valid_idx], valid_times, valid_accounts, obs.churned_at, alert),
-        "scorecard": {
-            "version": scorecard.version,
-            **evaluate(card_scores, y[valid_idx], valid_times, valid_accounts, obs.churned_at, alert),
-        },
+    report = _report(settings, data, train_idx, valid_idx, cutoff, horizon, x, fitted, best, amber)
+    baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
+    report.update(baselines)
+    y_valid = y[valid_idx]
+    curves = {"model": (model.predict_proba(x[valid_idx])[:, 1], y_valid)} | {
+        name: (scores, y_valid) for name, scores in baseline_scores.items()
     }
-    report["beats_scorecard"] = report["model"]["roc_auc"] > report["scorecard"]["roc_auc"]
+    report["thresholds"] = {"amber": amber, "red": red, "budget": settings.alert_budget}
+    report["beats_scorecard"] = _beats(report["model"], report["scorecard"])
+    report["beats_book_regression"] = _beats(report["model"], report["book_regression"])
     medians = {n: float(np.median(x[train_idx][:, i])) for i, n in enumerate(names)}
-    version = save_artifact(ModelStore(Path(settings.model_dir)), model, names, medians, report, now)
+    store = ModelStore(Path(settings.model_dir))
+    version = save_artifact(store, model, names, medians, report, now, best)
+    write_plots(store.version_dir(version), curves, report["model"]["lead_days"])
     return version, report
+
+
+def portfolio_thresholds(
+    score: Callable[[list[dict[str, float]]], np.ndarray], data: Dataset, settings: SignalsSettings
+) -> tuple[float, float]:
+    """Thresholds that flag the alert budget of the portfolio as it stands at the end of the
+    history (its last weekly dates: what the live service will see; no labels are needed)."""
+    rows, times = data.latest, data.latest_times
+    if not rows:
+        rows, times = [data.rows[i] for i in range(len(data.rows))], data.times
+    return budget_thresholds(score(rows), times, settings.alert_budget, settings.red_budget)
+
+
+def _beats(model: dict[str, Any], other: dict[str, Any]) -> bool:
+    return (model.get("roc_auc") or 0) > (other.get("roc_auc") or 0)
+
+
+def _candidates(
+    x: np.ndarray, y: np.ndarray, names: list[str], x_valid: np.ndarray, y_valid: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    from sklearn.metrics import roc_auc_score
+
+    models = {"logistic": fit_logistic(x, y, names), "gradient_boosting": fit_boosting(x, y, names)}
+    models["blend"] = Blend([models["logistic"], models["gradient_boosting"]])
+    return {
+        name: {"model": model, "auc": float(roc_auc_score(y_valid, model.predict_proba(x_valid)[:, 1]))}
+        for name, model in models.items()
+    }
+
+
+def _report(
+    settings: SignalsSettings,
+    data: Dataset,
+    train_idx: list[int],
+    valid_idx: list[int],
+    cutoff: datetime,
+    horizon: timedelta,
+    x: np.ndarray,
+    fitted: dict[str, dict[str, Any]],
+    best: str,
+    amber: float,
+) -> dict[str, Any]:
+    y_valid, times, accounts = data.subset(valid_idx)
+    candidates = {}
+    for name, entry in fitted.items():
+        scores = entry["model"].predict_proba(x[valid_idx])[:, 1]
+        candidates[name] = evaluate(
+            scores, y_valid, times, accounts, data.churned_at, amber, settings.alert_budget
+        )
+    return {
+        "horizon_days": horizon.days,
+        "cutoff": cutoff.isoformat(),
+        "purge_days": horizon.days,
+        "alert_budget": settings.alert_budget,
+        "train": _period(data, train_idx),
+        "validation": _period(data, valid_idx),
+        "observed": _period(data, list(range(len(data.labels)))),
+        "unobserved_rows_left_out": data.unobserved_rows,
+        "chosen": best,
+        "candidates": candidates,
+        "model": candidates[best],
+    }
+
+
+def _baselines(
+    data: Dataset,
+    train_idx: list[int],
+    valid_idx: list[int],
+    metrics: list[str],
+    scorecard: Scorecard,
+    current: Scorer | None,
+    settings: SignalsSettings,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Scorecard, naive and book-style baselines (and the model in use) on the validation rows;
+    each is flagged at its own threshold for the same alert budget, so recall and precision
+    compare like with like."""
+    y_valid, times, accounts = data.subset(valid_idx)
+    valid_rows = [data.rows[i] for i in valid_idx]
+    book, book_names = book_regression(data, train_idx, metrics)
+    scorers: dict[str, Any] = {
+        "scorecard": lambda rows: np.array(scorecard.probabilities(rows)),
+        "naive_usage_level": naive_scores,
+        "book_regression": lambda rows: book.predict_proba(as_matrix(rows, book_names))[:, 1],
+    }
+    if current is not None and current.version != scorecard.version:
+        scorers["current_model"] = lambda rows: np.array(current.probabilities(rows))
+    out: dict[str, Any] = {}
+    curves: dict[str, np.ndarray] = {}
+    for name, score in scorers.items():
+        threshold = portfolio_thresholds(score, data, settings)[0]
+        curves[name] = score(valid_rows)
+        out[name] = evaluate(
+            curves[name], y_valid, times, accounts, data.churned_at, threshold, settings.alert_budget
+        )
+    out["scorecard"]["version"] = scorecard.version
+    return out, curves
+
+
+def _period(data: Dataset, index: list[int]) -> dict[str, Any]:
+    times = [data.times[i] for i in index]
+    positives = int(sum(data.labels[i] for i in index))
+    return {
+        "observations": len(index),
+        "positives": positives,
+        "base_rate": round(positives / len(index), 4) if index else None,
+        "accounts": len({data.accounts[i] for i in index}),
+        "from": min(times).isoformat() if times else None,
+        "to": max(times).isoformat() if times else None,
+    }
 
 
 def save_artifact(
@@ -251,6 +415,7 @@ def save_artifact(
     medians: dict[str, float],
     report: dict[str, Any],
     now: datetime,
+    kind: str,
 ) -> str:
     """<model_dir>/<version>/: model.joblib, metadata.json, report.json, report.md."""
     version = store.new_version(now)
@@ -260,50 +425,17 @@ def save_artifact(
     metadata = {
         "version": version,
         "created_at": now.isoformat(),
-        "kind": "calibrated logistic regression (scikit-learn)",
+        "kind": f"{kind} (scikit-learn, calibrated)",
         "sklearn_version": sklearn.__version__,
         "features": names,
         "medians": medians,
         "horizon_days": report["horizon_days"],
+        "cutoff": report["cutoff"],
+        "thresholds": report["thresholds"],
         "metrics": report["model"],
         "scorecard_metrics": report["scorecard"],
     }
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "report.md").write_text(report_markdown(version, report))
+    (folder / "report.md").write_text(report_markdown(f"Churn model {version}", report))
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")  # last: marks it complete
     return version
-
-
-def _period(obs: Observations, index: list[int]) -> dict[str, Any]:
-    times = [obs.times[i] for i in index]
-    return {
-        "observations": len(index),
-        "positives": int(sum(obs.labels[i] for i in index)),
-        "accounts": len({obs.accounts[i] for i in index}),
-        "from": min(times).isoformat() if times else None,
-        "to": max(times).isoformat() if times else None,
-    }
-
-
-def report_markdown(version: str, report: dict[str, Any]) -> str:
-    rows = ["roc_auc", "pr_auc", "brier", "top_decile_lift", "median_alert_lead_days"]
-    lines = [
-        f"# Churn model {version}",
-        "",
-        f"Horizon {report['horizon_days']} days; trained on observations up to "
-        f"{report['train']['to']}, validated on {report['validation']['from']} .. "
-        f"{report['validation']['to']} "
-        f"(cutoff {report['cutoff']}).",
-        "",
-        f"| metric | model | {report['scorecard']['version']} |",
-        "|---|---|---|",
-        *(f"| {m} | {report['model'][m]} | {report['scorecard'][m]} |" for m in rows),
-        "",
-        f"Training: {json.dumps(report['train'])}",
-        f"Validation: {json.dumps(report['validation'])}",
-        "",
-        f"Beats the scorecard on ROC AUC: {'yes' if report['beats_scorecard'] else 'no'}.",
-        "Brier: lower is better. Lead time: days between the first score at or above the amber "
-        "threshold and the churn.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.signals import repository
-from services.signals.engine import RiskEngine
+from services.signals.engine import RiskEngine, account_info
 from services.signals.events import signal_from_payload
-from services.signals.features import AccountInfo, compute_features, relevant_state
+from services.signals.features import compute_features, relevant_state
 from services.signals.state import AccountState
 from shared.contracts import CHURNED
 
@@ -24,11 +24,7 @@ def weekly_trend(
 ) -> list[dict[str, Any]]:
     """Points at now - k weeks (k = weeks-1 .. 0), oldest first; none before the first event.
     From the account's latest churn on (unless renewed after it), the band is `churned`."""
-    from services.signals.training import renewal_on_or_after
-
-    account = repository.get_account(session, account_id)
-    arr = float(account.arr) if account is not None and not account.deleted else 0.0
-    renewal = account.renewal_date if account is not None and not account.deleted else None
+    info = account_info(repository.get_account(session, account_id))
     signals = [
         signal_from_payload(row.payload) for row in repository.account_events(session, account_id, now)
     ]
@@ -52,7 +48,6 @@ def weekly_trend(
             points.append({"as_of": t.isoformat(), "score": 1.0, "band": CHURNED, "drivers": []})
             continue
         buckets, entities = relevant_state(state.buckets, state.entities.values(), t)
-        info = AccountInfo(arr=arr, renewal_date=renewal_on_or_after(renewal, t.date()))
         assessment = engine.assess(*compute_features(buckets, entities, info, t))
         points.append(
             {

@@ -163,7 +163,7 @@ def risk_changed(
         "drivers": DRIVERS if drivers is None else drivers,
         "changes": ["band green -> red", "usage fell 43%"] if band != "green" else ["band red -> green"],
         "features": features or {"usage_ratio_28d_vs_90d": 0.57, "days_to_renewal": 90},
-        "model_version": "scorecard-1",
+        "model_version": "scorecard-2",
         "as_of": as_of.isoformat(),
     }
     envelope = {

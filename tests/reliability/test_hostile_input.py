@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ingest.webhooks import stripe_to_events, zendesk_to_events
-from services.signals.features import FEATURE_NAMES, AccountInfo, compute_features, relevant_state
+from services.signals.features import (
+    FEATURE_NAMES,
+    AccountInfo,
+    compute_features,
+    relevant_state,
+    split_metric_feature,
+)
 from services.signals.state import AccountState, event_key
 from shared.errors import EventInvalid
 from shared.events import CloudEvent, decode_json, validate_event
@@ -238,12 +244,19 @@ BOUNDED_01 = (
 @given(account_streams(), st.randoms(use_true_random=False))
 def test_features_are_finite_bounded_and_independent_of_order(events: list[CloudEvent], rng: Any) -> None:
     features = _features(events)
-    assert set(features) == set(FEATURE_NAMES)
+    per_metric = {name: split_metric_feature(name) for name in features if split_metric_feature(name)}
+    assert set(features) - set(per_metric) == set(FEATURE_NAMES)
     assert all(math.isfinite(v) for v in features.values()), features
-    for name in BOUNDED_01:
+    shares = [n for n, parts in per_metric.items() if parts and parts[1] == "active_days_28d"]
+    for name in (*BOUNDED_01, "usage_active_days_28d", *shares):
         assert 0.0 <= features[name] <= 1.0, (name, features[name])
+    trends = [n for n, parts in per_metric.items() if parts and parts[1] == "trend_8w"]
+    for name in ("usage_trend_8w", *trends):
+        assert -1.0 <= features[name] <= 1.0, (name, features[name])
+    signed = ("usage_slope_28d", "last_nps", "days_to_renewal", "payment_lateness_vs_usual")
+    signed += ("usage_breadth_change", "mrr_change_90d", "usage_trend_8w", *trends)
     for name, value in features.items():
-        if name not in ("usage_slope_28d", "last_nps", "days_to_renewal"):
+        if name not in signed:
             assert value >= 0, (name, value)
     assert -1 <= features["last_nps"] <= 10
     shuffled = list(events)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from services.signals.features import FEATURE_NAMES, AccountInfo, compute_features, relevant_state
+from services.signals.features import (
+    FEATURE_NAMES,
+    METRIC_FEATURES,
+    AccountInfo,
+    compute_features,
+    relevant_state,
+    split_metric_feature,
+)
 from services.signals.state import AccountState, event_key
 from shared.contracts import CONTRACT_FEATURES
 from tests.helpers import NOW
@@ -31,7 +38,9 @@ def features_of(
 
 def test_every_catalog_name_is_computed_and_the_contract_names_exist() -> None:
     features = features_of(full_story("a", NOW))
-    assert set(features) == set(FEATURE_NAMES)
+    per_metric = {name for name in features if split_metric_feature(name) is not None}
+    assert set(features) - per_metric == set(FEATURE_NAMES)
+    assert {split_metric_feature(n)[1] for n in per_metric} == set(METRIC_FEATURES)  # type: ignore[index]
     assert set(REQUIRED) <= set(features)
 
 
@@ -54,6 +63,8 @@ def test_a_late_event_lands_in_the_day_it_happened() -> None:
             "usage_events": 1,
             "usage_milli": 500000,
             "max_active_users": 20,
+            "u:api_calls": 500000,
+            "max_users:api_calls": 20,
         }
     }
 
@@ -99,10 +110,24 @@ def test_every_feature_is_documented_in_the_catalog(repo_root) -> None:
     assert [name for name in FEATURE_NAMES if f"`{name}`" not in catalog] == []
 
 
-def test_training_projects_the_renewal_date_to_each_observation_day() -> None:
-    from services.signals.training import renewal_on_or_after
+def test_the_renewal_ahead_of_each_day_steps_by_the_contract_term() -> None:
+    from services.signals.features import renewal_on_or_after
 
-    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 6, 1)) == date(2026, 3, 31)
-    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 3, 31)) == date(2025, 3, 31)
-    assert renewal_on_or_after(date(2025, 1, 1), date(2026, 5, 1)) == date(2027, 1, 1)
-    assert renewal_on_or_after(None, date(2026, 5, 1)) is None
+    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 6, 1), None) == date(2026, 3, 31)
+    assert renewal_on_or_after(date(2027, 3, 31), date(2025, 3, 31), 12) == date(2025, 3, 31)
+    assert renewal_on_or_after(date(2025, 1, 1), date(2026, 5, 1), 12) == date(2027, 1, 1)
+    assert renewal_on_or_after(None, date(2026, 5, 1), 1) is None
+    # Monthly plans renew every month: never a countdown to one yearly date.
+    assert renewal_on_or_after(date(2027, 1, 15), date(2026, 5, 20), 1) == date(2026, 6, 15)
+    assert renewal_on_or_after(date(2026, 1, 31), date(2026, 2, 10), 1) == date(2026, 2, 28)
+    assert renewal_on_or_after(date(2026, 1, 1), date(2026, 8, 2), 3) == date(2026, 10, 1)
+
+
+def test_days_to_renewal_follows_the_registry_term() -> None:
+    story = daily_usage("a", NOW - 60 * DAY, 61, 100.0)
+    monthly = compute_features(
+        *relevant_state(fold(story).buckets, fold(story).entities.values(), NOW),
+        AccountInfo(1000.0, date(2027, 1, 20), 1),
+        NOW,
+    )[0]
+    assert monthly["days_to_renewal"] == (date(2026, 11, 20) - NOW.date()).days

@@ -1,0 +1,193 @@
+"""Learning on its own: retrain in the background when enough new outcomes arrived, and promote
+the new model only if it beats the model in use and the scorecard on the latest honest period.
+
+The candidate's validation period (its latest as-of dates, fully observed, one purge horizon after
+its training rows) is also unseen by the model in use, whose own training rows ended earlier, so
+the three are compared on identical honest rows. Every decision is appended with its figures to
+<model_dir>/promotions.log, counted in kamwatch_signals_model_decisions_total and logged as
+model.promoted, model.rejected or model.skipped. Off by default; `kamwatch run` turns it on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.signals import metrics, repository
+from services.signals.config import SignalsSettings
+from services.signals.modelstore import ModelHolder
+from shared.clock import Clock
+from shared.db import transaction
+from shared.errors import ConfigError
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+SHORT_HORIZON_DAYS = 30  # tried when the history is still too short for the configured horizon
+
+
+class Learner:
+    """Owned by the signals consumer; `poll()` runs in its tick and returns at once."""
+
+    def __init__(
+        self, settings: SignalsSettings, sessions: sessionmaker[Session], holder: ModelHolder, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.holder = holder
+        self.clock = clock
+        self.state_path = Path(settings.model_dir) / "learning.json"
+        self._thread: threading.Thread | None = None
+        self._next_check = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def poll(self) -> bool:
+        """Refit the budget bands and start a background retraining when due; True when a
+        retraining was started."""
+        if time.monotonic() < self._next_check:
+            return False
+        self._next_check = time.monotonic() + self.settings.learn_check_interval_s
+        if self.settings.budget_bands:
+            self.refit_bands()
+        if not self.settings.learn or self.busy:
+            return False
+        with transaction(self.sessions) as session:
+            churns = repository.churn_outcomes(session)
+        seen = self._seen()
+        needed = max(self.settings.learn_min_new_churns, round(self.settings.learn_min_new_share * seen))
+        if churns - seen < needed:
+            return False
+        self._thread = threading.Thread(target=self.retrain, args=(churns,), name="learner", daemon=True)
+        self._thread.start()
+        return True
+
+    def refit_bands(self) -> dict[str, Any] | None:
+        """Amber/red thresholds that flag the alert budget of the live portfolio as scored now by
+        the scorer in use (ties kept together), for every worker through <model_dir>/bands.json."""
+        from services.signals.evaluation import share_threshold
+
+        version = self.holder.scorer.version
+        with transaction(self.sessions) as session:
+            scores = np.array([score for _a, score, _b in repository.live_scores(session, version)])
+        if scores.size < self.settings.budget_min_accounts:
+            return None
+        amber = share_threshold(scores, self.settings.alert_budget)
+        red = max(share_threshold(scores, self.settings.red_budget), amber + 1e-6)
+        bands = {
+            "scorer": version,
+            "amber": round(amber, 6),
+            "red": round(red, 6),
+            "accounts": int(scores.size),
+        }
+        if self.holder.budget_bands() != (bands["amber"], bands["red"]):
+            self.holder.save_bands(bands)
+            log.info("signals.bands_refitted", **bands)
+        return bands
+
+    def _seen(self) -> int:
+        try:
+            return int(json.loads(self.state_path.read_text())["churns_seen"])
+        except (FileNotFoundError, KeyError, ValueError):
+            return 0
+
+    def retrain(self, churns: int) -> str:
+        """Train, compare, promote or reject; returns the decision."""
+        with _exclusive(Path(self.settings.model_dir) / ".learning.lock") as acquired:
+            if not acquired:
+                return "busy"  # another replica is training
+            try:
+                decision = self._train_and_decide()
+            except ConfigError as exc:
+                decision = "skipped"
+                log.info("model.skipped", reason=str(exc)[:300], churns=churns)
+            except Exception as exc:  # a failed background training must never stop scoring
+                decision = "skipped"
+                log.error("model.training_failed", error_type=type(exc).__name__, error=str(exc)[:300])
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            self.state_path.write_text(json.dumps({"churns_seen": churns, "last_decision": decision}) + "\n")
+            metrics.MODEL_DECISIONS.labels(decision).inc()
+            return decision
+
+    def _train_and_decide(self) -> str:
+        from services.signals.training import train
+
+        horizons = [self.settings.horizon_days]
+        if self.settings.horizon_days > SHORT_HORIZON_DAYS:
+            horizons.append(SHORT_HORIZON_DAYS)
+        error: ConfigError | None = None
+        for horizon in horizons:
+            try:
+                version, report = train(
+                    self.settings,
+                    self.sessions,
+                    self.holder.scorecard,
+                    self.clock.now(),
+                    progress=False,
+                    current=self.holder.scorer,
+                    horizon_days=horizon,
+                )
+            except ConfigError as exc:
+                error = exc
+                continue
+            return self._decide(version, report)
+        assert error is not None
+        raise error
+
+    def _decide(self, version: str, report: dict[str, Any]) -> str:
+        figures = decision_figures(report)
+        store = self.holder.store
+        if figures["beats_scorecard"] and figures["beats_current"]:
+            store.promote(version, figures)
+            log.info("model.promoted", version=version, **_flat(figures))
+            return "promoted"
+        store.record("rejected", version, figures)
+        log.info("model.rejected", version=version, **_flat(figures))
+        return "rejected"
+
+
+def decision_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The validation figures a promotion decision rests on (all on the same rows)."""
+    model = report["model"].get("roc_auc") or 0.0
+    card = report["scorecard"].get("roc_auc") or 0.0
+    current = report.get("current_model", {}).get("roc_auc")
+    return {
+        "horizon_days": report["horizon_days"],
+        "validation_from": report["validation"]["from"],
+        "validation_rows": report["validation"]["observations"],
+        "roc_auc": model,
+        "scorecard_roc_auc": card,
+        "current_roc_auc": current,
+        "recall_at_budget": report["model"].get("recall_at_budget"),
+        "beats_scorecard": model > card,
+        "beats_current": current is None or model > current,
+    }
+
+
+def _flat(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in figures.items() if not isinstance(v, dict)}
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[bool]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
