@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.external.run                      # CDNOW, 3,000 customers
     .venv/bin/python -m bench.external.run --customers 0        # all 23,570 customers
     .venv/bin/python -m bench.external.run --data simulator --accounts 300   # our own simulator
+    .venv/bin/python -m bench.external.run --data behaviours --accounts 3000  # level-driven churn
 
 Everything happens in an isolated SQLite database under --out (default var/external/<data>):
 the registry CSV and the events are loaded through the product's own code (bench/external/load.py),
@@ -149,9 +150,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=("cdnow", "simulator"), default="cdnow")
+    parser.add_argument("--data", choices=("cdnow", "simulator", "behaviours"), default="cdnow")
     parser.add_argument("--customers", type=int, default=3000, help="cdnow: sample size, 0 = all (3000)")
-    parser.add_argument("--accounts", type=int, default=300, help="simulator: accounts (300)")
+    parser.add_argument("--accounts", type=int, default=300, help="simulator, behaviours: accounts (300)")
     parser.add_argument("--days", type=int, default=365, help="simulator: days (365)")
     parser.add_argument("--seed", type=int, default=None, help="sample / simulator seed")
     parser.add_argument("--horizon", type=int, default=90, help="label horizon in days (90)")
@@ -165,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if args.data == "cdnow":
         source = convert_cdnow(data, args.customers or None, 1997 if args.seed is None else args.seed)
+    elif args.data == "behaviours":
+        from bench.external import behaviours
+
+        source = behaviours.write(data, args.accounts, args.days, 11 if args.seed is None else args.seed)
     else:
         source = convert_simulator(data, args.accounts, 42 if args.seed is None else args.seed, args.days)
     print(f"converted: {source}", file=sys.stderr)

@@ -20,7 +20,15 @@ BASELINE_DAYS = 90
 METRIC_BASELINE_DAYS = 56  # per-metric change: the last 28 days against the 56 before them
 COVERED_ROLES = ("executive_sponsor", "champion", "decision_maker")
 MAX_METRICS = 12  # per-metric features for the account's busiest metrics (by 28+56-day volume)
-METRIC_FEATURES = ("level_7d", "level_28d", "change_28d", "trend_8w", "active_days_28d", "per_user_28d")
+METRIC_FEATURES = (
+    "level_7d",
+    "level_28d",
+    "level_84d",
+    "change_28d",
+    "trend_8w",
+    "active_days_28d",
+    "per_user_28d",
+)
 DEFAULT_TERM_MONTHS = 12
 
 
@@ -174,7 +182,7 @@ def metrics_in(window: Window) -> list[str]:
 
 
 def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
-    """Per metric: level (7 and 28 days), change against its own baseline, 8-week trend,
+    """Per metric: level (7, 28 and 84 days), change against its own baseline, 8-week trend,
     active-day share and rate per active user; plus breadth (metrics used now versus before)."""
     span = spans[0].state if spans else {}
     first = date.fromisoformat(span["first_seen"]) if span.get("first_seen") else None
@@ -191,6 +199,7 @@ def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
         values = {
             "level_7d": _mean_known(series, 0, 7, known) or 0.0,
             "level_28d": level28 or 0.0,
+            "level_84d": _mean_known(series, 0, 84, known) or 0.0,
             "change_28d": _change(level28, baseline),
             "trend_8w": _weekly_trend(series, known),
             "active_days_28d": _active_share(series, known),
@@ -503,7 +512,7 @@ def is_heavy_tailed(name: str) -> bool:
     """Counts, levels, amounts and day spans: log-transformed on the model path."""
     parts = split_metric_feature(name)
     if parts is not None:
-        return parts[1] in ("level_7d", "level_28d", "per_user_28d")
+        return parts[1] in ("level_7d", "level_28d", "level_84d", "per_user_28d")
     return name in HEAVY_TAILED
 
 

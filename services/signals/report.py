@@ -76,6 +76,12 @@ def _intro(report: dict[str, Any]) -> list[str]:
             f"{report['purge_days']} days separates them. Base rate over all fully observed rows: "
             f"{report['observed']['base_rate']}."
         )
+    if "selection" in report:
+        selection = report["selection"]
+        lines.append(
+            f"Model kept: {report.get('chosen')}, chosen before looking at the validation rows "
+            f"({selection['method']}: {selection.get('roc_auc', '-')})."
+        )
     if "period" in report:
         period = report["period"]
         lines.append(

@@ -123,6 +123,8 @@ def test_validation_base_rate_is_that_of_fully_observed_rows(
     assert report["unobserved_rows_left_out"] > 0  # the late churners' tail was left out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a year of 120 accounts trained, then replayed twice (minutes on 2 busy cores)
 def test_backtest_on_a_simulated_year_writes_reports_and_plots(
     history_db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
 ) -> None:
