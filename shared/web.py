@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import lookup_scopes
 from shared.clock import Clock
 from shared.db import transaction
-from shared.errors import AppError, Forbidden, Unauthorized, problems_from, summary
+from shared.errors import AppError, Forbidden, Problem, Unauthorized, ValidationFailed, problems_from, summary
 from shared.kafka import Publisher
 from shared.logging import get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
@@ -104,6 +104,39 @@ def require_scope(scope: str) -> Callable[..., Principal]:
         return Principal(key_id, frozenset(scopes))
 
     return dependency
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    """Every query parameter a route declares, its dependencies' included (by their aliases)."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(field.alias for field in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Dependency: a query parameter the route does not declare is a 422 naming it (a misspelt
+    filter would otherwise be ignored silently and answer the unfiltered list). Use it as
+    `@router.get(..., dependencies=[StrictQuery])`."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise ValidationFailed(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"known: {listed}",
+            problems=[Problem(name, f"unknown query parameter; known: {listed}") for name in unknown],
+        )
+
+
+StrictQuery = Depends(reject_unknown_query)
 
 
 # --- errors -----------------------------------------------------------------------------------

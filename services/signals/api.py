@@ -4,7 +4,8 @@ request-scoped session (SessionDep), which the API-key check shares."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -14,6 +15,7 @@ from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
 from services.signals.kam_api import router as kam_router
 from services.signals.models import Account, RiskScore
+from services.signals.money import Rates, load_rates
 from services.signals.outbox import account_message
 from services.signals.registry import WebhookRules, parse_csv, record_from_body, record_json
 from services.signals.schemas import (
@@ -24,18 +26,27 @@ from services.signals.schemas import (
     ImportOut,
     PortfolioItem,
     PortfolioOut,
+    RegistryOut,
     RiskOut,
 )
 from shared.contracts import AccountRecord, mask_people
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.logging import get_logger
-from shared.web import ClockDep, Principal, PublisherDep, SessionDep, app_part, require_scope
+from shared.web import ClockDep, Principal, PublisherDep, SessionDep, StrictQuery, app_part, require_scope
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1")
 ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
 WriteAuth = Annotated[Principal, Depends(require_scope("accounts:write"))]
 SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
+
+
+def _rates(settings: SettingsDep) -> Rates:
+    """The reporting currency and its rates table (re-read when the file changes)."""
+    return load_rates(settings.rates_path, settings.reporting_currency)
+
+
+RatesDep = Annotated[Rates, Depends(_rates)]
 MAX_CSV_BYTES = 10 * 1024 * 1024
 router.include_router(kam_router)  # the KAM numbers: revenue, renewals, post-mortems
 
@@ -60,7 +71,7 @@ def put_account(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Create or replace an account (AccountRecord fields; `id` optional, must match the path)."""
-    record = record_from_body(account_id, body, clock.now(), _webhook_rules(settings))
+    record = record_from_body(account_id, body, clock.now(), _webhook_rules(settings), settings.max_arr)
     row, changed = repository.save_account(session, record, record_json(record))
     if changed:
         session.commit()  # durable before it is announced; the outbox relays it if the publish fails
@@ -110,7 +121,7 @@ def import_accounts(
     dry_run: Annotated[bool, Query(description="check only, write nothing")] = False,
 ) -> dict[str, Any]:
     """CSV upload (multipart field `file`, or the raw text/csv body); all rows or none."""
-    records, problems = parse_csv(text, clock.now(), _webhook_rules(settings))
+    records, problems = parse_csv(text, clock.now(), _webhook_rules(settings), settings.max_arr)
     summary = {"dry_run": dry_run, "rows": len(records) + len({p["row"] for p in problems if p["row"] > 1})}
     if dry_run:
         return {**summary, "valid": len(records), "problems": problems}
@@ -163,10 +174,12 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
 
 
 @router.get("/accounts/{account_id}/risk", tags=["risk"], response_model=RiskOut)
-def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth) -> RiskOut:
-    """Score (probability of churn within the horizon), band, drivers, changes, model, as-of.
+def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth, rates: RatesDep) -> RiskOut:
+    """Score (probability of churn within the horizon), band, drivers, changes, model, as-of;
+    ARR and revenue at risk in the account's currency and in the reporting currency.
     Scope risk:read. The hot path: key check and score lookup share one transaction."""
-    return RiskOut.model_validate(_risk_or_404(session, account_id))
+    risk = _risk_or_404(session, account_id)
+    return RiskOut.model_validate(risk).model_copy(update=reporting_money(risk, rates))
 
 
 @router.get("/accounts/{account_id}/risk/history", tags=["risk"], response_model=HistoryOut)
@@ -195,13 +208,47 @@ def get_features(account_id: str, session: SessionDep, _auth: ReadAuth) -> Featu
     return FeaturesOut.model_validate(_risk_or_404(session, account_id))
 
 
-@router.get("/portfolio", tags=["risk"], response_model=PortfolioOut)
+def _filters(
+    clock: ClockDep,
+    owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name (any case)")] = None,
+    manager: Annotated[
+        str | None, Query(max_length=320, description="manager e-mail or name (any case)")
+    ] = None,
+    tier: Annotated[str | None, Query(max_length=50, description="tier (any case)")] = None,
+    segment: Annotated[str | None, Query(max_length=50, description="segment (any case)")] = None,
+    renewal_within: Annotated[
+        int | None, Query(ge=0, le=3660, description="renewal date from today to today + N days")
+    ] = None,
+) -> repository.AccountFilters:
+    today = clock.now().date()
+    window = (today, today + timedelta(days=renewal_within)) if renewal_within is not None else None
+    return repository.AccountFilters(owner, manager, tier, segment, window)
+
+
+FiltersDep = Annotated[repository.AccountFilters, Depends(_filters)]
+
+
+def reporting_money(risk: RiskScore, rates: Rates) -> dict[str, Any]:
+    """The *_reporting fields of an answer: the amounts converted at the rates table's date."""
+    return {
+        "reporting_currency": rates.currency,
+        "rates_date": rates.date,
+        "arr_reporting": _number(rates.convert(risk.arr, risk.currency)),
+        "revenue_at_risk_reporting": _number(rates.convert(risk.revenue_at_risk, risk.currency)),
+    }
+
+
+def _number(amount: Decimal | None) -> float | None:
+    return None if amount is None else float(amount)
+
+
+@router.get("/portfolio", tags=["risk"], response_model=PortfolioOut, dependencies=[StrictQuery])
 def get_portfolio(
     _auth: ReadAuth,
     session: SessionDep,
-    owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name")] = None,
+    filters: FiltersDep,
+    rates: RatesDep,
     band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
-    tier: Annotated[str | None, Query(max_length=50)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
     include: Annotated[
@@ -209,11 +256,48 @@ def get_portfolio(
         Query(description="churned: also list accounts that churned (band churned); left out by default"),
     ] = None,
 ) -> PortfolioOut:
-    """Scored live accounts by revenue at risk (ARR x probability), largest first, paginated.
-    Accounts that churned leave the portfolio unless `include=churned` is given."""
+    """Scored live accounts by revenue at risk (ARR x probability) converted into the reporting
+    currency, largest first, paginated; each item carries the original amounts too. Accounts that
+    churned leave the portfolio unless `include=churned` is given; deleted accounts leave it.
+    An unknown query parameter is a 422 naming it."""
     rows, total = repository.portfolio(
-        session, owner, band, tier, limit, offset, include_churned=include == "churned"
+        session, filters, band, (limit, offset), rates, include_churned=include == "churned"
     )
-    items = [PortfolioItem.model_validate(row) for row in rows]
+    items = [PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates)) for row in rows]
     next_offset = offset + len(rows) if offset + len(rows) < total else None
-    return PortfolioOut(items=items, total=total, limit=limit, offset=offset, next_offset=next_offset)
+    return PortfolioOut(
+        items=items,
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=next_offset,
+        reporting_currency=rates.currency,
+        rates_date=rates.date,
+    )
+
+
+@router.get("/accounts", tags=["accounts"], response_model=RegistryOut, dependencies=[StrictQuery])
+def list_accounts(
+    auth: ReadAuth,
+    session: SessionDep,
+    filters: FiltersDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    include: Annotated[
+        Literal["deleted"] | None, Query(description="deleted: list deleted accounts too")
+    ] = None,
+) -> RegistryOut:
+    """The registry by id, filtered (owner, manager, tier, segment, renewal within N days).
+    Contact data is masked unless the key may write the registry, as in GET /v1/accounts/{id}.
+    An unknown query parameter is a 422 naming it."""
+    rows, total = repository.registry(session, filters, limit, offset, include_deleted=include == "deleted")
+    full = bool(auth.scopes & {"accounts:write", "admin"})
+    items = [json.loads(row.record) for row in rows]
+    next_offset = offset + len(rows) if offset + len(rows) < total else None
+    return RegistryOut(
+        items=items if full else [mask_people(i) for i in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=next_offset,
+    )

@@ -11,6 +11,7 @@ from services.signals.config import SignalsSettings
 from services.signals.console_api import router as console_router
 from services.signals.handler import SignalsProcessor
 from services.signals.modelstore import ModelHolder, ModelStore
+from services.signals.money import load_rates
 from services.signals.scoring import load_scorecard
 from shared.clock import Clock
 from shared.kafka import Publisher, make_producer
@@ -50,6 +51,7 @@ def create_app(
     settings: SignalsSettings | None = None, *, clock: Clock | None = None, with_consumer: bool = True
 ) -> FastAPI:
     settings = settings or SignalsSettings()
+    load_rates(settings.rates_path, settings.reporting_currency)  # a broken rates table fails the start
     holder = model_holder(settings)
     return build_service(
         "signals",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from shared.settings import ServiceSettings
 
 DEFAULT_SCORECARD = str(Path(__file__).with_name("scorecard.yaml"))
 DEFAULT_QUALIFICATION = str(Path(__file__).with_name("qualification.yaml"))
+DEFAULT_RATES = str(Path(__file__).with_name("rates.yaml"))
 
 
 class SignalsSettings(ServiceSettings):
@@ -27,6 +29,20 @@ class SignalsSettings(ServiceSettings):
     model_dir: str = Field(
         default_factory=lambda: str(Path(os.environ.get("KAMWATCH_VAR_DIR", "var")) / "models"),
         description="trained model versions + the 'current' pointer (default $KAMWATCH_VAR_DIR/models)",
+    )
+    rates_path: str = Field(
+        default=DEFAULT_RATES,
+        description="the rates table (YAML: currency, date, rates); re-read when it changes",
+    )
+    reporting_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="revenue at risk is converted into it for ranking; default the rates table's currency",
+    )
+    max_arr: Decimal = Field(
+        default=Decimal(10) ** 12,
+        gt=0,
+        description="a registry ARR (or potential ARR) above this is refused with a 422 (a typo guard)",
     )
     horizon_days: int = Field(default=90, ge=7, le=365)
     amber_threshold: float = Field(default=0.30, gt=0, lt=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,8 @@ from services.signals.drivers import describe_changes, top_drivers
 from services.signals.features import HISTORY_DAYS, AccountInfo, compute_features
 from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
-from services.signals.scoring import band_for, should_publish
+from services.signals.money import revenue_at_risk
+from services.signals.scoring import NO_DATA, band_for, should_publish
 from shared.contracts import CHURNED, Driver
 
 
@@ -25,6 +27,9 @@ class Assessment:
     score: float
     band: str
     drivers: list[Driver]
+
+
+NO_DATA_ASSESSMENT = Assessment({}, 0.0, NO_DATA, [])
 
 
 def account_info(account: Account | None) -> AccountInfo:
@@ -57,11 +62,19 @@ class RiskEngine:
         )
 
     def features_of(
-        self, session: Session, account_ids: list[str], accounts: dict[str, Account], as_of: datetime
+        self,
+        session: Session,
+        account_ids: list[str],
+        accounts: dict[str, Account],
+        as_of: datetime,
+        with_state: set[str] | None = None,
     ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
-        """Features of many accounts as of `as_of`, from two bulk queries."""
+        """Features of many accounts as of `as_of`, from two bulk queries; `with_state` receives
+        the accounts that have recent state (so they surely have events)."""
         buckets = repository.buckets_of(session, account_ids, as_of.date() - timedelta(days=HISTORY_DAYS))
         entities = repository.entities_of(session, account_ids, as_of - timedelta(days=HISTORY_DAYS))
+        if with_state is not None:
+            with_state.update(buckets, entities)
         return {
             a: compute_features(buckets.get(a, {}), entities.get(a, []), account_info(accounts.get(a)), as_of)
             for a in account_ids
@@ -85,11 +98,16 @@ class RiskEngine:
         to_publish = []
         ordered = sorted(set(account_ids))
         live = [a for a in ordered if a not in churns]
-        computed = self.features_of(session, live, accounts, now)
+        seen: set[str] = set()
+        computed = self.features_of(session, live, accounts, now, seen)
+        # only accounts without recent state need the (index-only) look for any event at all
+        seen |= repository.accounts_with_events(session, [a for a in live if a not in seen])
         for account_id in ordered:
             account, risk = accounts.get(account_id), risks.get(account_id)
             if account_id in churns:
                 row = self._churned(session, account_id, account, risk, churns[account_id], now)
+            elif account_id not in seen:
+                row = self._store(session, account_id, account, risk, NO_DATA_ASSESSMENT, now)
             else:
                 row = self._store(session, account_id, account, risk, self.assess(*computed[account_id]), now)
             if row is not None and row.publish:
@@ -161,6 +179,8 @@ class RiskEngine:
             risk = RiskScore(account_id=account_id, published_score=None, published_band=None)
             session.add(risk)
             previous = None
+        elif risk.band == NO_DATA:
+            previous = None  # the first real score (never published before)
         else:
             previous = {
                 "score": risk.score,
@@ -179,12 +199,22 @@ class RiskEngine:
     def _history(
         self, risk: RiskScore, previous: dict[str, Any] | None, result: Assessment, now: datetime
     ) -> RiskHistory:
-        changes = describe_changes(previous, result.score, result.band, result.drivers)
+        if result.band == NO_DATA:
+            changes = ["no events received yet: scored once the first one arrives"]
+        else:
+            changes = describe_changes(previous, result.score, result.band, result.drivers)
         if previous is not None and previous["model_version"] != self.model_version:
             changes.insert(0, f"now scored by {self.model_version} (was {previous['model_version']})")
-        publish = should_publish(
-            result.score, result.band, risk.published_score, risk.published_band, self.settings.publish_step
-        ) or _new_driver(previous, result.drivers)
+        publish = (
+            result.band != NO_DATA
+            and should_publish(
+                result.score,
+                result.band,
+                risk.published_score,
+                risk.published_band,
+                self.settings.publish_step,
+            )
+        ) or (result.band != NO_DATA and _new_driver(previous, result.drivers))
         if publish:
             risk.published_score, risk.published_band = result.score, result.band
             metrics.RISK_CHANGES.labels(result.band).inc()
@@ -221,12 +251,12 @@ def _copy_account(risk: RiskScore, account_id: str, account: Account | None, sco
     live = account is not None and not account.deleted
     risk.account_version = account.version if account is not None else 0
     risk.name = account.name if live and account else account_id
-    risk.arr = float(account.arr) if live and account else 0.0
+    risk.arr = account.arr if live and account else Decimal(0)
     risk.currency = account.currency if live and account else "USD"
     risk.tier = account.tier if live and account else "unregistered"
     risk.owner_email = account.owner_email if live and account else None
     risk.owner_name = account.owner_name if live and account else None
-    risk.revenue_at_risk = round(risk.arr * score, 2)
+    risk.revenue_at_risk = revenue_at_risk(risk.arr, score)
 
 
 def churned_accounts(outcomes: dict[str, SignalEvent]) -> dict[str, SignalEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base, UTCDateTime
+from shared.db import Base, Money, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 OUTCOME_FILTER = "type IN ('account.churned', 'account.renewed')"
@@ -35,7 +36,7 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    arr: Mapped[float] = mapped_column(Float)
+    arr: Mapped[Decimal] = mapped_column(Money())  # exact: NUMERIC(18,2), cents on SQLite
     currency: Mapped[str] = mapped_column(String(3))
     tier: Mapped[str] = mapped_column(String(50))
     segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
@@ -43,6 +44,8 @@ class Account(Base):
     term_months: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None = 12 (yearly)
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    manager_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    manager_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     record: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -128,12 +131,12 @@ class RiskScore(Base):
     published_band: Mapped[str | None] = mapped_column(String(8), nullable=True)
     account_version: Mapped[int] = mapped_column(Integer, default=0)
     name: Mapped[str] = mapped_column(String(200))
-    arr: Mapped[float] = mapped_column(Float)
+    arr: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
     tier: Mapped[str] = mapped_column(String(50))
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    revenue_at_risk: Mapped[float] = mapped_column(Float)
+    revenue_at_risk: Mapped[Decimal] = mapped_column(Money())  # ARR x score, in `currency`
 
     @property
     def owner(self) -> str | None:

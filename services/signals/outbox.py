@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from services.signals import repository
 from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.money import revenue_at_risk
+from services.signals.scoring import NO_DATA
 from shared.contracts import ACCOUNT_UPSERTED, CHURNED, RISK_CHANGED, Driver, RiskChange, contract_event
 from shared.events import parse_rfc3339
 from shared.kafka import OutMessage
@@ -61,14 +64,22 @@ def risk_message(
     tier, ARR and revenue at risk (no personal data)."""
     extra: dict[str, Any] = {}
     if current is not None:
-        extra = {"name": current.name, "tier": current.tier, "arr": current.arr, "currency": current.currency}
-        extra["revenue_at_risk"] = 0.0 if row.band == CHURNED else round(current.arr * row.score, 2)
+        # JSON numbers as before (float of a two-decimal amount prints its exact digits)
+        rar = Decimal(0) if row.band in (CHURNED, NO_DATA) else revenue_at_risk(current.arr, row.score)
+        extra = {
+            "name": current.name,
+            "tier": current.tier,
+            "arr": float(current.arr),
+            "currency": current.currency,
+        }
+        extra["revenue_at_risk"] = float(rar)
     change = RiskChange(
         account_id=row.account_id,
         score=row.score,
         band=row.band,  # type: ignore[arg-type]
-        previous_score=row.previous_score,
-        previous_band=row.previous_band,  # type: ignore[arg-type]
+        # no_data is never published: to alerts, the first real score is a first score
+        previous_score=None if row.previous_band == NO_DATA else row.previous_score,
+        previous_band=None if row.previous_band == NO_DATA else row.previous_band,  # type: ignore[arg-type]
         drivers=[Driver(**d) for d in row.drivers],
         changes=list(row.changes),
         features=dict(row.features),

@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -75,8 +76,26 @@ class WebhookRules:
         return found
 
 
+def ceiling_problems(record: AccountRecord, max_arr: Decimal | None) -> list[Problem]:
+    """ARR (and potential ARR) above the configured ceiling: most likely a typo (cents as units,
+    an extra digit), and one such account would top every revenue-at-risk list."""
+    if max_arr is None:
+        return []
+    return [
+        Problem(
+            field, f"{value} is above the ceiling {max_arr:,} (KAMWATCH_SIGNALS_MAX_ARR); check the amount"
+        )
+        for field, value in (("arr", record.arr), ("potential_arr", record.potential_arr))
+        if value is not None and value > max_arr
+    ]
+
+
 def record_from_body(
-    account_id: str, body: dict[str, Any], now: datetime, rules: WebhookRules | None = None
+    account_id: str,
+    body: dict[str, Any],
+    now: datetime,
+    rules: WebhookRules | None = None,
+    max_arr: Decimal | None = None,
 ) -> AccountRecord:
     """Validate a PUT body (id optional, must match the path); the server sets updated_at."""
     if not isinstance(body, dict):
@@ -97,6 +116,7 @@ def record_from_body(
     body, problems = with_term_from_billing_period(body)
     try:
         record = AccountRecord.model_validate({**body, "id": account_id, "updated_at": now})
+        problems += ceiling_problems(record, max_arr)
         problems += (rules or WebhookRules()).problems(record)
     except ValidationError as exc:
         problems += problems_from(exc.errors(include_url=False), empty="body")
@@ -136,7 +156,7 @@ def record_json(record: AccountRecord) -> str:
 
 # --- CSV import --------------------------------------------------------------------------------
 def parse_csv(
-    text: str, now: datetime, rules: WebhookRules | None = None
+    text: str, now: datetime, rules: WebhookRules | None = None, max_arr: Decimal | None = None
 ) -> tuple[list[AccountRecord], list[dict[str, Any]]]:
     """Records and every row's problems (`row` = line number in the file, header = line 1)."""
     reader = csv.DictReader(io.StringIO(text))
@@ -159,6 +179,7 @@ def parse_csv(
         values = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         record, row_problems = _record_from_row(values, now)
         if record is not None:
+            row_problems += ceiling_problems(record, max_arr)
             row_problems += (rules or WebhookRules()).problems(record, column_names=True)
         if record is not None and record.id in seen:
             row_problems.append(Problem("id", f"duplicate of row {seen[record.id]}"))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from services.signals import repository
 from services.signals.revenue import CENT, RATIO, ZERO_MRR_STATUSES
 
-BAND_ORDER = {"red": 0, "amber": 1, "green": 2, None: 3}
+BAND_ORDER = {"red": 0, "amber": 1, "green": 2, "no_data": 3, None: 3}
 TREND_DAYS = 90  # MRR now against MRR this many days ago
 TREND_STEP = Decimal("0.05")  # a move of 5 % or more either way is a trend
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from services.signals.models import (
     SignalEntity,
     SignalEvent,
 )
+from services.signals.money import Rates
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
 from shared.db import insert_ignore
@@ -64,7 +66,7 @@ def save_account(session: Session, record: AccountRecord, record_text: str) -> t
     placeholder = {
         "id": record.id,
         "name": record.name,
-        "arr": float(record.arr),
+        "arr": record.arr,
         "currency": record.currency,
         "tier": record.tier,
         "deleted": record.deleted,
@@ -78,11 +80,14 @@ def save_account(session: Session, record: AccountRecord, record_text: str) -> t
     if row.version > 0 and _content(row.record) == _content(record_text):
         return row, False
     owner = record.owner
-    row.name, row.arr, row.currency, row.tier = record.name, float(record.arr), record.currency, record.tier
+    row.name, row.arr, row.currency, row.tier = record.name, record.arr, record.currency, record.tier
     row.segment, row.renewal_date, row.deleted = record.segment, record.renewal_date, record.deleted
     row.term_months = record.term_months
     row.owner_email = owner.email if owner else None
     row.owner_name = owner.name if owner else None
+    manager = record.manager
+    row.manager_email = manager.email if manager else None
+    row.manager_name = manager.name if manager else None
     row.record = record_text
     row.version += 1
     row.updated_at, row.published_at = record.updated_at, None
@@ -190,6 +195,15 @@ def latest_outcomes(session: Session, account_ids: Iterable[str]) -> dict[str, S
                 best.event_id,
             ):
                 found[row.account_id] = row
+    return found
+
+
+def accounts_with_events(session: Session, account_ids: Iterable[str]) -> set[str]:
+    """Which of these accounts have at least one stored event (the others are band no_data)."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(SignalEvent.account_id).where(SignalEvent.account_id.in_(chunk)).distinct()
+        found.update(session.scalars(query))
     return found
 
 
@@ -341,35 +355,82 @@ def due_for_sweep(session: Session, day_start: datetime, model_version: str, lim
     return ids
 
 
-def portfolio_query(
-    owner: str | None, band: str | None, tier: str | None, include_churned: bool = False
-) -> Select[Any]:
-    """Live accounts; churned ones only with `include_churned` or when asked for by band."""
-    query = select(RiskScore)
+@dataclass(frozen=True)
+class AccountFilters:
+    """Registry and portfolio filters; text matches ignore case, `renewal` is a [first, last] day
+    window (renewal within N days)."""
+
+    owner: str | None = None
+    manager: str | None = None
+    tier: str | None = None
+    segment: str | None = None
+    renewal: tuple[date, date] | None = None
+
+
+def _either(first: Any, second: Any, value: str) -> Any:
+    wanted = value.strip().lower()
+    return or_(func.lower(first) == wanted, func.lower(second) == wanted)
+
+
+def filtered(query: Select[Any], filters: AccountFilters, people: Any = Account) -> Select[Any]:
+    """`query` (over accounts, or risk_scores joined to accounts) narrowed by the filters; the
+    owner's columns come from `people` (RiskScore in the portfolio: unregistered accounts too)."""
+    if filters.owner:
+        query = query.where(_either(people.owner_email, people.owner_name, filters.owner))
+    if filters.manager:
+        query = query.where(_either(Account.manager_email, Account.manager_name, filters.manager))
+    if filters.tier:
+        query = query.where(func.lower(people.tier) == filters.tier.strip().lower())
+    if filters.segment:
+        query = query.where(func.lower(Account.segment) == filters.segment.strip().lower())
+    if filters.renewal:
+        first, last = filters.renewal
+        query = query.where(Account.renewal_date >= first, Account.renewal_date <= last)
+    return query
+
+
+def portfolio_query(filters: AccountFilters, band: str | None, include_churned: bool = False) -> Select[Any]:
+    """Live accounts: not deleted from the registry; churned ones only with `include_churned` or
+    when asked for by band."""
+    query = (
+        select(RiskScore)
+        .outerjoin(Account, Account.id == RiskScore.account_id)
+        .where(or_(Account.deleted.is_(None), Account.deleted.is_(False)))
+    )
     if not include_churned and band != CHURNED:
         query = query.where(RiskScore.band != CHURNED)
-    if owner:
-        query = query.where(or_(RiskScore.owner_email == owner, RiskScore.owner_name == owner))
     if band:
         query = query.where(RiskScore.band == band)
-    if tier:
-        query = query.where(RiskScore.tier == tier)
-    return query
+    return filtered(query, filters, people=RiskScore)
 
 
 def portfolio(
     session: Session,
-    owner: str | None,
+    filters: AccountFilters,
     band: str | None,
-    tier: str | None,
-    limit: int,
-    offset: int,
+    page: tuple[int, int],
+    rates: Rates,
     include_churned: bool = False,
 ) -> tuple[list[RiskScore], int]:
-    query = portfolio_query(owner, band, tier, include_churned)
+    """One page of the portfolio, largest revenue at risk in the reporting currency first (no
+    rate for its currency: after the others)."""
+    limit, offset = page
+    query = portfolio_query(filters, band, include_churned)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    page = query.order_by(RiskScore.revenue_at_risk.desc(), RiskScore.account_id).limit(limit).offset(offset)
-    return list(session.scalars(page)), total
+    converted = rates.converted(RiskScore.revenue_at_risk, RiskScore.currency)
+    ordered = query.order_by(converted.desc().nulls_last(), RiskScore.account_id)
+    return list(session.scalars(ordered.limit(limit).offset(offset))), total
+
+
+def registry(
+    session: Session, filters: AccountFilters, limit: int, offset: int, include_deleted: bool = False
+) -> tuple[list[Account], int]:
+    """One page of registry rows by id."""
+    query = filtered(select(Account), filters)
+    if not include_deleted:
+        query = query.where(Account.deleted.is_(False))
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    return list(session.scalars(query.order_by(Account.id).limit(limit).offset(offset))), total
 
 
 def band_totals(session: Session) -> list[tuple[str, str, int, float]]:

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from shared.contracts import Driver, RiskBand
+from shared.contracts import Driver
 
-Band = RiskBand  # green | amber | red | churned (the account left; no longer scored)
+# green | amber | red (scored), churned (the account left; no longer scored), no_data (no event yet:
+# not scored, never published on kamwatch.risk, so not part of the RiskChange contract)
+Band = Literal["green", "amber", "red", "churned", "no_data"]
+MONEY_NOTE = "JSON number with at most two decimals, exact (stored as a decimal)"
+
+
+class ReportingMoney(BaseModel):
+    """The amounts converted into the reporting currency (the originals stay in `currency`)."""
+
+    reporting_currency: str | None = Field(default=None, description="the currency of the *_reporting fields")
+    rates_date: date | None = Field(default=None, description="the date of the rates table used")
+    arr_reporting: float | None = Field(
+        default=None, description="ARR in the reporting currency; null when the rates table lacks `currency`"
+    )
+    revenue_at_risk_reporting: float | None = Field(
+        default=None,
+        description="revenue at risk in the reporting currency (the portfolio ranks by it); null: no rate",
+    )
+
+
 # ISO 8601 with the +00:00 offset, as the API has always answered.
 IsoTime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
@@ -20,7 +39,7 @@ class FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class RiskOut(FromRow):
+class RiskOut(FromRow, ReportingMoney):
     account_id: str
     name: str
     score: float = Field(description="probability of churn within the horizon (default 90 days)")
@@ -30,10 +49,10 @@ class RiskOut(FromRow):
     model_version: str
     as_of: IsoTime
     scored_at: IsoTime
-    arr: float
+    arr: float = Field(description=f"annual recurring revenue in `currency`; {MONEY_NOTE}")
     currency: str
     tier: str
-    revenue_at_risk: float = Field(description="ARR x score")
+    revenue_at_risk: float = Field(description=f"ARR x score in `currency`, to the cent; {MONEY_NOTE}")
 
 
 class HistoryItem(FromRow):
@@ -61,7 +80,7 @@ class FeaturesOut(FromRow):
     features: dict[str, float] = Field(description="catalog: docs/features.md")
 
 
-class PortfolioItem(FromRow):
+class PortfolioItem(FromRow, ReportingMoney):
     account_id: str
     name: str
     score: float
@@ -79,6 +98,8 @@ class PortfolioItem(FromRow):
 
 class PortfolioOut(BaseModel):
     items: list[PortfolioItem]
+    reporting_currency: str = Field(description="items are ranked by revenue_at_risk_reporting in it")
+    rates_date: date
     total: int
     limit: int
     offset: int
@@ -98,3 +119,11 @@ class ImportOut(BaseModel):
     imported: int | None = None
     changed: int | None = None
     problems: list[ImportProblem]
+
+
+class RegistryOut(BaseModel):
+    items: list[dict[str, Any]] = Field(description="AccountRecord objects, by id")
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None

@@ -159,6 +159,11 @@ def signed_log(values: Any) -> Any:
     return np.sign(array) * np.log1p(np.abs(array))
 
 
+# An account without a single stored event is not scored: band no_data (score 0, nothing at risk),
+# never published on kamwatch.risk (alerts has nothing to say about it) and ranked last.
+NO_DATA = "no_data"
+
+
 def band_for(score: float, amber: float, red: float) -> Literal["green", "amber", "red"]:
     if score >= red:
         return "red"

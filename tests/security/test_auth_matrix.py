@@ -41,6 +41,7 @@ ROUTE_SCOPES: dict[tuple[str, str, str], str] = {
     ("ingest", "POST", "/v1/webhooks/cloudevents"): SIGNED_WEBHOOK,
     ("signals", "PUT", "/v1/accounts/{account_id}"): "accounts:write",
     ("signals", "GET", "/v1/accounts/{account_id}"): "risk:read",
+    ("signals", "GET", "/v1/accounts"): "risk:read",
     ("signals", "POST", "/v1/accounts:import"): "accounts:write",
     ("signals", "GET", "/v1/accounts/{account_id}/risk"): "risk:read",
     ("signals", "GET", "/v1/accounts/{account_id}/risk/history"): "risk:read",
