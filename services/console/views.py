@@ -17,7 +17,7 @@ ROLES = (
 # Roles a key account should always have covered; an empty one is a gap to fill.
 KEY_ROLES = ("executive_sponsor", "champion", "technical_evaluator")
 RECENT = timedelta(days=90)
-BANDS = ("red", "amber", "green", "churned")
+BANDS = ("red", "amber", "green", "no_data", "churned")
 SEVERITY_ORDER = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 
 
@@ -75,12 +75,12 @@ def _covered(contacts: list[dict[str, Any]]) -> bool:
 
 
 def band_totals(totals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per band (red first; churned only when there are any): accounts, and ARR /
+    """One row per band (red first; no_data and churned only when there are any): accounts, and ARR /
     revenue at risk per currency."""
     rows = []
     for band in BANDS:
         mine = [t for t in totals if t["band"] == band]
-        if band == "churned" and not mine:
+        if band in ("no_data", "churned") and not mine:
             continue
         rows.append(
             {
