@@ -79,8 +79,7 @@ def _intro(report: dict[str, Any]) -> list[str]:
     if "selection" in report:
         selection = report["selection"]
         lines.append(
-            f"Model kept: {report.get('chosen')}, chosen before looking at the validation rows "
-            f"({selection['method']}: {selection.get('roc_auc', '-')})."
+            f"Model kept: {report.get('chosen')} ({selection['method']}: {selection.get('roc_auc', '-')})."
         )
     if "period" in report:
         period = report["period"]
