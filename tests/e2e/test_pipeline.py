@@ -144,7 +144,8 @@ def test_an_account_turning_red_reaches_its_owner_once_on_slack_and_by_email(
     # The registration is in band no_data (no signals yet, nothing published) after the first
     # sweep, which comes once the signals consumer has caught up with its topic. The history and
     # the decline then go in together: the history alone ends 31 days before the clock, which
-    # already reads as a silent, red account (this test used to rely on both being scored in one batch by luck).
+    # already reads as a silent, red account (this test used to rely on both being scored in one
+    # batch by luck).
     wait_for(lambda: (pipeline.risk("acme") or {}).get("band") == "no_data", 60, "band no_data first")
 
     decline = usage("acme", 30, 0, 500.0) + [
