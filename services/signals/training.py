@@ -267,9 +267,14 @@ class Blend:
 
 
 def naive_scores(rows: list[dict[str, float]]) -> np.ndarray:
-    """Usage level only: the less an account used the product in 28 days, the riskier."""
-    level = np.array([row.get("usage_28d_avg", 0.0) for row in rows])
-    return 1 / (1 + np.log1p(np.maximum(level, 0)))
+    """Usage level only: the less an account used the product in 28 days, the riskier. Ties
+    (most often: no usage at all in 28 days) are broken by the 90-day level, then by the days
+    since the last activity, so the baseline can be flagged at a budget like the others instead of
+    all or none of a tie."""
+    level = np.array([max(row.get("usage_28d_avg", 0.0), 0.0) for row in rows])
+    longer = np.array([max(row.get("usage_baseline_90d_avg", 0.0), 0.0) for row in rows])
+    silent = np.array([max(row.get("days_since_last_activity", 0.0), 0.0) for row in rows])
+    return 1 / (1 + np.log1p(level + 1e-3 * longer + 1e-6 / (1 + silent)))
 
 
 def book_regression(data: Dataset, train: list[int], metrics: list[str]) -> tuple[Any, list[str]]:

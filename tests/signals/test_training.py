@@ -95,3 +95,17 @@ def test_train_refuses_without_enough_churns(
     result = kamwatch(service_env(KAMWATCH_SIGNALS_MODEL_DIR=str(tmp_path)), "train", "--quiet")
     assert result.returncode == 2
     assert "too few labelled churns" in result.stderr and "0 account.churned" in result.stderr
+
+
+def test_the_usage_level_baseline_breaks_ties_so_a_budget_can_be_flagged() -> None:
+    from services.signals.training import naive_scores
+
+    rows = [
+        {"usage_28d_avg": 2.0, "usage_baseline_90d_avg": 2.0, "days_since_last_activity": 0.0},
+        {"usage_28d_avg": 0.0, "usage_baseline_90d_avg": 3.0, "days_since_last_activity": 29.0},
+        {"usage_28d_avg": 0.0, "usage_baseline_90d_avg": 0.0, "days_since_last_activity": 40.0},
+        {"usage_28d_avg": 0.0, "usage_baseline_90d_avg": 0.0, "days_since_last_activity": 90.0},
+    ]
+    scores = naive_scores(rows)
+    assert len(set(scores.tolist())) == 4  # no ties among silent accounts
+    assert list(scores.argsort()) == [0, 1, 2, 3]  # less usage, longer silence: riskier
