@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,6 +81,48 @@ def lookup_scopes(session: Session, key: str) -> set[str] | None:
     if not hmac.compare_digest(row.key_hash, _hash(key)):
         return None
     return set(row.scopes.split())
+
+
+class KeyCache:
+    """Scopes of keys checked in the last `ttl_s` seconds, so a request does not read the key table
+    (twice: the body-limit middleware and the route's scope check). Only valid keys are kept, by
+    their hash, at most `max_entries` (least recently used out first): a new key works at once, an
+    unknown one is always looked up, and a key revoked elsewhere (`kamwatch keys revoke`, another
+    replica) stops working within `ttl_s`. `ttl_s=0` turns the cache off."""
+
+    def __init__(
+        self, ttl_s: float = 5.0, max_entries: int = 1024, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._now = now
+        self._entries: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def scopes(self, key: str, load: Callable[[], set[str] | None]) -> set[str] | None:
+        """The key's scopes from the cache while fresh, else from `load()` (the key table)."""
+        if self.ttl_s <= 0:
+            return load()
+        digest = _hash(key)
+        with self._lock:
+            hit = self._entries.get(digest)
+            if hit is not None and hit[0] > self._now():
+                self._entries.move_to_end(digest)
+                return set(hit[1])
+        scopes = load()
+        with self._lock:
+            if scopes is None:
+                self._entries.pop(digest, None)
+                return None
+            self._entries[digest] = (self._now() + self.ttl_s, frozenset(scopes))
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return scopes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 def ensure_local_key(factory: sessionmaker[Session], path: Path) -> str:

@@ -70,6 +70,11 @@ class CommonSettings(BaseSettings):
     # On start, input waiting on the topics is applied before the first tick (at most this long).
     consumer_catchup_timeout_s: float = Field(default=60.0, ge=0)
     producer_delivery_timeout_ms: int = 30000
+    # A checked API key is trusted for this long (a revocation takes effect within it); 0 = off.
+    api_key_cache_s: float = Field(default=5.0, ge=0, le=300)
+    # Threads serving the synchronous routes; the database pool holds one connection for each,
+    # plus the consumer's and the ticks', so no request waits for a connection behind another.
+    api_threads: int = Field(default=16, ge=1, le=256)
     # /metrics shows ARR at risk: with a token it needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
     # /docs, /redoc and /openapi.json: None = on in dev, off in prod.

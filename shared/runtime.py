@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import uvicorn
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.auth import KeyCache
 from shared.clock import Clock, clock_from_env
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import BatchHandler, BatchLoop, Publisher, make_consumer, make_producer
@@ -60,9 +62,19 @@ class ConsumerThread:
         return self._thread.is_alive()
 
 
-def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None]) -> Any:
+def pool_for(url: str, api_threads: int) -> dict[str, int]:
+    """PostgreSQL pool sized to the route threads plus the consumer loop and its ticks (SQLite
+    keeps SQLAlchemy's own pool: one file, one writer)."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {"pool_size": api_threads + 2, "max_overflow": 2}
+
+
+def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None], api_threads: int = 40) -> Any:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Synchronous routes run on AnyIO's worker threads: as many as the pool has connections.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = api_threads
         if consumer is not None:
             consumer.start()
         try:
@@ -112,7 +124,8 @@ def build_service(
     FastAPI app whose request dependencies (shared.web) find the session factory, clock,
     `publisher` and service-specific `parts` on `app.state`. Everything is closed on shutdown."""
     clock = clock or clock_from_env(settings.clock_file)
-    engine = make_engine(settings.common.database_url)
+    common = settings.common
+    engine = make_engine(common.database_url, **pool_for(common.database_url, common.api_threads))
     sessions = make_sessionmaker(engine)
     batch_handler = handler(sessions, clock)
     consumer = ConsumerThread(consumer_loop(settings, topics, batch_handler)) if with_consumer else None
@@ -131,12 +144,13 @@ def build_service(
         title=f"kamwatch {name}",
         version="1.0.0",
         description=description,
-        lifespan=lifespan_with(consumer, on_stop),
+        lifespan=lifespan_with(consumer, on_stop, common.api_threads),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
     state = {"settings": settings, "sessions": sessions, "clock": clock, "publisher": publisher}
+    state["key_cache"] = KeyCache(ttl_s=common.api_key_cache_s)
     state |= {"processor": batch_handler, "consumer": consumer, **(parts or {})}
     for key, value in state.items():
         setattr(app.state, key, value)

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import lookup_scopes
+from shared.auth import KeyCache, lookup_scopes
 from shared.clock import Clock
 from shared.db import transaction
 from shared.errors import AppError, Forbidden, Problem, Unauthorized, ValidationFailed, problems_from, summary
@@ -79,11 +79,22 @@ class Principal:
     scopes: frozenset[str]
 
 
+_NO_CACHE = KeyCache(ttl_s=0)
+
+
+def _key_cache(app: Any) -> KeyCache:
+    """The app's API-key cache (`build_service` puts one on app.state), else no caching."""
+    cache = getattr(getattr(app, "state", None), "key_cache", None)
+    return cache if isinstance(cache, KeyCache) else _NO_CACHE
+
+
 def require_scope(scope: str) -> Callable[..., Principal]:
     """Dependency: a bearer key holding `scope` (or `admin`), checked in the route's session."""
 
     def dependency(
-        session: SessionDep, authorization: Annotated[str, Header(include_in_schema=False)] = ""
+        request: Request,
+        session: SessionDep,
+        authorization: Annotated[str, Header(include_in_schema=False)] = "",
     ) -> Principal:
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
@@ -92,7 +103,7 @@ def require_scope(scope: str) -> Callable[..., Principal]:
                 "(make run prints a local key; `kamwatch keys create` makes others)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        scopes = lookup_scopes(session, key.strip())
+        scopes = _key_cache(request.app).scopes(key.strip(), lambda: lookup_scopes(session, key.strip()))
         if scopes is None:
             raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
         if scope not in scopes and "admin" not in scopes:
@@ -234,11 +245,12 @@ class BodyLimit:
         if factory is None:
             return True  # an app without keys (tests of this middleware alone)
 
-        def lookup() -> bool:
+        def load() -> set[str] | None:
             with transaction(factory) as session:
-                return lookup_scopes(session, key.strip()) is not None
+                return lookup_scopes(session, key.strip())
 
-        return bool(await asyncio.to_thread(lookup))
+        cache = _key_cache(scope.get("app"))
+        return bool(await asyncio.to_thread(cache.scopes, key.strip(), load) is not None)
 
     async def _read(self, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None once a 413/408 was sent (or the client went away)."""
