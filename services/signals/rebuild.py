@@ -1,7 +1,8 @@
 """`kamwatch signals rebuild`: replay signal_events into fresh state tables, then re-score.
 
-The replay folds every stored event in memory with the same pure functions the live path uses
-(services/signals/state.py), so its result equals the live tables exactly. Run it with the
+The replay folds the stored events with the same pure functions the live path uses
+(services/signals/state.py), so its result equals the live tables exactly. It works one range of
+accounts at a time, so its memory does not grow with the portfolio. Run it with the
 signals workers stopped (it replaces the tables in one transaction); `--check` only compares.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,19 +34,19 @@ class RebuildResult:
     differences: list[str] = field(default_factory=list)
 
 
-def fold_all(sessions: sessionmaker[Session], progress: bool = True) -> tuple[dict[str, AccountState], int]:
-    """Every stored event folded into per-account state, with a progress bar on stderr."""
+ACCOUNTS_PER_RANGE = 2000  # accounts folded, compared or re-scored together; bounds the memory
+
+
+def fold_range(session: Session, first: str, last: str) -> tuple[dict[str, AccountState], int]:
+    """The stored events of the accounts `first`..`last` folded into per-account state."""
     states: dict[str, AccountState] = defaultdict(AccountState)
-    with transaction(sessions) as session:
-        total = repository.count_events(session)
-        bar = tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=not progress)
-        for chunk in repository.iter_events(session):
-            for row in chunk:
-                signal = signal_from_payload(row.payload)
-                states[row.account_id].apply(signal.type, signal.data, signal.time, signal.key)
-            bar.update(len(chunk))
-        bar.close()
-    return dict(states), total
+    count = 0
+    for chunk in repository.iter_events(session, accounts=(first, last)):
+        for row in chunk:
+            signal = signal_from_payload(row.payload)
+            states[row.account_id].apply(signal.type, signal.data, signal.time, signal.key)
+        count += len(chunk)
+    return dict(states), count
 
 
 def state_rows(states: dict[str, AccountState]) -> dict[str, list[dict[str, Any]]]:
@@ -70,20 +71,18 @@ def state_rows(states: dict[str, AccountState]) -> dict[str, list[dict[str, Any]
     return {"signal_buckets": buckets, "signal_entities": entities}
 
 
-def compare(session: Session, rows: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Differences between the replayed rows and the live tables (empty = identical)."""
-    live = repository.state_snapshot(session)
-    differences = []
+def compare(
+    session: Session, rows: dict[str, list[dict[str, Any]]], accounts: tuple[str, str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Per state table: (replayed rows missing from the live table, live rows not replayed), over
+    the accounts `first`..`last` (all without `accounts`)."""
+    live = repository.state_snapshot(session, accounts)
+    found = {}
     for table, wanted in rows.items():
-        replayed = sorted(_comparable(tuple(r.values())) for r in wanted)
-        stored = sorted(_comparable(row) for row in live[table])
-        if replayed != stored:
-            missing = len(set(replayed) - set(stored))
-            extra = len(set(stored) - set(replayed))
-            differences.append(
-                f"{table}: {missing} row(s) differ from the replay, {extra} live row(s) not replayed"
-            )
-    return differences
+        replayed = {_comparable(tuple(r.values())) for r in wanted}
+        stored = {_comparable(row) for row in live[table]}
+        found[table] = (len(replayed - stored), len(stored - replayed))
+    return found
 
 
 def _comparable(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -98,17 +97,62 @@ def rebuild(
     *,
     check: bool = False,
     progress: bool = True,
+    accounts_per_range: int = ACCOUNTS_PER_RANGE,
 ) -> RebuildResult:
-    states, total = fold_all(sessions, progress)
-    rows = state_rows(states)
+    """Fold, then compare or replace and re-score, one range of accounts at a time (an account's
+    state depends on its own events only), so memory is bounded by the largest range, not by the
+    portfolio. All in one transaction: a failed rebuild changes nothing."""
+    missing: Counter[str] = Counter()
     with transaction(sessions) as session:
-        if check:
-            return RebuildResult(total, len(states), compare(session, rows))
-        repository.clear_state(session)
-        for model, table in ((SignalBucket, "signal_buckets"), (SignalEntity, "signal_entities")):
-            for start in range(0, len(rows[table]), 1000):
-                session.execute(insert(model), rows[table][start : start + 1000])
-        session.flush()
-        scored = sorted(set(states) | set(repository.risk_for(session, states)))
-        engine.rescore(session, scored, now, "rebuild")
-    return RebuildResult(total, len(states))
+        total = repository.count_events(session)
+        bar = tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=not progress)
+        if not check:
+            repository.clear_state(session)
+        accounts, replayed = 0, Counter[str]()
+        for first, last in repository.account_ranges(session, accounts_per_range):
+            states, count = fold_range(session, first, last)
+            rows = state_rows(states)
+            replayed.update({table: len(table_rows) for table, table_rows in rows.items()})
+            if check:
+                for table, (absent, extra) in compare(session, rows, (first, last)).items():
+                    missing[table] += absent
+                    missing[f"{table}:extra"] += extra
+            else:
+                _replace(session, engine, rows, sorted(states), now)
+            accounts += len(states)
+            bar.update(count)
+        bar.close()
+        if not check:
+            return RebuildResult(total, accounts)
+        # live rows of accounts that have no stored event at all: in no range above
+        for table, live_rows in repository.state_counts(session).items():
+            in_ranges = replayed[table] - missing[table] + missing[f"{table}:extra"]
+            missing[f"{table}:extra"] += live_rows - in_ranges
+    return RebuildResult(total, accounts, _differences(missing))
+
+
+def _replace(
+    session: Session,
+    engine: RiskEngine,
+    rows: dict[str, list[dict[str, Any]]],
+    accounts: list[str],
+    now: datetime,
+) -> None:
+    for model, table in ((SignalBucket, "signal_buckets"), (SignalEntity, "signal_entities")):
+        for start in range(0, len(rows[table]), 1000):
+            session.execute(insert(model), rows[table][start : start + 1000])
+    session.flush()
+    engine.rescore(session, accounts, now, "rebuild")
+    session.flush()
+    session.expunge_all()  # the range's ORM objects are written: let them go
+
+
+def _differences(missing: Counter[str]) -> list[str]:
+    differences = []
+    for table in ("signal_buckets", "signal_entities"):
+        absent, extra = missing[table], missing[f"{table}:extra"]
+        if absent or extra:
+            differences.append(
+                f"{table}: {absent} row(s) differ from the replay, {extra} live row(s) not replayed"
+            )
+    return differences

@@ -137,19 +137,36 @@ def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[t
     return inserted
 
 
-def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEvent]]:
-    """All processed events in chunks, by id (rebuild, training)."""
+def iter_events(
+    session: Session, batch: int = 2000, accounts: tuple[str, str] | None = None
+) -> Iterator[list[SignalEvent]]:
+    """All processed events (of the accounts `first`..`last` with `accounts`) in chunks, by id
+    (rebuild, training)."""
     last = 0
+    query = select(SignalEvent).order_by(SignalEvent.id).limit(batch)
+    if accounts is not None:
+        query = query.where(SignalEvent.account_id.between(*accounts))
     while True:
-        rows = list(
-            session.scalars(
-                select(SignalEvent).where(SignalEvent.id > last).order_by(SignalEvent.id).limit(batch)
-            )
-        )
+        rows = list(session.scalars(query.where(SignalEvent.id > last)))
         if not rows:
             return
         yield rows
         last = rows[-1].id
+
+
+def account_ranges(session: Session, size: int) -> Iterator[tuple[str, str]]:
+    """The accounts that have events, as consecutive (first, last) ranges of `size` accounts in
+    the database's order (so BETWEEN selects exactly them)."""
+    after: str | None = None
+    while True:
+        query = select(SignalEvent.account_id).distinct().order_by(SignalEvent.account_id).limit(size)
+        if after is not None:
+            query = query.where(SignalEvent.account_id > after)
+        ids = list(session.scalars(query))
+        if not ids:
+            return
+        yield ids[0], ids[-1]
+        after = ids[-1]
 
 
 def last_event_time(session: Session) -> datetime | None:
@@ -267,21 +284,36 @@ def clear_state(session: Session) -> None:
         session.execute(delete(model))
 
 
-def state_snapshot(session: Session) -> dict[str, list[tuple[Any, ...]]]:
-    """Every state row as plain tuples, sorted (rebuild's comparison)."""
-    buckets = session.execute(select(SignalBucket.account_id, SignalBucket.day, SignalBucket.counts))
-    entities = session.execute(
-        select(
-            SignalEntity.account_id,
-            SignalEntity.kind,
-            SignalEntity.entity_id,
-            SignalEntity.event_time,
-            SignalEntity.event_key,
-            SignalEntity.state,
-            SignalEntity.active,
-        )
+def state_snapshot(
+    session: Session, accounts: tuple[str, str] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every state row (of the accounts `first`..`last`) as plain tuples, sorted (rebuild's
+    comparison)."""
+    buckets = select(SignalBucket.account_id, SignalBucket.day, SignalBucket.counts)
+    entities = select(
+        SignalEntity.account_id,
+        SignalEntity.kind,
+        SignalEntity.entity_id,
+        SignalEntity.event_time,
+        SignalEntity.event_key,
+        SignalEntity.state,
+        SignalEntity.active,
     )
-    return {"signal_buckets": sorted(map(tuple, buckets)), "signal_entities": sorted(map(tuple, entities))}
+    if accounts is not None:
+        buckets = buckets.where(SignalBucket.account_id.between(*accounts))
+        entities = entities.where(SignalEntity.account_id.between(*accounts))
+    return {
+        "signal_buckets": sorted(map(tuple, session.execute(buckets))),
+        "signal_entities": sorted(map(tuple, session.execute(entities))),
+    }
+
+
+def state_counts(session: Session) -> dict[str, int]:
+    """Rows per state table."""
+    return {
+        "signal_buckets": int(session.scalar(select(func.count()).select_from(SignalBucket)) or 0),
+        "signal_entities": int(session.scalar(select(func.count()).select_from(SignalEntity)) or 0),
+    }
 
 
 # --- risk --------------------------------------------------------------------------------------------
