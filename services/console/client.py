@@ -68,6 +68,9 @@ class Apis:
     def board(self, key: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.call(self.signals, "GET", "/v1/portfolio/board", key, params=params)
 
+    def revenue(self, key: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.call(self.signals, "GET", "/v1/metrics/revenue", key, params=params)
+
     def signals_get(self, key: str, account_id: str, what: str = "", **params: Any) -> Any:
         path = f"/v1/accounts/{_segment(account_id)}" + (f"/{what}" if what else "")
         return self.call(self.signals, "GET", path, key, params=params)

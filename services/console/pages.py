@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -77,7 +78,9 @@ def portfolio(
 
 def _brief(console: Console, user: UserSession, account_id: str, timeline_limit: int) -> dict[str, Any]:
     apis, key = console.apis, user.key
-    account, risk, history, features, timeline, contacts, plan, alerts = apis.together(
+    today = console.clock.now().date()
+    year = {"from": (today - timedelta(days=365)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    account, risk, history, features, timeline, contacts, plan, alerts, revenue = apis.together(
         lambda: apis.signals_get(key, account_id),
         optional(lambda: apis.signals_get(key, account_id, "risk")),
         optional(lambda: apis.signals_get(key, account_id, "risk/history", limit=200)),
@@ -86,6 +89,7 @@ def _brief(console: Console, user: UserSession, account_id: str, timeline_limit:
         lambda: apis.signals_get(key, account_id, "contacts"),
         lambda: apis.signals_get(key, account_id, "plan"),
         lambda: apis.alerts_list(key, account=account_id, limit=50),
+        optional(lambda: apis.revenue(key, {**year, "account": account_id})),
     )
     now = console.clock.now()
     return {
@@ -98,6 +102,8 @@ def _brief(console: Console, user: UserSession, account_id: str, timeline_limit:
         "plan": plan,
         "alerts": [a for a in alerts if a["state"] != "resolved"],
         "days_to_renewal": views.days_until(account.get("renewal_date"), now.date()),
+        # NRR, GRR and NPS over the last 12 months (one currency: the account's own)
+        "revenue": next(iter((revenue or {}).get("totals") or []), None),
     }
 
 

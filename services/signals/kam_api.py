@@ -35,12 +35,15 @@ def get_revenue(
         Literal["owner", "tier", "segment", "account"] | None,
         Query(description="also slice by owner, tier, segment or account"),
     ] = None,
+    account: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="only this account (its brief)")
+    ] = None,
 ) -> dict[str, Any]:
     """Starting ARR, expansion by component, contraction, churn, NRR, GRR, NPS and QBR attendance
     of the accounts that had ARR at the start of the period (per currency; docs/metrics.md)."""
     if end <= start:
         raise ValidationFailed(f"'to' ({end}) must be after 'from' ({start}); the period is [from, to)")
-    return revenue.compute(session, _midnight(start), _midnight(end), by)
+    return revenue.compute(session, _midnight(start), _midnight(end), by, account)
 
 
 @router.get("/renewals", tags=["kam"])

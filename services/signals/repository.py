@@ -494,14 +494,19 @@ def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:
 
 
 # --- KAM numbers (revenue, renewals, post-mortems) ------------------------------------------------
-def live_accounts(session: Session) -> list[Account]:
-    """Registry rows not deleted, by id."""
-    return list(session.scalars(select(Account).where(Account.deleted.is_(False)).order_by(Account.id)))
+def live_accounts(session: Session, account: str | None = None) -> list[Account]:
+    """Registry rows not deleted (only `account`'s, when given), by id."""
+    query = select(Account).where(Account.deleted.is_(False))
+    if account is not None:
+        query = query.where(Account.id == account)
+    return list(session.scalars(query.order_by(Account.id)))
 
 
-def events_for_revenue(session: Session, start: datetime, end: datetime) -> Iterator[SignalEvent]:
+def events_for_revenue(
+    session: Session, start: datetime, end: datetime, account: str | None = None
+) -> Iterator[SignalEvent]:
     """Subscription changes and outcomes before `end` (the state at the start needs the earlier
-    ones); NPS answers and business reviews within [start, end)."""
+    ones); NPS answers and business reviews within [start, end); only `account`'s when given."""
     query = select(SignalEvent).where(
         or_(
             and_(
@@ -515,6 +520,8 @@ def events_for_revenue(session: Session, start: datetime, end: datetime) -> Iter
             ),
         )
     )
+    if account is not None:
+        query = query.where(SignalEvent.account_id == account)
     yield from session.scalars(query.order_by(SignalEvent.id).execution_options(yield_per=2000))
 
 

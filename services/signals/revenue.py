@@ -246,11 +246,13 @@ def account_info(row: Any) -> AccountInfo:
     )
 
 
-def compute(session: Session, start: datetime, end: datetime, by: str | None) -> dict[str, Any]:
-    """The revenue report of the live registry over [start, end)."""
-    accounts = {row.id: account_info(row) for row in repository.live_accounts(session)}
+def compute(
+    session: Session, start: datetime, end: datetime, by: str | None, account: str | None = None
+) -> dict[str, Any]:
+    """The revenue report of the live registry (or of one `account`) over [start, end)."""
+    accounts = {row.id: account_info(row) for row in repository.live_accounts(session, account)}
     events: dict[str, list[Ev]] = defaultdict(list)
-    for row in repository.events_for_revenue(session, start, end):
+    for row in repository.events_for_revenue(session, start, end, account):
         if row.account_id in accounts:
             data = json.loads(row.payload).get("data", {})
             events[row.account_id].append(

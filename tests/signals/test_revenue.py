@@ -170,6 +170,12 @@ def test_nrr_and_grr_of_five_accounts_over_a_quarter_equal_the_hand_calculation(
         "24006.00",
     )
     assert "golf" not in {g["key"] for g in by_account["groups"]}
+    # One account alone (the console's brief): its own totals, equal to its group above.
+    alone = api.get("/v1/metrics/revenue", params={**params, "account": "beta"}, headers=auth).json()
+    assert [t["starting_arr"] for t in alone["totals"]] == ["96000.00"]
+    assert alone["totals"][0]["nrr"] == beta["nrr"]
+    unknown = api.get("/v1/metrics/revenue", params={**params, "account": "nobody"}, headers=auth).json()
+    assert unknown["totals"] == []
 
 
 def test_revenue_gauges_and_a_bad_period(
