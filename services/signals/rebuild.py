@@ -41,7 +41,7 @@ def fold_range(session: Session, first: str, last: str) -> tuple[dict[str, Accou
     """The stored events of the accounts `first`..`last` folded into per-account state."""
     states: dict[str, AccountState] = defaultdict(AccountState)
     count = 0
-    for chunk in repository.iter_events(session, accounts=(first, last)):
+    for chunk in repository.iter_range_events(session, first, last):
         for row in chunk:
             signal = signal_from_payload(row.payload)
             states[row.account_id].apply(signal.type, signal.data, signal.time, signal.key)

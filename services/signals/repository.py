@@ -137,21 +137,34 @@ def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[t
     return inserted
 
 
-def iter_events(
-    session: Session, batch: int = 2000, accounts: tuple[str, str] | None = None
-) -> Iterator[list[SignalEvent]]:
-    """All processed events (of the accounts `first`..`last` with `accounts`) in chunks, by id
-    (rebuild, training)."""
+def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEvent]]:
+    """All processed events in chunks, by id (training)."""
     last = 0
-    query = select(SignalEvent).order_by(SignalEvent.id).limit(batch)
-    if accounts is not None:
-        query = query.where(SignalEvent.account_id.between(*accounts))
     while True:
-        rows = list(session.scalars(query.where(SignalEvent.id > last)))
+        rows = list(
+            session.scalars(
+                select(SignalEvent).where(SignalEvent.id > last).order_by(SignalEvent.id).limit(batch)
+            )
+        )
         if not rows:
             return
         yield rows
         last = rows[-1].id
+
+
+def iter_range_events(
+    session: Session, first: str, last: str, batch: int = 2000
+) -> Iterator[list[SignalEvent]]:
+    """The events of the accounts `first`..`last`, each account's in id order (the order the live
+    path applied them), streamed in chunks from one query (rebuild)."""
+    query = (
+        select(SignalEvent)
+        .where(SignalEvent.account_id.between(first, last))
+        .order_by(SignalEvent.account_id, SignalEvent.id)
+        .execution_options(yield_per=batch)
+    )
+    for chunk in session.scalars(query).partitions():
+        yield list(chunk)
 
 
 def account_ranges(session: Session, size: int) -> Iterator[tuple[str, str]]:
