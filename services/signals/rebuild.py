@@ -99,10 +99,11 @@ def rebuild(
     progress: bool = True,
     accounts_per_range: int = ACCOUNTS_PER_RANGE,
 ) -> RebuildResult:
-    """Fold, then compare or replace and re-score, one range of accounts at a time (an account's
-    state depends on its own events only), so memory is bounded by the largest range, not by the
-    portfolio. All in one transaction: a failed rebuild changes nothing."""
+    """Fold and compare or write one range of accounts at a time (an account's state depends on
+    its own events only), then re-score range by range, so memory is bounded by the largest
+    range, not by the portfolio. All in one transaction: a failed rebuild changes nothing."""
     missing: Counter[str] = Counter()
+    to_score: list[list[str]] = []
     with transaction(sessions) as session:
         total = repository.count_events(session)
         bar = tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=not progress)
@@ -118,10 +119,16 @@ def rebuild(
                     missing[table] += absent
                     missing[f"{table}:extra"] += extra
             else:
-                _replace(session, engine, rows, sorted(states), now)
+                _write(session, rows)
+                to_score.append(sorted(states))
             accounts += len(states)
             bar.update(count)
         bar.close()
+        # Scored once all state is written, range by range (the sweep's query pattern).
+        for ids in tqdm(to_score, unit="range", desc="re-scoring", file=sys.stderr, disable=not progress):
+            engine.rescore(session, ids, now, "rebuild")
+            session.flush()
+            session.expunge_all()  # the range's ORM objects are written: let them go
         if not check:
             return RebuildResult(total, accounts)
         # live rows of accounts that have no stored event at all: in no range above
@@ -131,20 +138,11 @@ def rebuild(
     return RebuildResult(total, accounts, _differences(missing))
 
 
-def _replace(
-    session: Session,
-    engine: RiskEngine,
-    rows: dict[str, list[dict[str, Any]]],
-    accounts: list[str],
-    now: datetime,
-) -> None:
+def _write(session: Session, rows: dict[str, list[dict[str, Any]]]) -> None:
     for model, table in ((SignalBucket, "signal_buckets"), (SignalEntity, "signal_entities")):
         for start in range(0, len(rows[table]), 1000):
             session.execute(insert(model), rows[table][start : start + 1000])
     session.flush()
-    engine.rescore(session, accounts, now, "rebuild")
-    session.flush()
-    session.expunge_all()  # the range's ORM objects are written: let them go
 
 
 def _differences(missing: Counter[str]) -> list[str]:
