@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from services.alerts import repository
+from services.alerts import metrics, repository, tasks
 from services.alerts.lifecycle import Lifecycle
 from services.alerts.links import LinkInvalid, verify
 from services.alerts.models import Alert
@@ -21,11 +21,14 @@ from services.alerts.schemas import (
     AlertList,
     AlertOut,
     SnoozeIn,
+    TaskIn,
+    TaskList,
+    TaskOut,
     alert_out,
     delivery_out,
     transition_out,
 )
-from services.alerts.states import AlertState
+from services.alerts.states import AlertState, TaskState
 from services.alerts.templates import render
 from shared.errors import AppError, NotFound, ValidationFailed
 from shared.web import ClockDep, Principal, SessionDep, app_part, require_scope
@@ -33,6 +36,7 @@ from shared.web import ClockDep, Principal, SessionDep, app_part, require_scope
 router = APIRouter(prefix="/v1")
 MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number is a 422, not a database error (500)
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ReadAuth = Annotated[Principal, Depends(require_scope("risk:read"))]
 WriteAuth = Annotated[Principal, Depends(require_scope("alerts:write"))]
 LifecycleDep = Annotated[Lifecycle, Depends(app_part("lifecycle"))]
@@ -49,10 +53,13 @@ def _load(session: Session, alert_id: int) -> Alert:
 def _detail(session: Session, alert: Alert) -> AlertDetail:
     deliveries = repository.deliveries(session, alert.id)
     attempts = repository.attempts(session, [d.id for d in deliveries])
+    steps = tasks.of_alert(session, alert.id)
     return AlertDetail(
         **alert_out(alert),
+        tasks_open=sum(1 for t in steps if t.state == TaskState.open),
         transitions=[transition_out(t) for t in repository.transitions(session, alert.id)],
         deliveries=[delivery_out(d, [a for a in attempts if a.delivery_id == d.id]) for d in deliveries],
+        tasks=[TaskOut.model_validate(t) for t in steps],
     )
 
 
@@ -67,7 +74,8 @@ def list_alerts(
     before: int | None = Query(default=None, ge=1, le=MAX_ID, description="page: alerts with a smaller id"),
 ) -> AlertList:
     rows = repository.list_alerts(session, state, owner, account, limit, before)
-    alerts = [AlertOut(**alert_out(a)) for a in rows]
+    open_tasks = tasks.open_due(session, [a.id for a in rows])
+    alerts = [AlertOut(**alert_out(a), tasks_open=open_tasks[a.id]) for a in rows]
     return AlertList(alerts=alerts, next_before=alerts[-1].id if len(alerts) == limit else None)
 
 
@@ -127,6 +135,35 @@ def resolve(acting: ActingDep, alert_id: AlertId, body: ActionIn | None = None) 
     body = body or ActionIn()
     why, by = body.reason or "resolved over the API", body.by or "api"
     return acting.on(alert_id, lambda lc, s, a, now: lc.resolve(s, a, by, now, why))
+
+
+@router.get("/alerts/{alert_id}/tasks", response_model=TaskList)
+def list_tasks(_auth: ReadAuth, session: SessionDep, alert_id: AlertId) -> TaskList:
+    """The alert's rescue plan: its playbook steps with due dates, soonest first."""
+    if session.get(Alert, alert_id) is None:
+        raise NotFound(f"no alert with id {alert_id}")
+    return TaskList(tasks=[TaskOut.model_validate(t) for t in tasks.of_alert(session, alert_id)])
+
+
+def _finish(acting: Acting, alert_id: int, task_id: int, state: TaskState, body: TaskIn | None) -> TaskOut:
+    body = body or TaskIn()
+    _load(acting.session, alert_id)
+    task = tasks.finish(acting.session, alert_id, task_id, state, body.by or "api", body.note, acting.now)
+    metrics.TASKS_FINISHED.labels(str(state)).inc()
+    acting.session.flush()
+    return TaskOut.model_validate(task)
+
+
+@router.post("/alerts/{alert_id}/tasks/{task_id}/done", response_model=TaskOut)
+def task_done(acting: ActingDep, alert_id: AlertId, task_id: TaskId, body: TaskIn | None = None) -> TaskOut:
+    """Mark a step done, with a note (what was done). A step already done or skipped is a 409."""
+    return _finish(acting, alert_id, task_id, TaskState.done, body)
+
+
+@router.post("/alerts/{alert_id}/tasks/{task_id}/skip", response_model=TaskOut)
+def task_skip(acting: ActingDep, alert_id: AlertId, task_id: TaskId, body: TaskIn | None = None) -> TaskOut:
+    """Skip a step, with a note (why). A step already done or skipped is a 409."""
+    return _finish(acting, alert_id, task_id, TaskState.skipped, body)
 
 
 # --- signed links: no API key; GET only shows a button so link scanners cannot act -------------

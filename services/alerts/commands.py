@@ -14,7 +14,12 @@ def check_policy(file: str | None) -> int:
 
     path = file or AlertsSettings().policy_file
     policy = load_policy(path)  # ConfigError names file:line: field
+    steps = sum(len(v) for v in policy.playbooks.values())
     click.echo(
-        f"{path}: valid ({len(policy.trigger_names())} triggers, {len(policy.escalations)} escalation plans)"
+        f"{path}: valid ({len(policy.trigger_names())} triggers, {len(policy.escalations)} escalation plans, "
+        f"{steps} playbook steps)"
     )
+    without = [t for t in policy.trigger_names() if not policy.playbooks.get(t)]
+    if without:
+        click.echo(f"note: no playbook for {', '.join(without)}: their alerts carry no next steps")
     return 0

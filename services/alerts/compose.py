@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import formataddr
 from typing import Any
@@ -12,13 +13,25 @@ from services.alerts.config import AlertsSettings
 from services.alerts.escalation import Fired, Recipient, quiet_until
 from services.alerts.links import LinkClaim, sign
 from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
-from services.alerts.models import Alert, AlertAccount
-from services.alerts.policy import Policy
-from services.alerts.states import DeliveryState
+from services.alerts.models import Alert, AlertAccount, AlertTask
+from services.alerts.policy import Policy, describe
+from services.alerts.states import DeliveryState, TaskState
 from shared.contracts import RiskChange
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+
+def next_steps(steps: Sequence[AlertTask], people: dict[str, Any]) -> list[str]:
+    """The open playbook steps in words: 'Call the sponsor: Dana Fischer (owner), due Mon 30 Nov'."""
+    lines = []
+    for task in steps:
+        if task.state != TaskState.open:
+            continue
+        person = (people.get(task.role) or {}).get("name")
+        who = f"{person} ({task.role.replace('_', ' ')})" if person else task.role.replace("_", " ")
+        lines.append(f"{task.title}: {who}, due {task.due_at:%a %d %b %Y %H:%M} UTC")
+    return lines
 
 
 def triggers_of(alert: Alert) -> list[Fired]:
@@ -41,6 +54,7 @@ class Composer:
         found: list[Recipient],
         now: datetime,
         note: str,
+        steps: Sequence[AlertTask] = (),
     ) -> list[dict[str, Any]]:
         change = RiskChange.model_validate_json(alert.risk)
         rows = []
@@ -48,7 +62,7 @@ class Composer:
             state, error, mid, payload = DeliveryState.pending, None, None, ""
             try:
                 mid, payload = self.render(
-                    thread, alert, account, change, kind, level, step, person, now, note
+                    thread, alert, account, change, kind, level, step, person, now, note, steps
                 )
             except Exception as exc:  # one bad registry value must not stop the other messages
                 state, error = (
@@ -99,9 +113,10 @@ class Composer:
         person: Recipient,
         now: datetime,
         note: str,
+        steps: Sequence[AlertTask] = (),
     ) -> tuple[str | None, str]:
         """(Message-ID, payload) of one message: Slack JSON or an RFC 5322 e-mail."""
-        ctx = self.context(alert, account, change, kind, level, person, now, note)
+        ctx = self.context(alert, account, change, kind, level, person, now, note, steps)
         if person.channel == "slack":
             return None, json.dumps(slack_payload(ctx))
         mid = message_id(alert.id, step, person.address, self.settings.message_id_domain)
@@ -120,6 +135,7 @@ class Composer:
         person: Recipient,
         now: datetime,
         note: str,
+        steps: Sequence[AlertTask] = (),
     ) -> MessageContext:
         links = kind != "resolution"
         return MessageContext(
@@ -142,7 +158,24 @@ class Composer:
             brief_url=self.brief(account.account_id),
             reason=note if kind == "resolution" else "",
             waited=note if kind == "escalation" else None,
+            next_steps=next_steps(steps, account.people) if links else [],
+            escalates=self.escalates(alert, account) if links else None,
+            snooze_for=describe(self.policy.snooze_for),
         )
+
+    def escalates(self, alert: Alert, account: AlertAccount) -> str | None:
+        """'to <name> (manager) at <time> UTC unless acknowledged', when a next level is due."""
+        plan = self.policy.plan(alert.escalation)
+        if alert.next_escalation_at is None or alert.level >= len(plan.levels):
+            return None
+        role = plan.levels[alert.level].role
+        person = account.people.get(role) or {}
+        who = (
+            f"{person.get('name')} ({role.replace('_', ' ')})"
+            if person.get("name")
+            else role.replace("_", " ")
+        )
+        return f"to {who} at {alert.next_escalation_at:%Y-%m-%d %H:%M} UTC unless acknowledged"
 
     def brief(self, account_id: str) -> str | None:
         """The account brief in the console, where the alert and its context are (if configured)."""

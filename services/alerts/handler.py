@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.alerts import metrics, repository
+from services.alerts import metrics, repository, tasks
 from services.alerts.config import AlertsSettings
 from services.alerts.delivery import DeliveryWorker
 from services.alerts.lifecycle import Lifecycle, account_values
@@ -72,8 +72,9 @@ class AlertsProcessor(Processor[AlertsSettings]):
         return []
 
     def advance_due(self) -> int:
-        """Each alert's step in its own savepoint: one that fails is marked with the reason and
-        retried later; the others go on (a poison registry record once crash-looped the service)."""
+        """Each alert's due step, then each overdue playbook step, in its own savepoint: one that
+        fails is marked with the reason and retried later; the others go on (a poison registry
+        record once crash-looped the service)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             due = repository.due_alerts(session, now)
@@ -85,4 +86,13 @@ class AlertsProcessor(Processor[AlertsSettings]):
                     if is_transient(exc):
                         raise
                     self.lifecycle.step_failed(session, alert, now, exc)
-        return len(due)
+            overdue = tasks.overdue(session, now)
+            for task, alert in overdue:
+                try:
+                    with session.begin_nested():
+                        self.lifecycle.task_overdue(session, task, alert, now)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    self.lifecycle.step_failed(session, alert, now, exc)
+        return len(due) + len(overdue)

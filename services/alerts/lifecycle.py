@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from services.alerts import metrics, repository
+from services.alerts import metrics, repository, tasks
 from services.alerts.compose import Composer, triggers_of
 from services.alerts.config import AlertsSettings
 from services.alerts.escalation import (
@@ -30,7 +30,7 @@ from services.alerts.escalation import (
     top_severity,
     unmuted,
 )
-from services.alerts.models import Alert, AlertAccount
+from services.alerts.models import Alert, AlertAccount, AlertTask
 from services.alerts.policy import Policy
 from services.alerts.states import ALLOWED, AlertAction, AlertState
 from shared.contracts import CHURNED, AccountRecord, RiskChange
@@ -122,7 +122,8 @@ class Lifecycle:
         if alert.state == AlertState.resolved:
             return
         self._check(alert, AlertAction.resolve)
-        self._set_state(session, alert, AlertState.resolved, actor, now, why)
+        steps = tasks.summary(tasks.of_alert(session, alert.id))
+        self._set_state(session, alert, AlertState.resolved, actor, now, f"{why}; playbook: {steps}")
         alert.resolved_at, alert.next_escalation_at, alert.snoozed_until = now, None, None
         repository.cancel_pending(session, alert.id, now)
         if notify:
@@ -260,6 +261,7 @@ class Lifecycle:
         else:
             wave.triggers, wave.severity = _dump_triggers(kept), top_severity(kept)
             self._note(session, wave, SYSTEM, now, f"grouped into this alert: {_names(new)}")
+        tasks.create_for(session, self.policy, wave, kept, now, self.settings.console_url or "")
         if muted:
             self._note(session, wave, SYSTEM, now, f"muted by inhibition: {_names(muted)}")
         self._inhibit_others(session, wave, active, now)
@@ -355,6 +357,32 @@ class Lifecycle:
             return
         self._take_step(session, alert, account, kind, level, found, now)
 
+    def task_overdue(self, session: Session, task: AlertTask, alert: Alert, now: datetime) -> None:
+        """An open step past its due date, once. While the alert is unacknowledged its own schedule
+        already climbs: the step is only noted. Once acknowledged, an overdue step escalates like an
+        unacknowledged alert: to the level above the step's role, unless that level was reached."""
+        task.escalated_at = now
+        overdue = f"step overdue (due {task.due_at:%Y-%m-%d %H:%M} UTC): {task.title}"
+        account = repository.get_account(session, alert.account_id)
+        if alert.state != AlertState.acknowledged or account is None:
+            self._note(session, alert, SYSTEM, now, overdue)
+            return
+        plan = self.policy.plan(alert.escalation)
+        roles = [level.role for level in plan.levels]
+        level = (roles.index(task.role) + 2) if task.role in roles else alert.level + 1
+        found: list[Recipient] = []
+        while level <= len(plan.levels) and level > alert.level and not found:
+            found = recipients(
+                account.people, roles[level - 1], plan.channels, self.settings.default_slack_webhook
+            )
+            level += 0 if found else 1
+        if not found:
+            self._note(session, alert, SYSTEM, now, f"{overdue}; no higher level left to tell")
+            return
+        self._take_step(session, alert, account, "escalation", level, found, now, overdue=task)
+        metrics.TASKS_OVERDUE.inc()
+        log.info("alert.task_overdue", alert_id=alert.id, task_id=task.id, level=level)
+
     def step_failed(self, session: Session, alert: Alert, now: datetime, error: Exception) -> None:
         """Record why a step failed and try again later (the rest of the tick goes on)."""
         session.refresh(alert)
@@ -373,19 +401,32 @@ class Lifecycle:
         level: int,
         found: list[Recipient],
         now: datetime,
+        overdue: AlertTask | None = None,
     ) -> None:
         plan = self.policy.plan(alert.escalation)
         repeats = alert.repeats + 1 if kind == "repeat" and level == alert.level else 0
-        step = step_name(kind, level, repeats)
+        step = f"T{overdue.id}" if overdue else step_name(kind, level, repeats)
         waited = describe_wait(plan.levels[level - 1].after) if kind == "escalation" else ""
-        rows = self.composer.rows(
-            repository.email_thread(session, alert.id), alert, account, kind, level, step, found, now, waited
-        )
-        repository.add_deliveries(session, rows)
+        if overdue:
+            waited = f"the step '{overdue.title}' was due {overdue.due_at:%Y-%m-%d %H:%M} UTC and is not done"
         if level != alert.level:
             alert.level_since = now
         alert.level, alert.repeats, alert.last_notified_at, alert.updated_at = level, repeats, now, now
-        alert.next_escalation_at = next_escalation_at(plan, Position(level, alert.level_since, now))
+        if alert.state == AlertState.open:  # acknowledged: only overdue steps escalate it further
+            alert.next_escalation_at = next_escalation_at(plan, Position(level, alert.level_since, now))
+        rows = self.composer.rows(
+            repository.email_thread(session, alert.id),
+            alert,
+            account,
+            kind,
+            level,
+            step,
+            found,
+            now,
+            waited,
+            tasks.of_alert(session, alert.id),
+        )
+        repository.add_deliveries(session, rows)
         who = ", ".join(sorted({f"{r.name} ({r.role})" for r in found}))
         self._note(
             session, alert, SYSTEM, now, f"{kind} {step}: {who}" + (f"; waited {waited}" if waited else "")

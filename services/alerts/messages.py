@@ -46,6 +46,9 @@ class MessageContext:
     brief_url: str | None = None  # the account brief in the console
     reason: str = ""
     waited: str | None = None  # escalations: how long nobody acknowledged
+    next_steps: list[str] = field(default_factory=list)  # open playbook steps with due dates
+    escalates: str | None = None  # to whom and when it climbs next
+    snooze_for: str = "4 hours"  # the Snooze link's length, on its button
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,7 +76,10 @@ def summary_lines(ctx: MessageContext) -> list[str]:
         return lines
     lines.append("Why: " + "; ".join(trigger_words(t) for t in ctx.triggers))
     if ctx.waited:
-        lines.append(f"Escalated to you (level {ctx.level}): not acknowledged within {ctx.waited}")
+        why = ctx.waited if ctx.waited.startswith("the step") else f"not acknowledged within {ctx.waited}"
+        lines.append(f"Escalated to you (level {ctx.level}): {why}")
+    if ctx.escalates:
+        lines.append(f"Escalates {ctx.escalates}")
     return lines
 
 
@@ -94,11 +100,14 @@ def slack_payload(ctx: MessageContext) -> dict[str, object]:
     if ctx.changes and ctx.kind != "resolution":
         text = "*What changed*\n" + "\n".join(f"• {mrkdwn(c)}" for c in ctx.changes)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if ctx.next_steps:
+        text = "*Next steps*\n" + "\n".join(f"{i}. {mrkdwn(s)}" for i, s in enumerate(ctx.next_steps, 1))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
     buttons = [
         {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url, **style}
         for label, url, style in (
             ("Acknowledge", ctx.ack_url, {"style": "primary"}),
-            ("Snooze", ctx.snooze_url, {}),
+            (f"Snooze {ctx.snooze_for}", ctx.snooze_url, {}),
             ("Open the account brief", ctx.brief_url, {}),
         )
         if url
@@ -119,10 +128,12 @@ def email_text(ctx: MessageContext) -> str:
         parts += ["", "Drivers:", *(f"- {d}" for d in ctx.drivers)]
     if ctx.changes and ctx.kind != "resolution":
         parts += ["", "What changed:", *(f"- {c}" for c in ctx.changes)]
+    if ctx.next_steps:
+        parts += ["", "Next steps:", *(f"{i}. {s}" for i, s in enumerate(ctx.next_steps, 1))]
     if ctx.ack_url:
         parts += ["", f"Acknowledge: {ctx.ack_url}"]
     if ctx.snooze_url:
-        parts += [f"Snooze: {ctx.snooze_url}"]
+        parts += [f"Snooze {ctx.snooze_for}: {ctx.snooze_url}"]
     if ctx.brief_url:
         parts += [f"Account brief: {ctx.brief_url}"]
     parts += ["", f"-- kamwatch alert #{ctx.alert_id} (automatic message)"]

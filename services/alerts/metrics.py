@@ -30,6 +30,13 @@ STEP_FAILURES = Counter(
     "kamwatch_alert_step_failures_total",
     "Escalation steps that failed and will be retried (see the alert history)",
 )
+TASKS_OVERDUE = Counter(
+    "kamwatch_alert_tasks_overdue_total",
+    "Playbook steps that passed their due date and escalated their alert",
+)
+TASKS_FINISHED = Counter(
+    "kamwatch_alert_tasks_finished_total", "Playbook steps marked done or skipped", ["state"]
+)
 INVALID_RECORDS = Counter(
     "kamwatch_alerts_invalid_records_total", "Input records that failed validation (dead-lettered)", ["topic"]
 )

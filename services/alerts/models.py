@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.alerts.states import AlertState, DeliveryState
+from services.alerts.states import AlertState, DeliveryState, TaskState
 from shared.db import Base, UTCDateTime
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -174,3 +174,30 @@ class ChurnedAccount(Base):
     as_of: Mapped[datetime] = mapped_column(UTCDateTime())  # of the churn risk change
     churned_at: Mapped[datetime] = mapped_column(UTCDateTime())  # when alerts processed it
     reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertTask(Base):
+    """One step of a playbook for one alert (its rescue plan): created when the trigger fires,
+    done or skipped by a person with a note, escalated once when overdue. Unique per (alert,
+    trigger, position): a redelivered risk change cannot create it twice."""
+
+    __tablename__ = "alert_tasks"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "trigger", "position"),
+        Index("ix_alert_tasks_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    trigger: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)  # 1-based order within the trigger's playbook
+    title: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    link: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    state: Mapped[TaskState] = mapped_column(_state(TaskState))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    done_by: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from datetime import time, timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,60 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+_DUE = re.compile(r"^\s*(?:within\s+)?(\d{1,3})\s+(business\s+days?|days?|hours?|weeks?)\s*$", re.I)
+_DUE_UNITS = {"day": 86400, "hour": 3600, "week": 604800}
+
+
+@dataclass(frozen=True)
+class Due:
+    """When a playbook step is due after its alert opened: business days (Monday to Friday, UTC)
+    or a plain duration."""
+
+    business_days: int = 0
+    after: timedelta = timedelta(0)
+
+    def at(self, opened: datetime) -> datetime:
+        """The due time of a step of an alert opened at `opened`."""
+        due, left = opened, self.business_days
+        while left > 0:
+            due += timedelta(days=1)
+            if due.weekday() < 5:
+                left -= 1
+        return due + self.after
+
+    def words(self) -> str:
+        if self.business_days:
+            return f"within {self.business_days} business day{'s' if self.business_days > 1 else ''}"
+        return f"within {describe(self.after)}"
+
+
+def describe(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{seconds} s"
+
+
+def parse_due(value: Any) -> Any:
+    """'within 2 business days', '3 days', 'within 4 hours', '1 week', or a duration ('24h')."""
+    if isinstance(value, Due):
+        return value
+    if isinstance(value, str):
+        match = _DUE.match(value)
+        if match:
+            count, unit = int(match.group(1)), match.group(2).lower()
+            if unit.startswith("business"):
+                return Due(business_days=count)
+            return Due(after=timedelta(seconds=count * _DUE_UNITS[unit.rstrip("s")]))
+        if _DURATION.match(value):
+            return Due(after=parse_duration(value))
+    raise ValueError(
+        f"{value!r} is not a due offset; write e.g. 'within 2 business days', 'within 4 hours' or '3d'"
+    )
+
+
 def parse_condition(value: Any) -> Any:
     if isinstance(value, str) and _CONDITION.match(value):
         return value.strip()
@@ -64,6 +119,8 @@ def parse_clock_time(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ClockTime = Annotated[time, BeforeValidator(parse_clock_time)]
 Condition = Annotated[str, BeforeValidator(parse_condition)]
+DueOffset = Annotated[Due, BeforeValidator(parse_due)]
+LINK_FIELDS = ("account_id", "alert_id", "console_url")
 
 
 class _Strict(BaseModel):
@@ -139,6 +196,20 @@ class Route(_Strict):
     escalation: str
 
 
+class PlaybookStep(_Strict):
+    """One next step of a rescue plan: what, by whom, by when, and where to do it."""
+
+    title: Annotated[str, Field(min_length=3, max_length=200)]
+    role: Role
+    due: DueOffset
+    link: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, description="URL template; may use {account_id}, {alert_id}, {console_url}"
+    )
+
+    def url(self, **values: str) -> str | None:
+        return self.link.format(**values) if self.link else None
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     grouping_window: Duration = timedelta(minutes=2)
@@ -150,6 +221,8 @@ class Policy(_Strict):
     escalations: dict[str, Escalation] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     default_escalation: str = "default"
+    # Per trigger, the ordered next steps that become the alert's tasks when the trigger fires.
+    playbooks: dict[str, list[PlaybookStep]] = Field(default_factory=dict)
 
     def trigger_names(self) -> list[str]:
         names = [f"band_{t.band}" for t in self.triggers.band_entered]
@@ -202,10 +275,27 @@ def _cross_check(policy: Policy) -> list[tuple[Path_, str]]:
             problems.append((("routes", i, "escalation"), f"no escalation named {route.escalation!r}"))
     if policy.default_escalation not in policy.escalations:
         problems.append((("default_escalation",), f"no escalation named {policy.default_escalation!r}"))
+    for trigger, steps in policy.playbooks.items():
+        if trigger not in names:
+            problems.append((("playbooks", trigger), f"unknown trigger; choose from {', '.join(names)}"))
+        for i, step in enumerate(steps):
+            if step.link and (problem := _link_problem(step.link)):
+                problems.append((("playbooks", trigger, i, "link"), problem))
     for name, plan in policy.escalations.items():
         if plan.levels[0].after:
             problems.append((("escalations", name, "levels", 0, "after"), "the first level has no delay"))
     return problems
+
+
+def _link_problem(template: str) -> str | None:
+    """Why a step's link template cannot be filled, or None."""
+    try:
+        filled = template.format(**dict.fromkeys(LINK_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError) as exc:
+        return f"cannot fill {template!r} ({type(exc).__name__}: {exc}); use {{{'}, {'.join(LINK_FIELDS)}}}"
+    if not filled or not template.startswith(("https://", "http://", "{console_url}")):
+        return "must be an http(s) URL or start with {console_url}"
+    return None
 
 
 def _line_index(node: yaml.Node, path: Path_ = (), index: dict[Path_, int] | None = None) -> dict[Path_, int]:

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from services.alerts.models import Alert, AlertTransition, Delivery, DeliveryAttempt
 from services.alerts.policy import parse_duration
-from services.alerts.states import AlertState, DeliveryState
+from services.alerts.states import AlertState, DeliveryState, TaskState
 
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_SNOOZE = timedelta(days=366)
@@ -96,11 +96,47 @@ class AlertOut(BaseModel):
     snoozed_until: datetime | None
     resolved_at: datetime | None
     inhibited_by: int | None
+    tasks_open: int = Field(default=0, description="playbook steps not done or skipped yet")
+
+
+class TaskOut(BaseModel):
+    """One playbook step of the alert's rescue plan."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    trigger: str
+    position: int
+    title: str
+    role: str
+    due_at: datetime
+    link: str | None
+    state: TaskState
+    note: str | None
+    done_by: str | None
+    done_at: datetime | None
+    escalated_at: datetime | None = Field(description="when it escalated the alert for being overdue")
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+
+
+class TaskIn(BaseModel):
+    """Marking a step done or skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Actor | None = Field(default=None, description="who did it (default: api)")
+    note: Annotated[str, Field(max_length=2000)] | None = Field(
+        default=None, description="what was done, or why it was skipped"
+    )
 
 
 class AlertDetail(AlertOut):
     transitions: list[TransitionOut]
     deliveries: list[DeliveryOut]
+    tasks: list[TaskOut] = Field(default_factory=list, description="the playbook steps, soonest due first")
 
 
 class AlertList(BaseModel):

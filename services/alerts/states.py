@@ -1,4 +1,4 @@
-"""The states of an alert and of a delivery, and which action is allowed from which alert state."""
+"""The states of an alert, of a delivery and of a task, and which action is allowed from which alert state."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ class DeliveryState(StrEnum):
     failed = "failed"
     uncertain = "uncertain"
     cancelled = "cancelled"
+
+
+class TaskState(StrEnum):
+    """A playbook step of an alert: open until a person marks it done or skipped."""
+
+    open = "open"
+    done = "done"
+    skipped = "skipped"
 
 
 class AlertAction(StrEnum):
