@@ -63,10 +63,13 @@ ROUTE_SCOPES: dict[tuple[str, str, str], str] = {
     ("alerts", "POST", "/v1/alerts/{alert_id}/ack"): "alerts:write",
     ("alerts", "POST", "/v1/alerts/{alert_id}/snooze"): "alerts:write",
     ("alerts", "POST", "/v1/alerts/{alert_id}/resolve"): "alerts:write",
+    ("alerts", "GET", "/v1/alerts/{alert_id}/tasks"): "risk:read",
+    ("alerts", "POST", "/v1/alerts/{alert_id}/tasks/{task_id}/done"): "alerts:write",
+    ("alerts", "POST", "/v1/alerts/{alert_id}/tasks/{task_id}/skip"): "alerts:write",
     ("alerts", "GET", "/v1/alert-links/{token}"): SIGNED_LINK,
     ("alerts", "POST", "/v1/alert-links/{token}"): SIGNED_LINK,
 }
-PATH_VALUES = {"account_id": "acme", "alert_id": "1", "token": "x.y"}
+PATH_VALUES = {"account_id": "acme", "alert_id": "1", "task_id": "1", "token": "x.y"}
 
 
 def _walk(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
