@@ -116,6 +116,25 @@ def snooze(
     return redirect(safe_path(back, "/alerts"))
 
 
+@router.post("/alerts/{alert_id}/tasks/{task_id}/{verb}")
+def finish_task(
+    alert_id: int,
+    task_id: int,
+    verb: Literal["done", "skip"],
+    console: ConsoleDep,
+    user: UserDep,
+    csrf: Token = "",
+    back: Token = "/alerts",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Mark a playbook step done or skipped, with an optional note."""
+    check_csrf(user, csrf)
+    require(user, "alerts:write", "work on rescue plans")
+    body = {"by": user.user[:200], "note": note.strip() or None}
+    console.apis.task_action(user.key, alert_id, task_id, verb, body)
+    return redirect(safe_path(back, "/alerts"))
+
+
 @router.post("/alerts/ack")
 def acknowledge_many(
     console: ConsoleDep,

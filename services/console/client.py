@@ -85,5 +85,14 @@ class Apis:
         params = {k: v for k, v in params.items() if v is not None}
         return self.call(self.alerts, "GET", "/v1/alerts", key, params=params)["alerts"]
 
+    def alert_tasks(self, key: str, alert_id: int) -> list[dict[str, Any]]:
+        found = self.call(self.alerts, "GET", f"/v1/alerts/{int(alert_id)}/tasks", key)
+        tasks: list[dict[str, Any]] = found["tasks"]
+        return tasks
+
+    def task_action(self, key: str, alert_id: int, task_id: int, verb: str, body: dict[str, Any]) -> Any:
+        path = f"/v1/alerts/{int(alert_id)}/tasks/{int(task_id)}/{verb}"
+        return self.call(self.alerts, "POST", path, key, json=body)
+
     def alert_action(self, key: str, alert_id: int, action: str, body: dict[str, Any]) -> Any:
         return self.call(self.alerts, "POST", f"/v1/alerts/{int(alert_id)}/{action}", key, json=body)

@@ -92,6 +92,10 @@ def _brief(console: Console, user: UserSession, account_id: str, timeline_limit:
         optional(lambda: apis.revenue(key, {**year, "account": account_id})),
     )
     now = console.clock.now()
+    active = [a for a in alerts if a["state"] != "resolved"]
+    steps = apis.together(*[lambda a=a: apis.alert_tasks(key, a["id"]) for a in active])
+    for alert, tasks in zip(active, steps, strict=True):
+        alert["tasks"] = tasks
     return {
         "account": account,
         "risk": risk,
@@ -100,7 +104,7 @@ def _brief(console: Console, user: UserSession, account_id: str, timeline_limit:
         "timeline": timeline["items"],
         "relmap": views.relationship_map(contacts["items"], plan["contacts"], now),
         "plan": plan,
-        "alerts": [a for a in alerts if a["state"] != "resolved"],
+        "alerts": active,
         "days_to_renewal": views.days_until(account.get("renewal_date"), now.date()),
         # NRR, GRR and NPS over the last 12 months (one currency: the account's own)
         "revenue": next(iter((revenue or {}).get("totals") or []), None),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,42 @@ from services.signals.scoring import load_scorecard
 from shared.clock import Clock, clock_from_env
 from shared.db import make_engine, make_sessionmaker
 from shared.logging import configure_logging
+
+
+class AlertsUnavailable(Exception):
+    """The alerts service could not be asked (down, wrong URL, key refused)."""
+
+
+def _local_key() -> str:
+    path = Path(os.environ.get("KAMWATCH_VAR_DIR", "var")) / "api-key"
+    return path.read_text().strip() if path.exists() else ""
+
+
+def _alerts_over_http(base: str, key: str) -> Callable[[str], list[dict[str, Any]]]:
+    """Each account's alerts in detail (with tasks) from the alerts service's public API."""
+    import httpx
+
+    client = httpx.Client(base_url=base.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+    def get(path: str, **params: Any) -> Any:
+        try:
+            response = client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise AlertsUnavailable(f"{base} did not answer ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            message = (
+                response.json().get("message", "")
+                if response.headers.get("content-type", "").startswith("application/json")
+                else ""
+            )
+            raise AlertsUnavailable(f"{base}{path} answered {response.status_code} {message}".strip())
+        return response.json()
+
+    def alerts_of(account_id: str) -> list[dict[str, Any]]:
+        listed = get("/v1/alerts", account=account_id, limit=1000)["alerts"]
+        return [get(f"/v1/alerts/{int(a['id'])}") for a in listed]
+
+    return alerts_of
 
 
 def _settings() -> SignalsSettings:
@@ -225,9 +263,19 @@ def _day(_ctx: click.Context, _param: click.Parameter, text: str | None) -> date
 )
 @click.option("--since", callback=_day, default=None, help="only churns on or after YYYY-MM-DD")
 @click.option("--out", default=".", show_default=True, help="folder for postmortem.md and the chart")
-def postmortem(since: date | None, out: str) -> int:
-    """Churn post-mortems as Markdown plus a PNG chart: reason, lead times, drivers, missed churns
-    (definitions: docs/metrics.md)."""
+@click.option(
+    "--alerts-url",
+    envvar="KAMWATCH_ALERTS_URL",
+    default="http://127.0.0.1:8003",
+    show_default=True,
+    help="the alerts service, for each churn's alerts, acknowledgement times and playbook steps",
+)
+@click.option(
+    "--api-key", envvar="KAMWATCH_API_KEY", default=None, help="risk:read key (default: var/api-key)"
+)
+def postmortem(since: date | None, out: str, alerts_url: str, api_key: str | None) -> int:
+    """Churn post-mortems as Markdown plus a PNG chart: reason, lead times, drivers, missed churns,
+    and the alerts each churn got with their acknowledgement times (definitions: docs/metrics.md)."""
     from services.signals import postmortem as reports
 
     settings = _settings()
@@ -238,6 +286,11 @@ def postmortem(since: date | None, out: str) -> int:
             body = reports.report(session, start)
     finally:
         engine.dispose()
+    try:
+        reports.with_alerts(body, _alerts_over_http(alerts_url, api_key or _local_key()))
+    except AlertsUnavailable as exc:
+        body["alerts_error"] = str(exc)
+        click.echo(f"warning: alerts not included: {exc}", err=True)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / "postmortem-lead-times.png"

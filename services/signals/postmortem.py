@@ -1,13 +1,15 @@
 """Churn post-mortems from what signals stores: the churn reason, when kamwatch first flagged the
 account (amber, red) and the lead times, the top drivers 90 and 30 days before, the churns it
 missed, and roll-ups (docs/metrics.md#post-mortems). Alerts, acknowledgements and playbook steps
-live in the alerts service and are not read here (services never read each other's tables)."""
+live in the alerts service: `kamwatch postmortem` adds them from its HTTP API (`with_alerts`), as
+services never read each other's tables."""
 
 from __future__ import annotations
 
 import json
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -135,6 +137,81 @@ def rollups(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# --- alerts and acknowledgements (from the alerts service's API; `kamwatch postmortem`) ------------
+AlertsOf = Callable[[str], list[dict[str, Any]]]
+
+
+def _minutes(start: str, end: str | None) -> int | None:
+    if end is None:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60)
+
+
+def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
+    """One alert of a churned account as the post-mortem shows it (from GET /v1/alerts/{id})."""
+    steps = alert.get("tasks") or []
+    return {
+        "id": alert["id"],
+        "opened_at": alert["opened_at"],
+        "severity": alert["severity"],
+        "triggers": [t["trigger"] for t in alert.get("triggers", [])],
+        "level": alert.get("level"),
+        "acknowledged_at": alert.get("acknowledged_at"),
+        "acknowledged_by": alert.get("acknowledged_by"),
+        "minutes_to_ack": _minutes(alert["opened_at"], alert.get("acknowledged_at")),
+        "steps_done": [t["title"] for t in steps if t["state"] == "done"],
+        "steps_skipped": [t["title"] for t in steps if t["state"] == "skipped"],
+        "steps_open": [t["title"] for t in steps if t["state"] == "open"],
+    }
+
+
+def with_alerts(body: dict[str, Any], alerts_of: AlertsOf) -> dict[str, Any]:
+    """Each churned account's alerts opened before its churn, with acknowledgement times and the
+    playbook steps done; roll-up: the median time to acknowledge."""
+    waits: list[int] = []
+    for item in body["items"]:
+        churned = datetime.fromisoformat(item["churned_at"])
+        found = [a for a in alerts_of(item["account_id"]) if datetime.fromisoformat(a["opened_at"]) < churned]
+        item["alerts"] = [alert_view(a) for a in sorted(found, key=lambda a: (a["opened_at"], a["id"]))]
+        waits += [a["minutes_to_ack"] for a in item["alerts"] if a["minutes_to_ack"] is not None]
+    alerts = sum(len(i["alerts"]) for i in body["items"])
+    body["rollups"]["alerts"] = {
+        "alerts": alerts,
+        "acknowledged": len(waits),
+        "median_minutes_to_ack": statistics.median(waits) if waits else None,
+    }
+    return body
+
+
+def _alerts_lines(body: dict[str, Any]) -> list[str]:
+    if body.get("alerts_error"):
+        return ["## Alerts", "", f"Alerts not included: {body['alerts_error']}", ""]
+    if "alerts" not in body["rollups"]:
+        return []
+    roll = body["rollups"]["alerts"]
+    lines = [
+        "## Alerts before the churn",
+        "",
+        f"{roll['alerts']} alerts, {roll['acknowledged']} acknowledged; median time to acknowledge: "
+        f"{roll['median_minutes_to_ack']} minutes.",
+        "",
+        "| account | alert | opened | triggers | acknowledged (after) | steps done / skipped / open |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in body["items"]:
+        for a in item.get("alerts", []):
+            when = (a["acknowledged_at"] or "")[:16].replace("T", " ")
+            ack = f"{when} by {a['acknowledged_by']} ({a['minutes_to_ack']} min)" if when else "never"
+            ack = ack.replace("|", "/")
+            steps = f"{len(a['steps_done'])} / {len(a['steps_skipped'])} / {len(a['steps_open'])}"
+            done = "; ".join(a["steps_done"]).replace("|", "/")
+            lines.append(
+                f"| {item['account_id']} | #{a['id']} {a['severity']} | {a['opened_at'][:10]} "
+                f"| {', '.join(a['triggers'])} | {ack} | {steps}{(': ' + done) if done else ''} |"
+            )
+    return [*lines, ""]
+
+
 # --- the offline report (kamwatch postmortem) ------------------------------------------------------
 def markdown(body: dict[str, Any], chart: str | None) -> str:
     roll = body["rollups"]
@@ -189,12 +266,7 @@ def markdown(body: dict[str, Any], chart: str | None) -> str:
         f"| {r['segment']} | {r['tier']} | {r['reason_category']} | {r['accounts']} |"
         for r in roll["reasons"]
     ]
-    lines += [
-        "",
-        "Alerts, acknowledgement times and playbook steps are not in this report: they live in the alerts "
-        "service (GET /v1/alerts).",
-        "",
-    ]
+    lines += ["", *_alerts_lines(body)]
     return "\n".join(lines)
 
 

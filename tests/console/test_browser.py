@@ -59,6 +59,19 @@ def test_the_alert_email_links_to_the_brief_where_the_alert_is_acknowledged(page
     assert "acknowledged" in page.locator(f"article[data-alert-id='{alert_id}'] .state").inner_text().lower()
     detail = stack.api(stack.alerts, f"/v1/alerts/{alert_id}")
     assert detail["state"] == "acknowledged" and detail["acknowledged_by"] == "dana@example.com"
+    # Its rescue plan: the first step is marked done from the page, with a note; acknowledging
+    # closed none of the steps.
+    steps = page.locator(f"article[data-alert-id='{alert_id}'] ol.tasks li.task-open")
+    assert steps.count() == len(detail["tasks"]) >= 2
+    first = steps.first
+    task_id = int(first.get_attribute("data-task-id") or 0)
+    first.locator("input[name=note]").fill("called the sponsor <b>Ira</b>")
+    first.locator("button", has_text="Done").click()
+    page.wait_for_url(re.compile(r".*/accounts/acme.*"))
+    done = page.locator(f"li.task-done[data-task-id='{task_id}']")
+    assert "called the sponsor <b>Ira</b>" in done.inner_text()  # escaped, shown as text
+    tasks = {t["id"]: t for t in stack.api(stack.alerts, f"/v1/alerts/{alert_id}/tasks")["tasks"]}
+    assert tasks[task_id]["state"] == "done" and tasks[task_id]["done_by"] == "dana@example.com"
     shot(page, "acknowledged")
 
 

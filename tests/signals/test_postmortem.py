@@ -4,14 +4,21 @@ missed churns, roll-ups; the API and `kamwatch postmortem` (Markdown + PNG). Bot
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.alerts import repository
+from services.alerts.config import AlertsSettings
+from services.alerts.lifecycle import account_values
+from services.signals import postmortem
 from services.signals.models import RiskHistory
+from shared.clock import ManualClock
+from shared.config import CommonSettings
+from shared.contracts import AccountRecord, RiskChange
 from shared.db import transaction
 from tests.signals.streams import event
 from tests.signals.test_training import kamwatch, store_history
@@ -151,3 +158,97 @@ def test_post_mortem_reports_lead_times_drivers_and_missed_churns(
     assert (tmp_path / "postmortem-lead-times.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = kamwatch(service_env(), "postmortem", "--since", "June")
     assert bad.returncode != 0 and "use YYYY-MM-DD" in bad.stderr
+
+
+def _alerts_app(common: CommonSettings, clock: ManualClock) -> TestClient:
+    from services.alerts.app import create_app as alerts_app
+
+    settings = AlertsSettings(common=common, grouping_window_s=120)
+    return TestClient(alerts_app(settings, clock=clock, with_consumer=False))
+
+
+def _alert_story(alerts: TestClient, clock: ManualClock, auth: dict[str, str]) -> None:
+    """acme's alerts as the alerts service kept them: the amber alert of 21 Aug acknowledged after
+    90 minutes with its first playbook step done, the red one of 19 Sep never acknowledged."""
+    lifecycle = alerts.app.state.lifecycle  # type: ignore[attr-defined]
+    sessions = alerts.app.state.sessions  # type: ignore[attr-defined]
+    record = AccountRecord(
+        id="acme",
+        name="Acme",
+        arr=120000,
+        tier="strategic",
+        owner={"name": "Olivia", "email": "olivia@example.com"},
+    )
+    with transaction(sessions) as session:
+        repository.upsert_account(session, account_values(record, at(8, 1)))
+    for when, band, previous in ((at(8, 21), "amber", "green"), (at(9, 19), "red", "amber")):
+        clock.set(when)
+        change = RiskChange(
+            account_id="acme",
+            score=SCORES[band],
+            band=band,  # type: ignore[arg-type]
+            previous_band=previous,  # type: ignore[arg-type]
+            previous_score=SCORES[band] - 0.05,  # no score_rise: only the band triggers
+            model_version="m1",
+            as_of=when,
+        )
+        with transaction(sessions) as session:
+            lifecycle.on_risk(session, change, when)
+        clock.set(when + timedelta(minutes=3))  # past the grouping window: the owner is told
+        alerts.app.state.processor.advance_due()  # type: ignore[attr-defined]
+    amber, red = sorted(a["id"] for a in alerts.get("/v1/alerts", headers=auth).json()["alerts"])
+    clock.set(at(8, 21) + timedelta(minutes=90))  # (a clock moved back: only the ack time matters)
+    assert alerts.post(f"/v1/alerts/{amber}/ack", json={"by": "Olivia"}, headers=auth).status_code == 200
+    first = alerts.get(f"/v1/alerts/{amber}/tasks", headers=auth).json()["tasks"][0]
+    done = alerts.post(f"/v1/alerts/{amber}/tasks/{first['id']}/done", json={"by": "Olivia"}, headers=auth)
+    assert done.status_code == 200 and red > amber
+
+
+def test_post_mortem_lists_each_churn_s_alerts_with_ack_times_and_steps_from_the_alerts_api(
+    api: TestClient,
+    auth: dict[str, str],
+    db: sessionmaker[Session],
+    common_settings: CommonSettings,
+    service_env: Callable[..., dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    history(api, auth, db)
+    clock = ManualClock(at(8, 1))
+    with _alerts_app(common_settings, clock) as alerts:
+        _alert_story(alerts, clock, auth)
+
+        def alerts_of(account: str) -> list[dict[str, Any]]:  # what the CLI asks over HTTP
+            listed = alerts.get("/v1/alerts", params={"account": account}, headers=auth).json()["alerts"]
+            return [alerts.get(f"/v1/alerts/{a['id']}", headers=auth).json() for a in listed]
+
+        with transaction(db) as session:
+            body = postmortem.with_alerts(postmortem.report(session, at(6, 1)), alerts_of)
+    globex, acme = body["items"]
+    assert globex["alerts"] == [] and globex["missed"] is True
+    amber, red = acme["alerts"]
+    assert (amber["opened_at"][:10], amber["triggers"], amber["minutes_to_ack"]) == (
+        "2026-08-21",
+        ["band_amber"],
+        90,
+    )
+    assert amber["acknowledged_by"] == "Olivia" and len(amber["steps_done"]) == 1
+    assert len(amber["steps_open"]) == len(amber["steps_done"] + amber["steps_open"]) - 1 >= 1
+    assert (red["opened_at"][:10], red["acknowledged_at"], red["minutes_to_ack"]) == (
+        "2026-09-19",
+        None,
+        None,
+    )
+    assert body["rollups"]["alerts"] == {"alerts": 2, "acknowledged": 1, "median_minutes_to_ack": 90}
+    report = postmortem.markdown(body, None)
+    assert "median time to acknowledge: 90 minutes" in report
+    assert "| acme | #" in report and "(90 min) | 1 / 0 /" in report and "| never |" in report
+
+    # The CLI with the alerts service unreachable still writes the report, and says what is missing.
+    done = kamwatch(
+        service_env(KAMWATCH_ALERTS_URL="http://127.0.0.1:9"), "postmortem", "--out", str(tmp_path)
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "alerts not included: http://127.0.0.1:9 did not answer" in done.stderr
+    assert (
+        "Alerts not included: http://127.0.0.1:9 did not answer" in (tmp_path / "postmortem.md").read_text()
+    )
