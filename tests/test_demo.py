@@ -4,11 +4,14 @@ words, and a real e-mail and Slack message sit in the local sinks (issue 6, acce
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from kamwatch.dev.simulator.demo import DEMO_SPOTLIGHT, demo_config
+from kamwatch.dev.simulator.generator import Simulation
 from tests.helpers import wait_for
 from tests.test_run import Stack
 
@@ -50,5 +53,27 @@ def test_the_demo_turns_an_account_red_and_delivers_its_alerts(demo: Stack) -> N
     outbox = demo.var / "outbox"
     wait_for(lambda: list((outbox / "mail").glob("*.eml")), 120, "an e-mail in the mail sink")
     wait_for(lambda: list((outbox / "slack").glob("*.json")), 120, "a message in the Slack receiver")
+    check_spotlight_trends(demo, auth)
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=60) == 0
+
+
+def check_spotlight_trends(demo: Stack, auth: dict[str, str]) -> None:
+    """Issue 15: the weekly risk trend of a spotlight account (scripted to slide from 21 days
+    before the live phase) has at least 16 points over the 120-day backfill; it is green in every
+    week before the slide began and it has left green by the last week."""
+    now = datetime.now(UTC)
+    config = demo_config(now)
+    slide = config.live_start - timedelta(days=21)
+    changed = 0
+    for account in Simulation(config).accounts[:DEMO_SPOTLIGHT]:
+        url = demo.url("signals") + f"/v1/accounts/{account.id}/risk/trend?weeks=16"
+        points = httpx.get(url, headers=auth, timeout=60).json()["points"]
+        assert len(points) >= 16, (account.id, points)
+        before = [p["band"] for p in points if datetime.fromisoformat(p["as_of"]) < slide - timedelta(days=7)]
+        assert before and set(before) == {"green"}, (account.id, [(p["as_of"], p["band"]) for p in points])
+        if points[-1]["band"] in ("amber", "red"):
+            changed += 1
+            first = next(p for p in points if p["band"] != "green")
+            assert datetime.fromisoformat(first["as_of"]) >= slide - timedelta(days=7), (account.id, first)
+    assert changed >= DEMO_SPOTLIGHT - 1, "the spotlight accounts' trends should end amber or red"
