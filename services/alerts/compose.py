@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from email.utils import formataddr
 from typing import Any
 from urllib.parse import quote
@@ -12,7 +13,14 @@ from urllib.parse import quote
 from services.alerts.config import AlertsSettings
 from services.alerts.escalation import Fired, Recipient, quiet_until
 from services.alerts.links import LinkClaim, sign
-from services.alerts.messages import Envelope, MessageContext, email_message, message_id, slack_payload
+from services.alerts.messages import (
+    Envelope,
+    MessageContext,
+    email_message,
+    message_id,
+    money,
+    slack_payload,
+)
 from services.alerts.models import Alert, AlertAccount, AlertTask
 from services.alerts.policy import Policy, describe
 from services.alerts.states import DeliveryState, TaskState
@@ -20,6 +28,13 @@ from shared.contracts import RiskChange
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+
+def _renewal(day: date | None, now: datetime) -> str | None:
+    if day is None:
+        return None
+    days = (day - now.date()).days
+    return f"{day.isoformat()} (in {days} days)" if days >= 0 else f"{day.isoformat()} ({-days} days ago)"
 
 
 def next_steps(steps: Sequence[AlertTask], people: dict[str, Any]) -> list[str]:
@@ -161,6 +176,9 @@ class Composer:
             next_steps=next_steps(steps, account.people) if links else [],
             escalates=self.escalates(alert, account) if links else None,
             snooze_for=describe(self.policy.snooze_for),
+            renewal=_renewal(account.renewal_date, now),
+            at_risk=money(account.arr * Decimal(str(change.score)), account.currency),
+            mention=person.handle if person.channel == "slack" else None,
         )
 
     def escalates(self, alert: Alert, account: AlertAccount) -> str | None:

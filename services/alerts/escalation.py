@@ -112,6 +112,7 @@ class Recipient:
     name: str
     role: str
     timezone: str | None = None
+    handle: str | None = None  # Slack member ID, mentioned in Slack messages
 
 
 def quiet_until(
@@ -147,9 +148,8 @@ def recipients(
     name, zone = str(person.get("name") or role), person.get("timezone")
     found = []
     if "slack" in channels and (person.get("slack_webhook") or default_webhook):
-        found.append(
-            Recipient("slack", str(person.get("slack_webhook") or default_webhook), name, role, zone)
-        )
+        webhook = str(person.get("slack_webhook") or default_webhook)
+        found.append(Recipient("slack", webhook, name, role, zone, person.get("slack_handle")))
     if "email" in channels and person.get("email"):
         found.append(Recipient("email", str(person["email"]), name, role, zone))
     return found

@@ -63,6 +63,7 @@ def account_values(record: AccountRecord, now: datetime) -> dict[str, Any]:
         "currency": record.currency,
         "tier": record.tier,
         "segment": record.segment,
+        "renewal_date": record.renewal_date,
         "people": people,
         "deleted": record.deleted,
         "updated_at": now,

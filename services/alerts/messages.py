@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ TRIGGER_WORDS = {
     "band_amber": "entered the amber risk band",
     "score_rise": "risk score rose sharply",
 }
+SLACK_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 KIND_WORDS = {
     "notify": "Churn risk",
     "escalation": "Escalated: churn risk",
@@ -49,6 +51,9 @@ class MessageContext:
     next_steps: list[str] = field(default_factory=list)  # open playbook steps with due dates
     escalates: str | None = None  # to whom and when it climbs next
     snooze_for: str = "4 hours"  # the Snooze link's length, on its button
+    renewal: str | None = None  # "2027-01-15 (in 75 days)"
+    at_risk: str | None = None  # revenue at risk, ARR x score, in the account's currency
+    mention: str | None = None  # the recipient's Slack handle
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,6 +76,10 @@ def summary_lines(ctx: MessageContext) -> list[str]:
     lines = [f"Account: {ctx.account_name} (ARR {money(ctx.arr, ctx.currency)})"]
     band = ctx.band.upper() + (f", was {ctx.previous_band.upper()}" if ctx.previous_band else "")
     lines.append(f"Risk score: {ctx.score * 100:.0f}/100 ({band})")
+    if ctx.at_risk and ctx.kind != "resolution":
+        lines.append(f"Revenue at risk: {ctx.at_risk}")
+    if ctx.renewal and ctx.kind != "resolution":
+        lines.append(f"Renewal: {ctx.renewal}")
     if ctx.kind == "resolution":
         lines.append(f"Resolved: {ctx.reason}")
         return lines
@@ -118,8 +127,12 @@ def slack_payload(ctx: MessageContext) -> dict[str, object]:
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"kamwatch alert #{ctx.alert_id}"}]}
     )
     # The top-level text is mrkdwn too (notifications, fallback): escaped like the blocks, so an
-    # account named "<!channel>" cannot ping a whole channel or render a disguised link.
-    return {"text": mrkdwn(headline(ctx)), "blocks": blocks}
+    # account named "<!channel>" cannot ping a whole channel or render a disguised link. The
+    # recipient is @mentioned only by a handle that is a plain Slack ID or name.
+    mention = f"<@{ctx.mention}> " if ctx.mention and SLACK_HANDLE.fullmatch(ctx.mention) else ""
+    if mention:
+        blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": mention.strip()}})
+    return {"text": mention + mrkdwn(headline(ctx)), "blocks": blocks}
 
 
 def email_text(ctx: MessageContext) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -51,6 +52,7 @@ class AlertAccount(Base):
     currency: Mapped[str] = mapped_column(String(3))
     tier: Mapped[str] = mapped_column(String(50))
     segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    renewal_date: Mapped[date | None] = mapped_column(Date, nullable=True)
     people: Mapped[dict[str, Any]] = mapped_column(JSON)  # {owner, manager, executive_sponsor: Person}
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

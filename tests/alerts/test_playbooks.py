@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,22 @@ def db(settings: AlertsSettings) -> Iterator[sessionmaker[Session]]:
     factory = make_sessionmaker(engine)
     with transaction(factory) as session:
         for account in ["acme", *(f"acct-{t}" for t in FIRES)]:
-            people = {r: person(r, account) for r in ("owner", "manager", "executive_sponsor")}
-            record = AccountRecord(id=account, name=account.title(), arr=120000, tier="strategic", **people)
+            people: dict[str, Any] = {
+                r: person(r, account) for r in ("owner", "manager", "executive_sponsor")
+            }
+            people["owner"] |= {
+                "slack_webhook": "https://hooks.slack.com/services/T/B/acme",
+                "slack_handle": "U0ACME",
+            }
+            record = AccountRecord(
+                id=account,
+                name=account.title(),
+                arr=120000,
+                currency="EUR",
+                tier="strategic",
+                renewal_date=date(2027, 1, 15),
+                **people,
+            )
             repository.upsert_account(session, account_values(record, T0))
     yield factory
     engine.dispose()
@@ -153,6 +167,11 @@ def test_messages_list_the_next_steps_and_an_overdue_step_escalates_an_acknowled
     )
     assert "due Mon 09 Nov 2026" in text  # the sponsor's step, within 5 business days
     assert "Escalates to Manager of acme (manager) at 2026-11-03 09:03 UTC unless acknowledged" in text
+    assert "Renewal: 2027-01-15 (in 74 days)" in text and "Revenue at risk: EUR 96,000" in text
+    [slack] = [d for d in messages_to(db, "https://hooks.slack.com/services/T/B/acme")]
+    payload = json.loads(slack.payload)
+    assert payload["text"].startswith("<@U0ACME> ") and "Next steps" in json.dumps(payload["blocks"])
+    assert "Snooze 4 hours" in json.dumps(payload["blocks"])
 
     # Unacknowledged, an overdue step is only noted: the alert's own schedule climbs.
     alert = the_alert(db, "acme")
@@ -267,3 +286,30 @@ def test_a_broken_playbook_fails_check_policy_naming_line_and_field(tmp_path: Pa
     with pytest.raises(ConfigError) as raised:
         parse_policy(unknown.replace("  band_red:", "  band_purple:").replace("{acount}", "{account_id}"))
     assert "policy.yaml:11: playbooks.band_purple: unknown trigger; choose from band_red" in str(raised.value)
+
+
+def test_only_a_plain_slack_handle_is_mentioned() -> None:
+    from decimal import Decimal
+
+    from services.alerts.messages import MessageContext, slack_payload
+
+    base = {
+        "alert_id": 1,
+        "kind": "notify",
+        "level": 1,
+        "account_name": "Acme",
+        "arr": Decimal(1000),
+        "currency": "EUR",
+        "score": 0.8,
+        "band": "red",
+        "previous_band": "green",
+        "triggers": ["band_red"],
+        "drivers": [],
+        "changes": [],
+        "recipient_name": "Olivia",
+        "role": "owner",
+    }
+    assert slack_payload(MessageContext(**base, mention="U0ACME"))["text"].startswith("<@U0ACME> ")
+    for hostile in ("<!channel>", "U1>|x", "@here"):
+        text = str(slack_payload(MessageContext(**base, mention=hostile)))
+        assert "<@" not in text and "<!channel>" not in text
