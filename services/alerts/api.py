@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from services.alerts import metrics, repository, tasks
 from services.alerts.lifecycle import Lifecycle
 from services.alerts.links import LinkInvalid, verify
-from services.alerts.models import Alert
+from services.alerts.models import Alert, AlertAccount
 from services.alerts.schemas import (
     ActionIn,
     AlertDetail,
@@ -50,12 +50,12 @@ def _load(session: Session, alert_id: int) -> Alert:
     return alert
 
 
-def _detail(session: Session, alert: Alert) -> AlertDetail:
+def _detail(session: Session, alert: Alert, now: datetime | None = None) -> AlertDetail:
     deliveries = repository.deliveries(session, alert.id)
     attempts = repository.attempts(session, [d.id for d in deliveries])
     steps = tasks.of_alert(session, alert.id)
     return AlertDetail(
-        **alert_out(alert),
+        **alert_out(alert, session.get(AlertAccount, alert.account_id), now),
         tasks_open=sum(1 for t in steps if t.state == TaskState.open),
         transitions=[transition_out(t) for t in repository.transitions(session, alert.id)],
         deliveries=[delivery_out(d, [a for a in attempts if a.delivery_id == d.id]) for d in deliveries],
@@ -67,6 +67,7 @@ def _detail(session: Session, alert: Alert) -> AlertDetail:
 def list_alerts(
     _auth: ReadAuth,
     session: SessionDep,
+    clock: ClockDep,
     state: AlertState | None = Query(default=None, description="open, acknowledged, snoozed or resolved"),
     owner: str | None = Query(default=None, description="owner e-mail or name"),
     account: str | None = Query(default=None, description="account id"),
@@ -75,16 +76,20 @@ def list_alerts(
 ) -> AlertList:
     rows = repository.list_alerts(session, state, owner, account, limit, before)
     open_tasks = tasks.open_due(session, [a.id for a in rows])
-    alerts = [AlertOut(**alert_out(a), tasks_open=open_tasks[a.id]) for a in rows]
+    accounts = repository.accounts_of(session, {a.account_id for a in rows})
+    now = clock.now()
+    alerts = [
+        AlertOut(**alert_out(a, accounts.get(a.account_id), now), tasks_open=open_tasks[a.id]) for a in rows
+    ]
     return AlertList(alerts=alerts, next_before=alerts[-1].id if len(alerts) == limit else None)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail)
-def get_alert(_auth: ReadAuth, session: SessionDep, alert_id: AlertId) -> AlertDetail:
+def get_alert(_auth: ReadAuth, session: SessionDep, clock: ClockDep, alert_id: AlertId) -> AlertDetail:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert with id {alert_id}")
-    return _detail(session, alert)
+    return _detail(session, alert, clock.now())
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class Acting:
         alert = _load(self.session, alert_id)
         action(self.lifecycle, self.session, alert, self.now)
         self.session.flush()
-        return _detail(self.session, alert)
+        return _detail(self.session, alert, self.now)
 
 
 def _acting(_auth: WriteAuth, session: SessionDep, lifecycle: LifecycleDep, clock: ClockDep) -> Acting:

@@ -39,6 +39,14 @@ def get_account(session: Session, account_id: str) -> AlertAccount | None:
     return None if account is None or account.deleted else account
 
 
+def accounts_of(session: Session, account_ids: set[str]) -> dict[str, AlertAccount]:
+    """The read copies of these accounts (deleted ones too: an old alert still shows its name)."""
+    if not account_ids:
+        return {}
+    query = select(AlertAccount).where(AlertAccount.account_id.in_(sorted(account_ids)))
+    return {a.account_id: a for a in session.scalars(query)}
+
+
 def record_score(session: Session, account_id: str, as_of: datetime, score: float) -> None:
     row = {"account_id": account_id, "as_of": as_of, "score": score}
     insert_ignore(session, RiskScore.__table__, [row], ["account_id", "as_of"])  # type: ignore[arg-type]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from services.alerts.models import Alert, AlertTransition, Delivery, DeliveryAttempt
+from services.alerts.models import Alert, AlertAccount, AlertTransition, Delivery, DeliveryAttempt
 from services.alerts.policy import parse_duration
 from services.alerts.states import AlertState, DeliveryState, TaskState
 
@@ -97,6 +98,11 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     inhibited_by: int | None
     tasks_open: int = Field(default=0, description="playbook steps not done or skipped yet")
+    account_name: str | None = Field(default=None, description="from the registry (read copy)")
+    arr: Decimal | None = Field(default=None, description="the account's ARR, in `currency`")
+    currency: str | None = None
+    renewal_date: date | None = None
+    age_hours: float = Field(default=0.0, description="hours since the alert opened")
 
 
 class TaskOut(BaseModel):
@@ -144,12 +150,21 @@ class AlertList(BaseModel):
     next_before: int | None = Field(description="pass as ?before= for the next page")
 
 
-def alert_out(alert: Alert) -> dict[str, Any]:
+def alert_out(
+    alert: Alert, account: AlertAccount | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """An alert as the inbox shows it: with its account's name, ARR and renewal date when known."""
     risk = json.loads(alert.risk)
+    end = alert.resolved_at or now or alert.updated_at
     return {
         **{name: getattr(alert, name) for name in AlertOut.model_fields if hasattr(alert, name)},
         "triggers": json.loads(alert.triggers),
         "drivers": [d.get("text", "") for d in risk.get("drivers", [])],
+        "account_name": account.name if account is not None else None,
+        "arr": account.arr if account is not None else None,
+        "currency": account.currency if account is not None else None,
+        "renewal_date": account.renewal_date if account is not None else None,
+        "age_hours": round(max(0.0, (end - alert.opened_at).total_seconds()) / 3600, 1),
     }
 
 

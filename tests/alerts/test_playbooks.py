@@ -236,6 +236,16 @@ def test_done_and_skip_are_recorded_ack_keeps_them_and_resolution_sums_them_up(
         assert unknown.status_code == 422
         listing = client.get("/v1/alerts", params={"account": "acme"}, headers=auth).json()["alerts"]
         assert listing[0]["tasks_open"] == 1  # acknowledging closed none of them
+        # The list reads like an inbox: account, value, renewal, age, level, steps still open.
+        inbox = {k: listing[0][k] for k in ("account_name", "arr", "currency", "renewal_date", "level")}
+        assert inbox == {
+            "account_name": "Acme",
+            "arr": "120000.00",
+            "currency": "EUR",
+            "renewal_date": "2027-01-15",
+            "level": 0,
+        }
+        assert listing[0]["age_hours"] == 0.0 and listing[0]["band"] == "green"
         resolved = client.post(f"/v1/alerts/{alert_id}/resolve", json={"reason": "paid"}, headers=auth).json()
     assert resolved["state"] == "resolved"
     assert "playbook: 1 of 3 steps done, 1 skipped, 1 open" in resolved["transitions"][-1]["reason"]
