@@ -171,7 +171,7 @@ class Composer:
             ack_url=self.link(alert.id, "ack", person, now) if links else None,
             snooze_url=self.link(alert.id, "snooze", person, now) if links else None,
             brief_url=self.brief(account.account_id),
-            reason=note if kind == "resolution" else "",
+            reason=note if kind in ("resolution", "update") else "",
             waited=note if kind == "escalation" else None,
             next_steps=next_steps(steps, account.people) if links else [],
             escalates=self.escalates(alert, account) if links else None,

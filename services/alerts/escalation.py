@@ -38,6 +38,8 @@ def score_rise_trigger(policy: Policy, change: RiskChange, earlier_scores: list[
     rule = policy.triggers.score_rise
     if rule is None:
         return []
+    if BAND_RANK[change.band] < BAND_RANK[rule.min_band]:
+        return []
     baseline = [*earlier_scores, *([change.previous_score] if change.previous_score is not None else [])]
     if not baseline or (change.score - min(baseline)) * 100 < rule.points:
         return []
@@ -49,7 +51,11 @@ def evaluate(policy: Policy, change: RiskChange, earlier_scores: list[float]) ->
     if returned_to_green(change):
         return []
     fired = band_triggers(policy, change) + score_rise_trigger(policy, change, earlier_scores)
-    fired += [Fired(s.name, s.severity) for s in policy.triggers.critical_signals if s.holds(change.features)]
+    fired += [
+        Fired(s.name, s.severity)
+        for s in policy.triggers.critical_signals
+        if BAND_RANK[change.band] >= BAND_RANK[s.min_band] and s.holds(change.features)
+    ]
     return fired
 
 

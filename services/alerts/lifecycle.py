@@ -31,7 +31,7 @@ from services.alerts.escalation import (
     unmuted,
 )
 from services.alerts.models import Alert, AlertAccount, AlertTask
-from services.alerts.policy import Policy
+from services.alerts.policy import SEVERITY_RANK, Policy
 from services.alerts.states import ALLOWED, AlertAction, AlertState
 from shared.contracts import CHURNED, AccountRecord, RiskChange
 from shared.errors import Conflict, ValidationFailed
@@ -244,7 +244,15 @@ class Lifecycle:
     def _open_or_group(
         self, session: Session, change: RiskChange, active: list[Alert], new: list[Fired], now: datetime
     ) -> None:
-        """Join the account's alert still in its grouping window, or open a new one."""
+        """One alert per account episode: join the account's alert that was already sent (an
+        update, or an escalation at once when the severity rises), or the one still in its
+        grouping window, or open a new one."""
+        episode = next(
+            (a for a in sorted(active, key=lambda a: -a.id) if a.level > 0 and a.inhibited_by is None), None
+        )
+        if episode is not None:
+            self._join_episode(session, episode, new, now)
+            return
         wave = next(
             (a for a in active if a.level == 0 and a.state == AlertState.open and a.inhibited_by is None),
             None,
@@ -266,6 +274,47 @@ class Lifecycle:
         if muted:
             self._note(session, wave, SYSTEM, now, f"muted by inhibition: {_names(muted)}")
         self._inhibit_others(session, wave, active, now)
+
+    def _join_episode(self, session: Session, alert: Alert, new: list[Fired], now: datetime) -> None:
+        """New triggers of an account whose alert was already sent join that alert. A higher
+        severity reopens it and escalates at once; otherwise its recipients get one update (in
+        the same e-mail thread) after the grouping window, however many triggers arrive in it."""
+        kept, muted = unmuted(self.policy, triggers_of(alert) + new, set())
+        added = [f for f in kept if f in new]
+        if muted:
+            self._note(session, alert, SYSTEM, now, f"muted by inhibition: {_names(muted)}")
+        if not added:
+            return
+        before = alert.severity
+        alert.triggers, alert.severity = _dump_triggers(kept), top_severity(kept)
+        rose = SEVERITY_RANK[alert.severity] > SEVERITY_RANK[before]
+        tasks.create_for(session, self.policy, alert, added, now, self.settings.console_url or "")
+        for fired in added:
+            metrics.OPENED.labels(fired.trigger, fired.severity).inc()
+        if rose:
+            if alert.state != AlertState.open:
+                self._set_state(
+                    session,
+                    alert,
+                    AlertState.open,
+                    SYSTEM,
+                    now,
+                    f"reopened: severity rose to {alert.severity}",
+                )
+                alert.snoozed_until = None
+            alert.pending, alert.next_escalation_at = "escalate", now
+        else:
+            due = now + self.grouping_window
+            alert.pending = alert.pending or "update"
+            if alert.next_escalation_at is None or alert.next_escalation_at > due:
+                alert.next_escalation_at = due
+        self._note(
+            session,
+            alert,
+            SYSTEM,
+            now,
+            f"joined this alert: {_names(added)}" + (f"; severity rose to {alert.severity}" if rose else ""),
+        )
 
     def _open(self, session: Session, change: RiskChange, kept: list[Fired], now: datetime) -> Alert:
         account = repository.get_account(session, change.account_id)
@@ -334,6 +383,14 @@ class Lifecycle:
         plan = self.policy.plan(alert.escalation)
         kind, level = due_step(plan, Position(alert.level, alert.level_since, alert.last_notified_at), now)
         people = account.people
+        if alert.pending == "escalate":  # the next level at once, else the current one again
+            up = min(alert.level + 1, len(plan.levels))
+            reachable = recipients(
+                people, plan.levels[up - 1].role, plan.channels, self.settings.default_slack_webhook
+            )
+            kind, level = "escalation", up if reachable else alert.level
+        elif alert.pending == "update":
+            kind, level = "update", alert.level
         if alert.owner_email is None and people.get("owner"):  # opened before the registry arrived
             alert.owner_email, alert.owner_name = people["owner"].get("email"), people["owner"].get("name")
         found = recipients(
@@ -357,6 +414,16 @@ class Lifecycle:
             log.error("alert.no_recipient", alert_id=alert.id, account_id=alert.account_id)
             return
         self._take_step(session, alert, account, kind, level, found, now)
+
+    def _news(self, session: Session, alert: Alert) -> str:
+        """The triggers that joined since the alert's last message, in words."""
+        since = alert.last_notified_at
+        joined = [
+            t.reason.removeprefix("joined this alert: ")
+            for t in repository.transitions(session, alert.id)
+            if t.reason.startswith("joined this alert: ") and (since is None or t.at >= since)
+        ]
+        return "; ".join(joined) or "new signals"
 
     def task_overdue(self, session: Session, task: AlertTask, alert: Alert, now: datetime) -> None:
         """An open step past its due date, once. While the alert is unacknowledged its own schedule
@@ -406,15 +473,26 @@ class Lifecycle:
     ) -> None:
         plan = self.policy.plan(alert.escalation)
         repeats = alert.repeats + 1 if kind == "repeat" and level == alert.level else 0
+        if (overdue or alert.pending) and level == alert.level:
+            repeats = alert.repeats  # an update at the same level: the repeat numbering goes on
         step = f"T{overdue.id}" if overdue else step_name(kind, level, repeats)
         waited = describe_wait(plan.levels[level - 1].after) if kind == "escalation" else ""
         if overdue:
             waited = f"the step '{overdue.title}' was due {overdue.due_at:%Y-%m-%d %H:%M} UTC and is not done"
+        elif alert.pending:  # a message the episode owes: unique step names, said in words
+            step = f"{'E' if alert.pending == 'escalate' else 'U'}{int(now.timestamp())}"
+            if alert.pending == "escalate":
+                waited = f"the severity rose to {alert.severity}"
+            else:
+                waited = self._news(session, alert)
+            alert.pending = None
         if level != alert.level:
             alert.level_since = now
         alert.level, alert.repeats, alert.last_notified_at, alert.updated_at = level, repeats, now, now
         if alert.state == AlertState.open:  # acknowledged: only overdue steps escalate it further
             alert.next_escalation_at = next_escalation_at(plan, Position(level, alert.level_since, now))
+        elif alert.state == AlertState.acknowledged:
+            alert.next_escalation_at = None
         rows = self.composer.rows(
             repository.email_thread(session, alert.id),
             alert,

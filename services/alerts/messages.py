@@ -21,6 +21,7 @@ KIND_WORDS = {
     "notify": "Churn risk",
     "escalation": "Escalated: churn risk",
     "repeat": "Reminder: churn risk",
+    "update": "Update: churn risk",
     "resolution": "Resolved: churn risk",
 }
 
@@ -84,8 +85,10 @@ def summary_lines(ctx: MessageContext) -> list[str]:
         lines.append(f"Resolved: {ctx.reason}")
         return lines
     lines.append("Why: " + "; ".join(trigger_words(t) for t in ctx.triggers))
+    if ctx.kind == "update" and ctx.reason:
+        lines.append(f"New since the last message: {ctx.reason}")
     if ctx.waited:
-        why = ctx.waited if ctx.waited.startswith("the step") else f"not acknowledged within {ctx.waited}"
+        why = ctx.waited if ctx.waited.startswith("the ") else f"not acknowledged within {ctx.waited}"
         lines.append(f"Escalated to you (level {ctx.level}): {why}")
     if ctx.escalates:
         lines.append(f"Escalates {ctx.escalates}")

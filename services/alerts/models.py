@@ -102,6 +102,9 @@ class Alert(Base):
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     inhibited_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # A message the episode owes: "update" (new triggers joined after the first message) or
+    # "escalate" (the severity rose: the next level at once); taken by the tick, then cleared.
+    pending: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class AlertTransition(Base):

@@ -132,16 +132,25 @@ class BandTrigger(_Strict):
     severity: Severity
 
 
+MinBand = Literal["green", "amber", "red"]
+
+
 class ScoreRise(_Strict):
     points: float = Field(gt=0, le=100, description="score rise in points (score x 100)")
     within: Duration
     severity: Severity = "warning"
+    min_band: MinBand = Field(
+        default="green", description="fires only while the account is at least this band"
+    )
 
 
 class CriticalSignal(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
     severity: Severity = "critical"
     when: dict[str, Condition] = Field(min_length=1)
+    min_band: MinBand = Field(
+        default="green", description="fires only while the account is at least this band"
+    )
 
     def holds(self, features: dict[str, float]) -> bool:
         """True when every condition holds; a missing feature never matches."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.alerts.models import (
@@ -21,7 +21,7 @@ from services.alerts.models import (
 from services.alerts.states import ACTIVE_STATES, AlertState, DeliveryState
 from shared.db import insert_ignore
 
-NOTICE_KINDS = ("notify", "escalation", "repeat")
+NOTICE_KINDS = ("notify", "escalation", "repeat", "update")
 
 
 def upsert_account(session: Session, values: dict[str, Any]) -> None:
@@ -100,7 +100,10 @@ def due_alerts(session: Session, now: datetime, limit: int = 100) -> list[Alert]
         select(Alert)
         .where(
             Alert.next_escalation_at <= now,
-            Alert.state.in_((AlertState.open, AlertState.snoozed)),
+            or_(
+                Alert.state.in_((AlertState.open, AlertState.snoozed)),
+                and_(Alert.state == AlertState.acknowledged, Alert.pending.is_not(None)),
+            ),
             Alert.inhibited_by.is_(None),
         )
         .order_by(Alert.next_escalation_at, Alert.id)

@@ -111,7 +111,7 @@ def _sent(db: sessionmaker[Session]) -> None:  # noqa: F811
         session.execute(update(Delivery).where(Delivery.state == "pending").values(state="sent"))
 
 
-def test_muted_and_open_alerts_all_close_with_one_notice_and_only_a_reactivation_reopens(
+def test_the_episode_alert_closes_with_one_notice_and_only_a_reactivation_reopens(
     db: sessionmaker[Session],  # noqa: F811
     lifecycle: Lifecycle,  # noqa: F811
 ) -> None:
@@ -119,11 +119,11 @@ def test_muted_and_open_alerts_all_close_with_one_notice_and_only_a_reactivation
     tick(db, lifecycle, T0 + timedelta(minutes=2))
     _sent(db)
     later = T0 + timedelta(hours=1)
-    feed(db, lifecycle, _risk("red", 0.8, "amber", later), later)  # mutes the notified amber alert
+    feed(db, lifecycle, _risk("red", 0.8, "amber", later), later)  # joins the sent amber alert
     tick(db, lifecycle, later + timedelta(minutes=2))
     _sent(db)
-    amber, red = stored_alerts(db)
-    assert amber.inhibited_by == red.id
+    [episode] = stored_alerts(db)
+    assert episode.severity == "critical" and episode.inhibited_by is None
 
     churned_at = T0 + timedelta(days=1)
     for _ in range(2):  # redelivered
@@ -131,17 +131,17 @@ def test_muted_and_open_alerts_all_close_with_one_notice_and_only_a_reactivation
 
     assert [(a.state, a.band, a.next_escalation_at) for a in stored_alerts(db)] == [
         ("resolved", "churned", None)
-    ] * 2
+    ]
     notices = [(d.alert_id, d.step, d.channel) for d in deliveries(db) if d.kind == "resolution"]
-    assert sorted(notices) == [(red.id, "churned", "email"), (red.id, "churned", "slack")]
+    assert sorted(notices) == [(episode.id, "churned", "email"), (episode.id, "churned", "slack")]
 
     # Late, newer and registry-driven changes: nothing opens; a renewal alone is no reactivation.
     feed(db, lifecycle, _risk("red", 0.9, "amber", churned_at - DAY), churned_at)
     feed(db, lifecycle, _risk("red", 0.9, "green", churned_at + DAY), churned_at + DAY)
     tick(db, lifecycle, churned_at + 5 * DAY)
-    assert len(stored_alerts(db)) == 2 and len(deliveries(db)) == 6  # L1 x2 (amber), L1 x2 (red), churn x2
+    assert len(stored_alerts(db)) == 1 and len(deliveries(db)) == 6  # L1 x2 (amber), E x2 (red), churn x2
 
     # Reactivated (signals moved it out of band churned after a win-back): alerts work again.
     back = churned_at + 10 * DAY
     feed(db, lifecycle, _risk("red", 0.7, "churned", back), back)
-    assert [a.state for a in stored_alerts(db)] == ["resolved", "resolved", "open"]
+    assert [a.state for a in stored_alerts(db)] == ["resolved", "open"]

@@ -98,22 +98,33 @@ def test_signals_within_the_grouping_window_go_out_as_one_message(db, lifecycle:
     assert sorted(d.channel for d in deliveries(db)) == ["email", "slack"]
 
 
-def test_a_red_alert_mutes_the_earlier_amber_alert_and_releases_it_when_resolved(
-    db, lifecycle: Lifecycle
-) -> None:
+def test_red_after_a_sent_amber_joins_the_same_alert_and_escalates_at_once(db, lifecycle: Lifecycle) -> None:
+    """One alert per account episode: the red that follows a sent amber is not a second alert; the
+    severity rises, so the next step goes out at once (the owner again: there is no manager)."""
     feed(db, lifecycle, risk("amber", 0.5, "green", T0), T0)
     tick(db, lifecycle, T0 + timedelta(minutes=2))
     later = T0 + timedelta(hours=1)
     feed(db, lifecycle, risk("red", 0.8, "amber", later), later)
-    amber, red = alerts(db)
-    assert amber.inhibited_by == red.id and amber.next_escalation_at is None
-    tick(db, lifecycle, T0 + timedelta(days=5))
-    assert [d.step for d in deliveries(db) if d.alert_id == amber.id] == ["L1", "L1"]  # amber stays silent
+    [alert] = alerts(db)
+    assert (alert.severity, alert.pending, alert.next_escalation_at) == ("critical", "escalate", later)
+    assert [t["trigger"] for t in json.loads(alert.triggers)] == ["band_red", "score_rise"]  # amber muted
+    tick(db, lifecycle, later)
+    steps = [d.step for d in deliveries(db)]
+    assert steps[:2] == ["L1", "L1"] and len(steps) == 4 and all(s.startswith("E") for s in steps[2:])
+    [alert] = alerts(db)
+    assert alert.pending is None and alert.level == 1
 
-    with transaction(db) as session:
-        lifecycle.resolve(session, repository.lock_alert(session, red.id), "api", later, "handled")  # type: ignore[arg-type]
-    amber, red = alerts(db)
-    assert amber.inhibited_by is None and amber.next_escalation_at is not None
+    # A new warning-level trigger in the episode: one update per grouping window, same alert.
+    features = {"urgent_tickets_opened_14d": 4.0}
+    for minute in (0, 1):
+        at = later + timedelta(hours=2, minutes=minute)
+        change = risk("red", 0.82, "red", at).model_copy(update={"features": features})
+        feed(db, lifecycle, change, at)
+    [alert] = alerts(db)
+    assert alert.pending == "update" and alert.next_escalation_at == later + timedelta(hours=2, minutes=2)
+    tick(db, lifecycle, later + timedelta(hours=2, minutes=3))
+    updates = [d for d in deliveries(db) if d.kind == "update"]
+    assert len(updates) == 2 and {d.step for d in updates} == {updates[0].step}  # e-mail + Slack, once
 
 
 def test_snooze_pauses_then_reminds_and_every_transition_is_stored(db, lifecycle: Lifecycle) -> None:

@@ -39,7 +39,8 @@ T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)  # a Monday
 FIRES: dict[str, dict[str, Any]] = {
     "band_red": {"band": "red", "score": 0.8, "previous_band": "green", "previous_score": 0.7},
     "band_amber": {"band": "amber", "score": 0.4, "previous_band": "green", "previous_score": 0.3},
-    "score_rise": {"band": "green", "score": 0.29, "previous_band": "green", "previous_score": 0.05},
+    # (the others fire only while the account is amber or red: min_band in the policy)
+    "score_rise": {"band": "amber", "score": 0.55, "previous_band": "amber", "previous_score": 0.31},
     "key_contact_left": {"features": {"key_contact_departed_90d": 1, "days_since_key_contact_departed": 3}},
     "invoice_overdue": {"features": {"max_days_overdue": 75}},
     "urgent_ticket_spike": {"features": {"urgent_tickets_opened_14d": 4}},
@@ -95,10 +96,10 @@ def processor(settings: AlertsSettings, db: sessionmaker[Session], clock: Manual
 
 def change(account: str, **values: Any) -> RiskChange:
     defaults = {
-        "band": "green",
-        "score": 0.1,
-        "previous_band": "green",
-        "previous_score": 0.1,
+        "band": "amber",
+        "score": 0.4,
+        "previous_band": "amber",
+        "previous_score": 0.4,
         "features": {},
     }
     return RiskChange(account_id=account, model_version="m1", as_of=T0, **{**defaults, **values})
@@ -130,6 +131,10 @@ def test_every_default_trigger_gets_its_playbook_as_dated_tasks(
 ) -> None:
     policy = processor.lifecycle.policy
     assert set(policy.playbooks) == set(policy.trigger_names()) == set(FIRES)
+    # A healthy account's blip opens nothing (min_band amber): only entering a band works in green.
+    feed(processor, change("acme", band="green", previous_band="green", **FIRES["invoice_overdue"]))
+    with transaction(db) as session:
+        assert session.scalars(select(Alert)).all() == []
     for trigger, values in FIRES.items():
         feed(processor, change(f"acct-{trigger}", **values))
         alert = the_alert(db, f"acct-{trigger}")
@@ -245,7 +250,7 @@ def test_done_and_skip_are_recorded_ack_keeps_them_and_resolution_sums_them_up(
             "renewal_date": "2027-01-15",
             "level": 0,
         }
-        assert listing[0]["age_hours"] == 0.0 and listing[0]["band"] == "green"
+        assert listing[0]["age_hours"] == 0.0 and listing[0]["band"] == "amber"
         resolved = client.post(f"/v1/alerts/{alert_id}/resolve", json={"reason": "paid"}, headers=auth).json()
     assert resolved["state"] == "resolved"
     assert "playbook: 1 of 3 steps done, 1 skipped, 1 open" in resolved["transitions"][-1]["reason"]
