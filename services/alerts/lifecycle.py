@@ -8,6 +8,7 @@ crash either keeps both or neither.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from services.alerts.escalation import (
     top_severity,
     unmuted,
 )
+from services.alerts.messages import trigger_words
 from services.alerts.models import Alert, AlertAccount, AlertTask
 from services.alerts.policy import SEVERITY_RANK, Policy
 from services.alerts.states import ALLOWED, AlertAction, AlertState
@@ -383,14 +385,9 @@ class Lifecycle:
         plan = self.policy.plan(alert.escalation)
         kind, level = due_step(plan, Position(alert.level, alert.level_since, alert.last_notified_at), now)
         people = account.people
-        if alert.pending == "escalate":  # the next level at once, else the current one again
-            up = min(alert.level + 1, len(plan.levels))
-            reachable = recipients(
-                people, plan.levels[up - 1].role, plan.channels, self.settings.default_slack_webhook
-            )
-            kind, level = "escalation", up if reachable else alert.level
-        elif alert.pending == "update":
-            kind, level = "update", alert.level
+        also: list[Recipient] = []
+        if alert.pending:
+            kind, level, also = self._owed_step(alert, people)
         if alert.owner_email is None and people.get("owner"):  # opened before the registry arrived
             alert.owner_email, alert.owner_name = people["owner"].get("email"), people["owner"].get("name")
         found = recipients(
@@ -413,17 +410,31 @@ class Lifecycle:
             self._note(session, alert, SYSTEM, now, "nobody to notify: no reachable person in the registry")
             log.error("alert.no_recipient", alert_id=alert.id, account_id=alert.account_id)
             return
+        seen = {(r.channel, r.address) for r in found}
+        found += [r for r in also if (r.channel, r.address) not in seen]
         self._take_step(session, alert, account, kind, level, found, now)
+
+    def _owed_step(self, alert: Alert, people: dict[str, Any]) -> tuple[str, int, list[Recipient]]:
+        """The step an episode owes: an update at its level; after a severity rise, the next level
+        at once, with the current level told too (or the current level again at the top)."""
+        if alert.pending != "escalate":
+            return "update", alert.level, []
+        plan, hook = self.policy.plan(alert.escalation), self.settings.default_slack_webhook
+        up = min(alert.level + 1, len(plan.levels))
+        if up == alert.level or not recipients(people, plan.levels[up - 1].role, plan.channels, hook):
+            return "escalation", alert.level, []
+        return "escalation", up, recipients(people, plan.levels[alert.level - 1].role, plan.channels, hook)
 
     def _news(self, session: Session, alert: Alert) -> str:
         """The triggers that joined since the alert's last message, in words."""
         since = alert.last_notified_at
         joined = [
-            t.reason.removeprefix("joined this alert: ")
+            trigger_words(name)
             for t in repository.transitions(session, alert.id)
             if t.reason.startswith("joined this alert: ") and (since is None or t.at >= since)
+            for name in re.findall(r"([a-z][a-z0-9_]*) \(", t.reason.split(";")[0])
         ]
-        return "; ".join(joined) or "new signals"
+        return "; ".join(dict.fromkeys(joined)) or "new signals"
 
     def task_overdue(self, session: Session, task: AlertTask, alert: Alert, now: datetime) -> None:
         """An open step past its due date, once. While the alert is unacknowledged its own schedule

@@ -16,7 +16,7 @@ TRIGGER_WORDS = {
     "band_amber": "entered the amber risk band",
     "score_rise": "risk score rose sharply",
 }
-SLACK_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+SLACK_HANDLE = re.compile(r"@?([A-Za-z0-9][A-Za-z0-9._-]{0,79})")
 KIND_WORDS = {
     "notify": "Churn risk",
     "escalation": "Escalated: churn risk",
@@ -132,7 +132,9 @@ def slack_payload(ctx: MessageContext) -> dict[str, object]:
     # The top-level text is mrkdwn too (notifications, fallback): escaped like the blocks, so an
     # account named "<!channel>" cannot ping a whole channel or render a disguised link. The
     # recipient is @mentioned only by a handle that is a plain Slack ID or name.
-    mention = f"<@{ctx.mention}> " if ctx.mention and SLACK_HANDLE.fullmatch(ctx.mention) else ""
+    handle = SLACK_HANDLE.fullmatch(ctx.mention) if ctx.mention else None
+    plain = handle is not None and handle.group(1).lower() not in ("here", "channel", "everyone")
+    mention = f"<@{handle.group(1)}> " if handle and plain else ""
     if mention:
         blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": mention.strip()}})
     return {"text": mention + mrkdwn(headline(ctx)), "blocks": blocks}

@@ -162,9 +162,14 @@ def top_drivers(
 
 
 def describe_changes(
-    previous: Mapping[str, Any] | None, score: float, band: str, drivers: list[Driver]
+    previous: Mapping[str, Any] | None,
+    score: float,
+    band: str,
+    drivers: list[Driver],
+    contributions: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """What changed since the previous score, in words."""
+    """What changed since the previous score, in words: only real changes. A driver that merely
+    dropped out of the top drivers while it still raises the score is not "no longer" a cause."""
     if previous is None:
         return [f"first score: {score * 100:.0f}% ({band})"]
     changes = []
@@ -177,5 +182,6 @@ def describe_changes(
     old = {d["feature"]: d["text"] for d in previous.get("drivers", [])}
     new = {d.feature: d.text for d in drivers}
     changes += [f"new: {text}" for name, text in new.items() if name not in old]
-    changes += [f"no longer: {text}" for name, text in old.items() if name not in new]
+    still = {n for n, c in (contributions or {}).items() if c >= MIN_CONTRIBUTION}
+    changes += [f"no longer: {text}" for name, text in old.items() if name not in new and name not in still]
     return changes

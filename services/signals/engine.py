@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,6 +27,7 @@ class Assessment:
     score: float
     band: str
     drivers: list[Driver]
+    contributions: dict[str, float] = field(default_factory=dict)
 
 
 NO_DATA_ASSESSMENT = Assessment({}, 0.0, NO_DATA, [])
@@ -85,7 +86,8 @@ class RiskEngine:
         score, contributions = scorer.score(features)
         score = round(min(1.0, max(0.0, score)), 6)
         band = band_for(score, *self.thresholds)
-        return Assessment(features, score, band, top_drivers(contributions, features, details))
+        drivers = top_drivers(contributions, features, details)
+        return Assessment(features, score, band, drivers, dict(contributions))
 
     def rescore(
         self, session: Session, account_ids: list[str], now: datetime, trigger: str
@@ -202,7 +204,9 @@ class RiskEngine:
         if result.band == NO_DATA:
             changes = ["no events received yet: scored once the first one arrives"]
         else:
-            changes = describe_changes(previous, result.score, result.band, result.drivers)
+            changes = describe_changes(
+                previous, result.score, result.band, result.drivers, result.contributions
+            )
         if previous is not None and previous["model_version"] != self.model_version:
             changes.insert(0, f"now scored by {self.model_version} (was {previous['model_version']})")
         publish = (

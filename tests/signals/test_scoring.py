@@ -77,3 +77,17 @@ def test_drivers_speak_words_and_changes_say_what_moved() -> None:
     assert changes[:2] == ["band green -> red", "risk rose from 10% to 70%"]
     assert "new: executive sponsor left 12 days ago" in changes
     assert "no longer: invoice 2 days overdue" in changes
+
+
+def test_a_driver_that_only_drops_out_of_the_top_drivers_is_not_a_change() -> None:
+    """Issue 14.4: 'no longer: renewal in 56 days' was written when the line merely fell out of
+    the top five while it still raised the score."""
+    previous = {
+        "score": 0.6,
+        "band": "amber",
+        "drivers": [{"feature": "days_to_renewal", "text": "renewal in 56 days"}],
+    }
+    still = describe_changes(previous, 0.62, "amber", [], {"days_to_renewal": 0.3})
+    gone = describe_changes(previous, 0.62, "amber", [], {"days_to_renewal": 0.0})
+    assert not [c for c in still if c.startswith("no longer")]
+    assert "no longer: renewal in 56 days" in gone
