@@ -3,8 +3,12 @@ words, and a real e-mail and Slack message sit in the local sinks (issue 6, acce
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 
 import httpx
@@ -54,8 +58,52 @@ def test_the_demo_turns_an_account_red_and_delivers_its_alerts(demo: Stack) -> N
     wait_for(lambda: list((outbox / "mail").glob("*.eml")), 120, "an e-mail in the mail sink")
     wait_for(lambda: list((outbox / "slack").glob("*.json")), 120, "a message in the Slack receiver")
     check_spotlight_trends(demo, auth)
+    check_the_episode_alert_and_noise(demo, auth)
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=60) == 0
+
+
+def check_the_episode_alert_and_noise(demo: Stack, auth: dict[str, str]) -> None:
+    """Issue 14: a spotlight account whose champion left has one alert; its e-mail lists dated next
+    steps, the renewal date and the escalation time, its Slack message @mentions the owner, and
+    every later e-mail of it replies to the first; open alerts never outnumber accounts at risk."""
+
+    def alerts() -> list[dict]:
+        response = httpx.get(demo.url("alerts") + "/v1/alerts?limit=1000", headers=auth, timeout=10)
+        return list(response.json()["alerts"]) if response.status_code == 200 else []
+
+    def spotlight() -> dict | None:
+        return next(
+            (a for a in alerts() if "key_contact_left" in {t["trigger"] for t in a["triggers"]}), None
+        )
+
+    alert = wait_for(spotlight, 300, "an alert for a champion who left", interval_s=2)
+    assert [a["account_id"] for a in alerts()].count(alert["account_id"]) == 1  # one alert per episode
+
+    def its_mails() -> list[EmailMessage]:
+        found = [
+            message_from_bytes(f.read_bytes(), policy=default)
+            for f in sorted((demo.var / "outbox" / "mail").glob("*.eml"))
+        ]
+        return [m for m in found if m["X-Kamwatch-Alert"] == str(alert["id"])]  # type: ignore[misc]
+
+    first = wait_for(lambda: (its_mails() or [None])[0], 180, "the spotlight alert's e-mail")
+    text = first.get_body(("plain",)).get_content()
+    steps = text.split("Next steps:", 1)[1].split("\n\n", 1)[0] if "Next steps:" in text else ""
+    assert steps.count(", due ") >= 2, text
+    assert "Renewal: " in text and "Escalates to " in text, text
+    slack = [json.loads(f.read_text()) for f in sorted((demo.var / "outbox" / "slack").glob("*.json"))]
+    assert any(s["text"].startswith("<@") and f"#{alert['id']}" in str(s["blocks"]) for s in slack)
+    for later in its_mails()[1:]:
+        assert later["In-Reply-To"] == first["Message-ID"]
+
+    def quiet() -> bool:
+        active = [a for a in alerts() if a["state"] != "resolved"]
+        items = httpx.get(demo.url("signals") + "/v1/portfolio?limit=500", headers=auth, timeout=10).json()
+        at_risk = [i for i in items["items"] if i["band"] in ("amber", "red")]
+        return len({a["account_id"] for a in active}) == len(active) and len(active) <= len(at_risk)
+
+    wait_for(quiet, 60, "open alerts <= accounts in amber or red, one per account")
 
 
 def check_spotlight_trends(demo: Stack, auth: dict[str, str]) -> None:
