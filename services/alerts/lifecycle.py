@@ -308,7 +308,9 @@ class Lifecycle:
         else:
             due = now + self.grouping_window
             alert.pending = alert.pending or "update"
-            if alert.next_escalation_at is None or alert.next_escalation_at > due:
+            # (a snoozed alert keeps its snooze: the update goes out when it ends)
+            early = alert.next_escalation_at is None or alert.next_escalation_at > due
+            if early and alert.state != AlertState.snoozed:
                 alert.next_escalation_at = due
         self._note(
             session,

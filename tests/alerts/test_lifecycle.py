@@ -126,6 +126,18 @@ def test_red_after_a_sent_amber_joins_the_same_alert_and_escalates_at_once(db, l
     updates = [d for d in deliveries(db) if d.kind == "update"]
     assert len(updates) == 2 and {d.step for d in updates} == {updates[0].step}  # e-mail + Slack, once
 
+    # Snoozed, the alert keeps its snooze: the update of a new trigger waits for its end.
+    snoozed_until = later + timedelta(hours=8)
+    with transaction(db) as session:
+        found = repository.lock_alert(session, alert.id)
+        assert found is not None
+        lifecycle.snooze(session, found, snoozed_until, "olivia", later + timedelta(hours=3), "busy")
+    at = later + timedelta(hours=4)
+    change = risk("red", 0.83, "red", at).model_copy(update={"features": {"max_days_overdue": 75.0}})
+    feed(db, lifecycle, change, at)
+    [alert] = alerts(db)
+    assert (alert.state, alert.pending, alert.next_escalation_at) == ("snoozed", "update", snoozed_until)
+
 
 def test_snooze_pauses_then_reminds_and_every_transition_is_stored(db, lifecycle: Lifecycle) -> None:
     feed(db, lifecycle, risk("red", 0.8, "green", T0), T0)
