@@ -159,6 +159,27 @@ def insert_ignore_returning(
     return list(session.execute(statement.returning(*columns), list(rows)))
 
 
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict_columns: Sequence[str],
+    update_columns: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE SET <update_columns> = the new row's, in one statement
+    per chunk of rows (PostgreSQL and SQLite). Each key may appear once in `rows`."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(conflict_columns),
+        set_={name: statement.excluded[name] for name in update_columns},
+    )
+    session.execute(statement, list(rows))
+
+
 def _insert_ignore_statement(session: Session, table: Table, conflict_columns: Sequence[str]) -> Any:
     dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite

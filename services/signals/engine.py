@@ -18,6 +18,7 @@ from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
 from services.signals.money import revenue_at_risk
 from services.signals.scoring import NO_DATA, band_for, should_publish
+from services.signals.statecache import CachedState, StateCache, Written, new_token
 from shared.contracts import CHURNED, Driver
 
 
@@ -90,10 +91,21 @@ class RiskEngine:
         return Assessment(features, score, band, drivers, dict(contributions))
 
     def rescore(
-        self, session: Session, account_ids: list[str], now: datetime, trigger: str
+        self,
+        session: Session,
+        account_ids: list[str],
+        now: datetime,
+        trigger: str,
+        cache: StateCache | None = None,
+        written: Written | None = None,
     ) -> list[RiskHistory]:
         """Score each account as of `now`; return the new history rows to publish. A churned
-        account (its latest outcome is `account.churned`) is not scored: it moves to band churned."""
+        account (its latest outcome is `account.churned`) is not scored: it moves to band churned.
+
+        `written`: the state rows this transaction wrote (apply_signals). With a `cache`, an
+        account's state comes from the worker's memory when its token matches, else from the
+        tables; without one (rebuild) the state is read and every token is cleared."""
+        written = written or {}
         accounts = repository.accounts_by_id(session, account_ids, lock=True)
         risks = repository.risk_for(session, account_ids, lock=True)
         churns = churned_accounts(repository.latest_outcomes(session, account_ids))
@@ -101,22 +113,86 @@ class RiskEngine:
         ordered = sorted(set(account_ids))
         live = [a for a in ordered if a not in churns]
         seen: set[str] = set()
-        computed = self.features_of(session, live, accounts, now, seen)
+        if cache is None:
+            computed = self.features_of(session, live, accounts, now, seen)
+            tokens: dict[str, str | None] = dict.fromkeys(ordered)
+        else:
+            computed, tokens = self._cached_features(
+                session, cache, live, accounts, risks, now, written, seen
+            )
+            for account_id in written.keys() & churns.keys():
+                tokens[account_id] = new_token()
+                cache.stage(account_id, None)
         # only accounts without recent state need the (index-only) look for any event at all
         seen |= repository.accounts_with_events(session, [a for a in live if a not in seen])
         for account_id in ordered:
             account, risk = accounts.get(account_id), risks.get(account_id)
+            token = tokens.get(account_id, risk.state_token if risk else None)
             if account_id in churns:
-                row = self._churned(session, account_id, account, risk, churns[account_id], now)
+                row = self._churned(session, account_id, account, risk, churns[account_id], now, token)
             elif account_id not in seen:
-                row = self._store(session, account_id, account, risk, NO_DATA_ASSESSMENT, now)
+                row = self._store(session, account_id, account, risk, NO_DATA_ASSESSMENT, now, token)
             else:
-                row = self._store(session, account_id, account, risk, self.assess(*computed[account_id]), now)
+                assessment = self.assess(*computed[account_id])
+                row = self._store(session, account_id, account, risk, assessment, now, token)
             if row is not None and row.publish:
                 to_publish.append(row)
         metrics.SCORES.labels(trigger).inc(len(live))
         session.flush()
         return to_publish
+
+    def _cached_features(
+        self,
+        session: Session,
+        cache: StateCache,
+        live: list[str],
+        accounts: dict[str, Account],
+        risks: dict[str, RiskScore],
+        now: datetime,
+        written: Written,
+        seen: set[str],
+    ) -> tuple[dict[str, tuple[dict[str, float], dict[str, Any]]], dict[str, str | None]]:
+        """Features from the in-memory copies (plus this batch's rows); accounts without a valid
+        copy are read from the tables once and copied. Returns the features and each scored
+        account's state token to store."""
+        since_day, since = now.date() - timedelta(days=HISTORY_DAYS), now - timedelta(days=HISTORY_DAYS)
+        states: dict[str, CachedState] = {}
+        tokens: dict[str, str | None] = {}
+        missing = []
+        for account_id in live:
+            risk = risks.get(account_id)
+            copy = cache.get(account_id, risk.state_token if risk else None, since_day, since)
+            if copy is None:
+                missing.append(account_id)
+                continue
+            token = new_token() if account_id in written else copy.token
+            states[account_id] = copy.with_written(token, written.get(account_id))
+        buckets = repository.buckets_of(session, missing, since_day) if missing else {}
+        entities = repository.entities_of(session, missing, since) if missing else {}
+        for account_id in missing:
+            risk = risks.get(account_id)
+            token = (risk.state_token if risk is not None else None) or new_token()
+            if account_id in written:
+                token = new_token()
+            found = {(e.kind, e.entity_id): e for e in entities.get(account_id, [])}
+            states[account_id] = CachedState(token, since_day, since, buckets.get(account_id, {}), found)
+        lookups = len(live) - len(missing)
+        metrics.STATE_CACHE_LOOKUPS.labels("hit").inc(lookups)
+        metrics.STATE_CACHE_LOOKUPS.labels("miss").inc(len(missing))
+        computed = {}
+        for account_id, state in states.items():
+            state = state.trimmed(since_day, since)
+            cache.stage(account_id, state)
+            tokens[account_id] = state.token
+            if state.buckets or state.entities:
+                seen.add(account_id)
+            computed[account_id] = compute_features(
+                dict(state.buckets),
+                list(state.entities.values()),
+                account_info(accounts.get(account_id)),
+                now,
+            )
+        return computed, tokens
 
     def _churned(
         self,
@@ -126,11 +202,13 @@ class RiskEngine:
         risk: RiskScore | None,
         churn: SignalEvent,
         now: datetime,
+        token: str | None = None,
     ) -> RiskHistory | None:
         """Band churned, once: one published history row; later calls only refresh the copied
         registry fields (the sweep brings a churned account here only after a registry change)."""
         if risk is not None and risk.band == CHURNED:
             _copy_account(risk, account_id, account, 0.0)
+            risk.state_token = token
             return None
         previous = risk
         if risk is None:
@@ -161,6 +239,7 @@ class RiskEngine:
         risk.as_of, risk.scored_at = now, now
         risk.drivers, risk.changes, risk.features = [], list(history.changes), dict(features)
         _copy_account(risk, account_id, account, 0.0)
+        risk.state_token = token
         return history
 
     def _store(
@@ -171,6 +250,7 @@ class RiskEngine:
         risk: RiskScore | None,
         result: Assessment,
         now: datetime,
+        token: str | None = None,
     ) -> RiskHistory | None:
         changed = risk is None or (risk.score, risk.band, risk.model_version) != (
             result.score,
@@ -194,6 +274,7 @@ class RiskEngine:
         if history is not None:
             session.add(history)
         self._fill(risk, account_id, account, result, now)
+        risk.state_token = token
         if history is not None:
             risk.changes = history.changes
         return history

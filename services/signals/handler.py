@@ -14,12 +14,12 @@ from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
 from services.signals.events import Signal, event_row, parse_signal
 from services.signals.learning import Learner
-from services.signals.models import SignalBucket, SignalEntity
 from services.signals.modelstore import ModelHolder
 from services.signals.outbox import account_message, risk_messages
 from services.signals.outcomes import apply_renewals
 from services.signals.scoring import band_for
-from services.signals.state import AccountState, EntityRow, merge_counts, merge_entity
+from services.signals.state import AccountState, merge_counts, merge_entity
+from services.signals.statecache import StateCache, Written
 from shared.clock import Clock
 from shared.contracts import RiskBand
 from shared.db import transaction
@@ -32,8 +32,9 @@ from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 log = get_logger(__name__)
 
 
-def apply_signals(session: Session, signals: list[Signal]) -> None:
-    """Fold new events into the stored buckets and entities (read, merge, write back)."""
+def apply_signals(session: Session, signals: list[Signal]) -> Written:
+    """Fold new events into the stored buckets and entities (read the touched rows, merge, upsert
+    them back); returns the rows as written, per account (the worker's copy folds them in)."""
     states: dict[str, AccountState] = defaultdict(AccountState)
     for signal in signals:
         states[signal.account_id].apply(signal.type, signal.data, signal.time, signal.key)
@@ -41,24 +42,20 @@ def apply_signals(session: Session, signals: list[Signal]) -> None:
     entity_keys = [(a, k, i) for a, s in states.items() for k, i in s.entities]
     stored_buckets = repository.buckets_for_keys(session, bucket_keys)
     stored_entities = repository.entities_for_keys(session, entity_keys)
+    written: Written = {}
     for account_id, state in states.items():
+        buckets, entities = written.setdefault(account_id, ({}, {}))
         for day, delta in state.buckets.items():
-            row = stored_buckets.get((account_id, day))
-            if row is None:
-                session.add(SignalBucket(account_id=account_id, day=day, counts=dict(delta)))
-            else:
-                row.counts = merge_counts(row.counts, delta)
-        for (kind, ident), entity in state.entities.items():
-            _write_entity(session, account_id, stored_entities.get((account_id, kind, ident)), entity)
-
-
-def _write_entity(session: Session, account_id: str, row: SignalEntity | None, entity: EntityRow) -> None:
-    merged = merge_entity(repository.to_entity(row) if row is not None else None, entity)
-    if row is None:
-        row = SignalEntity(account_id=account_id, kind=entity.kind, entity_id=entity.entity_id)
-        session.add(row)
-    row.event_time, row.event_key = merged.event_time, merged.event_key
-    row.state, row.active = dict(merged.state), merged.active
+            stored = stored_buckets.get((account_id, day))
+            buckets[day] = merge_counts(stored, delta) if stored is not None else dict(delta)
+        for key, entity in state.entities.items():
+            entities[key] = merge_entity(stored_entities.get((account_id, *key)), entity)
+    repository.write_state(
+        session,
+        [(a, d, c) for a, (b, _) in written.items() for d, c in b.items()],
+        [(a, e) for a, (_, es) in written.items() for e in es.values()],
+    )
+    return written
 
 
 def _arrival_ms(record: Any) -> int | None:
@@ -94,21 +91,27 @@ class SignalsProcessor(Processor[SignalsSettings]):
         self.epoch = EpochWatch(settings.common, "signals")
         self._revenue_at: datetime | None = None
         self.learner = Learner(settings, sessions, holder, clock)
+        self.cache = StateCache(settings.state_cache_accounts)
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
         signals, dead = self._parse(records, now)
         outcomes: Counter[tuple[str, str]] = Counter()
-        with transaction(self.sessions) as session:
-            inserted = repository.insert_new_events(session, [event_row(s, now) for s in signals])
-            fresh = [s for s in signals if (s.source, s.event_id) in inserted]
-            apply_signals(session, fresh)
-            renewed = apply_renewals(session, fresh, now)
-            touched = sorted({s.account_id for s in fresh})
-            self.engine.rescore(session, touched, now, "event")
-            pending = repository.unpublished_history(session, account_ids=touched) if touched else []
-            out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
-            out += [account_message(self.topics.accounts, a) for a in renewed]
+        try:
+            with transaction(self.sessions) as session:
+                inserted = repository.insert_new_events(session, [event_row(s, now) for s in signals])
+                fresh = [s for s in signals if (s.source, s.event_id) in inserted]
+                written = apply_signals(session, fresh)
+                renewed = apply_renewals(session, fresh, now)
+                touched = sorted({s.account_id for s in fresh})
+                self.engine.rescore(session, touched, now, "event", self.cache, written)
+                pending = repository.unpublished_history(session, account_ids=touched) if touched else []
+                out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
+                out += [account_message(self.topics.accounts, a) for a in renewed]
+        except BaseException:
+            self.cache.discard()
+            raise
+        self.cache.install()
         for signal in signals:
             outcomes[
                 (signal.type, "applied" if (signal.source, signal.event_id) in inserted else "duplicate")
@@ -160,16 +163,22 @@ class SignalsProcessor(Processor[SignalsSettings]):
         before = now - timedelta(seconds=self.settings.relay_after_s)
         forget = repository.forget_published_accounts
         self.epoch.check(self.sessions, now, forget, on_first=forget)
-        with transaction(self.sessions) as session:
-            self.sweep(session, now)
-            stale = repository.unpublished_history(session, before=before)
-            out = risk_messages(session, self.topics.risk, stale)
-            out += [
-                account_message(self.topics.accounts, a)
-                for a in repository.unpublished_accounts(session, before, 500)
-            ]
-            self._gauges(session)
-            self._revenue_gauges(session, now)
+        try:
+            with transaction(self.sessions) as session:
+                self.sweep(session, now)
+                stale = repository.unpublished_history(session, before=before)
+                out = risk_messages(session, self.topics.risk, stale)
+                out += [
+                    account_message(self.topics.accounts, a)
+                    for a in repository.unpublished_accounts(session, before, 500)
+                ]
+                self._gauges(session)
+                self._revenue_gauges(session, now)
+        except BaseException:
+            self.cache.discard()
+            raise
+        self.cache.install()
+        metrics.STATE_CACHE_ACCOUNTS.set(len(self.cache))
         return out
 
     def _revenue_gauges(self, session: Session, now: datetime) -> None:
@@ -186,7 +195,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         if len(due) < self.settings.sweep_batch:
             due += self._off_band(session, self.settings.sweep_batch - len(due), set(due))
         if due:
-            self.engine.rescore(session, due, now, "sweep")
+            self.engine.rescore(session, due, now, "sweep", self.cache)
             log.info("signals.swept", accounts=len(due))
         return len(due)
 

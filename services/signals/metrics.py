@@ -14,6 +14,14 @@ EVENTS = Counter(
 SCORES = Counter(
     "kamwatch_signals_scores_total", "Accounts scored, by what triggered it (event, sweep)", ["trigger"]
 )
+STATE_CACHE_ACCOUNTS = Gauge(
+    "kamwatch_signals_state_cache_accounts", "Accounts whose state the worker holds in memory"
+)
+STATE_CACHE_LOOKUPS = Counter(
+    "kamwatch_signals_state_cache_lookups_total",
+    "Account state taken from the worker's memory (hit) or read from the tables (miss)",
+    ["result"],
+)
 RISK_CHANGES = Counter(
     "kamwatch_signals_risk_changes_total", "risk.changed messages decided, by new band", ["band"]
 )

@@ -137,6 +137,9 @@ class RiskScore(Base):
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revenue_at_risk: Mapped[Decimal] = mapped_column(Money())  # ARR x score, in `currency`
+    # Which version of the account's buckets and entities the worker's in-memory copy must have
+    # (services/signals/statecache.py); a new one on every state write, NULL = read the tables.
+    state_token: Mapped[str | None] = mapped_column(String(40), nullable=True, default=None)
 
     @property
     def owner(self) -> str | None:

@@ -24,7 +24,7 @@ from services.signals.models import (
 from services.signals.money import Rates
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
-from shared.db import insert_ignore
+from shared.db import insert_ignore, upsert
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -242,25 +242,58 @@ def count_events(session: Session) -> int:
 
 
 # --- state -----------------------------------------------------------------------------------------
-def buckets_for_keys(
-    session: Session, keys: Iterable[tuple[str, date]]
-) -> dict[tuple[str, date], SignalBucket]:
-    found: dict[tuple[str, date], SignalBucket] = {}
+def buckets_for_keys(session: Session, keys: Iterable[tuple[str, date]]) -> dict[tuple[str, date], Counts]:
+    """The stored counters of these (account, day) keys (plain values: no ORM objects)."""
+    found: dict[tuple[str, date], Counts] = {}
+    columns = (SignalBucket.account_id, SignalBucket.day, SignalBucket.counts)
     for chunk in _chunks(sorted(set(keys))):
-        query = select(SignalBucket).where(tuple_(SignalBucket.account_id, SignalBucket.day).in_(chunk))
-        found.update({(b.account_id, b.day): b for b in session.scalars(query)})
+        query = select(*columns).where(tuple_(SignalBucket.account_id, SignalBucket.day).in_(chunk))
+        found.update({(a, d): dict(c) for a, d, c in session.execute(query)})
     return found
 
 
 def entities_for_keys(
     session: Session, keys: Iterable[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], SignalEntity]:
-    found: dict[tuple[str, str, str], SignalEntity] = {}
+) -> dict[tuple[str, str, str], EntityRow]:
+    found: dict[tuple[str, str, str], EntityRow] = {}
     columns = tuple_(SignalEntity.account_id, SignalEntity.kind, SignalEntity.entity_id)
     for chunk in _chunks(sorted(set(keys))):
-        for row in session.scalars(select(SignalEntity).where(columns.in_(chunk))):
-            found[(row.account_id, row.kind, row.entity_id)] = row
+        for row in session.execute(select(*ENTITY_COLUMNS).where(columns.in_(chunk))):
+            found[(row.account_id, row.kind, row.entity_id)] = _entity_row(row)
     return found
+
+
+def write_state(
+    session: Session,
+    buckets: Sequence[tuple[str, date, Counts]],
+    entities: Sequence[tuple[str, EntityRow]],
+) -> None:
+    """Upsert final bucket and entity rows (one statement each, whatever was there before)."""
+    upsert(
+        session,
+        SignalBucket.__table__,  # type: ignore[arg-type]
+        [{"account_id": a, "day": d, "counts": c} for a, d, c in sorted(buckets, key=lambda r: (r[0], r[1]))],
+        ("account_id", "day"),
+        ("counts",),
+    )
+    upsert(
+        session,
+        SignalEntity.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "account_id": a,
+                "kind": e.kind,
+                "entity_id": e.entity_id,
+                "event_time": e.event_time,
+                "event_key": e.event_key,
+                "state": dict(e.state),
+                "active": e.active,
+            }
+            for a, e in sorted(entities, key=lambda r: (r[0], r[1].kind, r[1].entity_id))
+        ],
+        ("account_id", "kind", "entity_id"),
+        ("event_time", "event_key", "state", "active"),
+    )
 
 
 def buckets_of(session: Session, account_ids: Sequence[str], since: date) -> dict[str, dict[date, Counts]]:
@@ -275,17 +308,32 @@ def buckets_of(session: Session, account_ids: Sequence[str], since: date) -> dic
     return found
 
 
+ENTITY_COLUMNS = (
+    SignalEntity.account_id,
+    SignalEntity.kind,
+    SignalEntity.entity_id,
+    SignalEntity.event_time,
+    SignalEntity.event_key,
+    SignalEntity.state,
+    SignalEntity.active,
+)
+
+
 def entities_of(session: Session, account_ids: Sequence[str], since: datetime) -> dict[str, list[EntityRow]]:
     """Open things (tickets, unpaid invoices, active contacts) and anything that changed recently."""
     found: dict[str, list[EntityRow]] = {}
     for chunk in _chunks(sorted(set(account_ids))):
-        query = select(SignalEntity).where(
+        query = select(*ENTITY_COLUMNS).where(
             SignalEntity.account_id.in_(chunk),
             or_(SignalEntity.active.is_(True), SignalEntity.event_time >= since),
         )
-        for row in session.scalars(query):
-            found.setdefault(row.account_id, []).append(to_entity(row))
+        for row in session.execute(query):
+            found.setdefault(row.account_id, []).append(_entity_row(row))
     return found
+
+
+def _entity_row(row: Any) -> EntityRow:
+    return EntityRow(row.kind, row.entity_id, row.event_time, row.event_key, dict(row.state), row.active)
 
 
 def to_entity(row: SignalEntity) -> EntityRow:

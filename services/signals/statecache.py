@@ -1,0 +1,120 @@
+"""The signals worker's in-memory copy of its accounts' state (daily buckets and entities).
+
+Without it, every batch re-read half a year of buckets and every open ticket, contact and invoice
+of each touched account (issue 13: that read grew with history). With it, a batch reads only
+what it writes (apply_signals' point lookups) and folds the written rows into the copy.
+
+Correctness does not depend on this process being the only writer. Every state write sets a new
+`risk_scores.state_token` in the same transaction (RiskEngine.rescore), and a copy is used only
+while its token equals the stored one, read under the row lock the re-score takes anyway. A write
+by another replica (after a rebalance), by `signals rebuild`, or a transaction that rolled back
+(its copies are staged and never installed) makes the copy be read from the tables again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from services.signals.state import Counts, EntityRow
+
+EntityKey = tuple[str, str]
+Written = dict[str, tuple[dict[date, Counts], dict[EntityKey, EntityRow]]]  # account -> final rows
+
+
+def new_token() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class CachedState:
+    """One account's buckets from `since_day` on and its entities that were active or changed
+    from `since` on, as of the state version `token`."""
+
+    token: str
+    since_day: date
+    since: datetime
+    buckets: Mapping[date, Counts]
+    entities: Mapping[EntityKey, EntityRow]
+
+    def covers(self, since_day: date, since: datetime) -> bool:
+        return since_day >= self.since_day and since >= self.since
+
+    def view(self, since_day: date, since: datetime) -> tuple[dict[date, Counts], list[EntityRow]]:
+        """What repository.buckets_of / entities_of return for these bounds."""
+        buckets = {d: c for d, c in self.buckets.items() if d >= since_day}
+        entities = [e for e in self.entities.values() if e.active or e.event_time >= since]
+        return buckets, entities
+
+    def with_written(
+        self, token: str, written: tuple[dict[date, Counts], dict[EntityKey, EntityRow]] | None
+    ) -> CachedState:
+        """A new version with the rows this batch wrote (the copy itself is never changed)."""
+        if written is None:
+            return (
+                self
+                if token == self.token
+                else CachedState(token, self.since_day, self.since, self.buckets, self.entities)
+            )
+        buckets, entities = dict(self.buckets), dict(self.entities)
+        buckets.update(written[0])
+        entities.update(written[1])
+        return CachedState(token, self.since_day, self.since, buckets, entities)
+
+    def trimmed(self, since_day: date, since: datetime) -> CachedState:
+        """Without the rows no later score can read (bounds the memory per account)."""
+        buckets, entities = self.view(since_day, since)
+        return CachedState(
+            self.token, since_day, since, buckets, {(e.kind, e.entity_id): e for e in entities}
+        )
+
+
+class StateCache:
+    """Least recently used copies of up to `capacity` accounts; changes are staged inside a
+    transaction and installed only after it committed."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: OrderedDict[str, CachedState] = OrderedDict()
+        self._staged: dict[str, CachedState | None] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, account_id: str, token: str | None, since_day: date, since: datetime) -> CachedState | None:
+        state = self._states.get(account_id) if token is not None else None
+        if state is None or state.token != token or not state.covers(since_day, since):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return state
+
+    def stage(self, account_id: str, state: CachedState | None) -> None:
+        """`None` forgets the account once the transaction commits."""
+        self._staged[account_id] = state
+
+    def install(self) -> None:
+        """The transaction committed: its copies become current."""
+        if self.capacity <= 0:
+            self._staged.clear()
+            return
+        for account_id, state in self._staged.items():
+            self._states.pop(account_id, None)
+            if state is not None:
+                self._states[account_id] = state
+        self._staged.clear()
+        while len(self._states) > self.capacity:
+            self._states.popitem(last=False)
+
+    def discard(self) -> None:
+        """The transaction rolled back: nothing it staged happened."""
+        self._staged.clear()
+
+    def clear(self) -> None:
+        self._states.clear()
+        self._staged.clear()
