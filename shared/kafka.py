@@ -23,6 +23,7 @@ from kafka.errors import (
     RetriableError,
     TopicAlreadyExistsError,
 )
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -268,14 +269,52 @@ class BatchHandler(Protocol):
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a keyed record lands on: kafka-python's default partitioner (murmur2, the
+    same as the Java client's), which every kamwatch producer uses with key = account id."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The partitions of a service's keyed input topic this replica owns in its consumer group.
+    Time-driven work (the signals sweep, alert escalations) runs only for the accounts on them,
+    so two replicas never sweep or escalate the same account. `partitions=None`: standalone
+    (no group assignment known, e.g. a handler driven by hand): everything is owned."""
+
+    partitions: frozenset[int] | None = None
+    total: int = 0
+
+    def owns(self, key: str) -> bool:
+        if self.partitions is None:
+            return True
+        if not self.partitions or self.total <= 0:
+            return False
+        return partition_of(key, self.total) in self.partitions
+
+    @property
+    def share(self) -> float:
+        """The owned fraction of the partitions (1.0 standalone)."""
+        if self.partitions is None:
+            return 1.0
+        return len(self.partitions) / self.total if self.total > 0 else 0.0
+
+
 class Processor(Generic[S]):
-    """Base of a service's BatchHandler: its settings, topic names, session factory and clock."""
+    """Base of a service's BatchHandler: its settings, topic names, session factory and clock.
+    `owner_topic`: the input topic keyed by account whose assignment decides `ownership`."""
+
+    owner_topic: str | None = None
 
     def __init__(self, settings: S, sessions: sessionmaker[Session], clock: Clock) -> None:
         self.settings = settings
         self.topics = settings.common.topics
         self.sessions = sessions
         self.clock = clock
+        self.ownership = Ownership()
+
+    def owned(self, account_ids: Sequence[str]) -> list[str]:
+        return [a for a in account_ids if self.ownership.owns(a)]
 
 
 class BatchLoop:
@@ -398,11 +437,26 @@ class BatchLoop:
     def _track_assignment(self) -> None:
         consumer = self._consumer
         assigned = bool(consumer.assignment()) if consumer is not None else False
+        self._track_ownership(consumer)
         now = time.monotonic()
         if assigned and self._assigned_at is None:
             self._assigned_at = now
         elif not assigned and self._assigned_at is not None:
             self._assigned_at, self._unassigned_since = None, now
+
+    def _track_ownership(self, consumer: KafkaConsumer | None) -> None:
+        """Tell the handler which partitions of its account-keyed topic this member owns now."""
+        topic = getattr(self._handler, "owner_topic", None)
+        if topic is None or consumer is None:
+            return
+        owned = frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+        total = len(consumer.partitions_for_topic(topic) or ())
+        current = getattr(self._handler, "ownership", None)
+        if current is None or current.partitions != owned or current.total != total:
+            self._handler.ownership = Ownership(owned, total)  # type: ignore[attr-defined]
+            log.info(
+                "consumer.owned_partitions", group=self.name, topic=topic, partitions=sorted(owned), of=total
+            )
 
     def stall(self) -> str | None:
         """Why this consumer looks stuck (for /readyz), or None: no partition assigned for

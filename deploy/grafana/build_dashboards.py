@@ -211,13 +211,13 @@ def portfolio_risk() -> dict[str, Any]:
     panels = [
         panel(
             "Accounts by band",
-            [("sum by (band) (kamwatch_signals_accounts_by_band)", "{{band}}")],
+            [("max by (band) (kamwatch_signals_accounts_by_band)", "{{band}}")],
             kind="bargauge",
             width=8,
         ),
         panel(
             "ARR at risk by band (ARR x churn probability)",
-            [("sum by (band, currency) (kamwatch_signals_arr_at_risk)", "{{band}} {{currency}}")],
+            [("max by (band, currency) (kamwatch_signals_arr_at_risk)", "{{band}} {{currency}}")],
             kind="bargauge",
             width=8,
         ),
@@ -235,7 +235,7 @@ def portfolio_risk() -> dict[str, Any]:
         ),
         panel(
             "Accounts in each band over time",
-            [("sum by (band) (kamwatch_signals_accounts_by_band)", "{{band}}")],
+            [("max by (band) (kamwatch_signals_accounts_by_band)", "{{band}}")],
         ),
         panel(
             "Revenue retention, trailing 90 days (NRR, GRR)",
@@ -278,7 +278,7 @@ def alerting() -> dict[str, Any]:
     panels = [
         panel(
             "Open alerts by level",
-            [("sum by (level) (kamwatch_alerts_open)", "level {{level}}")],
+            [("max by (level) (kamwatch_alerts_open)", "level {{level}}")],
             kind="bargauge",
             width=8,
             description="Level 0 = opened, not yet sent.",

@@ -30,6 +30,7 @@ class AlertsProcessor(Processor[AlertsSettings]):
         self.lifecycle = lifecycle
         self.worker = DeliveryWorker(settings, sessions, clock)
         self.ticks = 0  # completed ticks (tests wait for one after moving the clock)
+        self.owner_topic = self.topics.risk  # escalations cover the accounts on owned partitions
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         """One transaction per batch; registry records first so a risk change can be routed."""
@@ -77,7 +78,8 @@ class AlertsProcessor(Processor[AlertsSettings]):
         record once crash-looped the service)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            due = repository.due_alerts(session, now)
+            owns = None if self.ownership.partitions is None else self.ownership.owns
+            due = repository.due_alerts(session, now, owns=owns)
             for alert in due:
                 try:
                     with session.begin_nested():
@@ -86,7 +88,7 @@ class AlertsProcessor(Processor[AlertsSettings]):
                     if is_transient(exc):
                         raise
                     self.lifecycle.step_failed(session, alert, now, exc)
-            overdue = tasks.overdue(session, now)
+            overdue = tasks.overdue(session, now, owns=owns)
             for task, alert in overdue:
                 try:
                     with session.begin_nested():

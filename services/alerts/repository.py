@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -95,22 +95,29 @@ def add_transition(session: Session, alert: Alert, **values: Any) -> None:
     session.add(AlertTransition(alert_id=alert.id, level=alert.level, **values))
 
 
-def due_alerts(session: Session, now: datetime, limit: int = 100) -> list[Alert]:
-    query = (
-        select(Alert)
-        .where(
-            Alert.next_escalation_at <= now,
-            or_(
-                Alert.state.in_((AlertState.open, AlertState.snoozed)),
-                and_(Alert.state == AlertState.acknowledged, Alert.pending.is_not(None)),
-            ),
-            Alert.inhibited_by.is_(None),
-        )
-        .order_by(Alert.next_escalation_at, Alert.id)
-        .limit(limit)
-        .with_for_update()
+def due_alerts(
+    session: Session, now: datetime, limit: int = 100, owns: Callable[[str], bool] | None = None
+) -> list[Alert]:
+    """Alerts whose next escalation step is due, locked. `owns`: only the accounts this replica
+    owns (its partitions of kamwatch.risk); the others' rows are read without a lock."""
+    due = and_(
+        Alert.next_escalation_at <= now,
+        or_(
+            Alert.state.in_((AlertState.open, AlertState.snoozed)),
+            and_(Alert.state == AlertState.acknowledged, Alert.pending.is_not(None)),
+        ),
+        Alert.inhibited_by.is_(None),
     )
-    return list(session.scalars(query))
+    order = (Alert.next_escalation_at, Alert.id)
+    if owns is not None:
+        candidates = session.execute(
+            select(Alert.id, Alert.account_id).where(due).order_by(*order).limit(limit * 8)
+        )
+        ids = [alert_id for alert_id, account_id in candidates if owns(account_id)][:limit]
+        if not ids:
+            return []
+        due = and_(due, Alert.id.in_(ids))
+    return list(session.scalars(select(Alert).where(due).order_by(*order).limit(limit).with_for_update()))
 
 
 def lock_alert(session: Session, alert_id: int) -> Alert | None:

@@ -8,12 +8,12 @@ are kept on the alert for the post-mortem.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from services.alerts.escalation import Fired
@@ -77,20 +77,37 @@ def open_due(session: Session, alert_ids: Sequence[int]) -> Counter[int]:
     return Counter(session.scalars(query))
 
 
-def overdue(session: Session, now: datetime, limit: int = 100) -> list[tuple[AlertTask, Alert]]:
-    """Open tasks past their due date, not escalated yet, of active alerts that are not muted."""
+def overdue(
+    session: Session, now: datetime, limit: int = 100, owns: Callable[[str], bool] | None = None
+) -> list[tuple[AlertTask, Alert]]:
+    """Open tasks past their due date, not escalated yet, of active alerts that are not muted;
+    `owns`: only those of the accounts this replica owns (see repository.due_alerts)."""
+    late = and_(
+        AlertTask.state == TaskState.open,
+        AlertTask.escalated_at.is_(None),
+        AlertTask.due_at <= now,
+        Alert.state.in_(ACTIVE_STATES),
+        Alert.inhibited_by.is_(None),
+        Alert.level > 0,  # nobody was told yet: the first notice comes first
+    )
+    order = (AlertTask.due_at, AlertTask.id)
+    if owns is not None:
+        candidates = session.execute(
+            select(AlertTask.id, Alert.account_id)
+            .join(Alert, Alert.id == AlertTask.alert_id)
+            .where(late)
+            .order_by(*order)
+            .limit(limit * 8)
+        )
+        ids = [task_id for task_id, account_id in candidates if owns(account_id)][:limit]
+        if not ids:
+            return []
+        late = and_(late, AlertTask.id.in_(ids))
     query = (
         select(AlertTask, Alert)
         .join(Alert, Alert.id == AlertTask.alert_id)
-        .where(
-            AlertTask.state == TaskState.open,
-            AlertTask.escalated_at.is_(None),
-            AlertTask.due_at <= now,
-            Alert.state.in_(ACTIVE_STATES),
-            Alert.inhibited_by.is_(None),
-            Alert.level > 0,  # nobody was told yet: the first notice comes first
-        )
-        .order_by(AlertTask.due_at, AlertTask.id)
+        .where(late)
+        .order_by(*order)
         .limit(limit)
         .with_for_update(of=AlertTask)
     )

@@ -92,6 +92,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         self._revenue_at: datetime | None = None
         self.learner = Learner(settings, sessions, holder, clock)
         self.cache = StateCache(settings.state_cache_accounts)
+        self.owner_topic = self.topics.events  # the sweep and the relay cover the owned accounts
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
         now = self.clock.now()
@@ -167,10 +168,13 @@ class SignalsProcessor(Processor[SignalsSettings]):
             with transaction(self.sessions) as session:
                 self.sweep(session, now)
                 stale = repository.unpublished_history(session, before=before)
-                out = risk_messages(session, self.topics.risk, stale)
+                out = risk_messages(
+                    session, self.topics.risk, [h for h in stale if self.ownership.owns(h.account_id)]
+                )
                 out += [
                     account_message(self.topics.accounts, a)
                     for a in repository.unpublished_accounts(session, before, 500)
+                    if self.ownership.owns(a.id)
                 ]
                 self._gauges(session)
                 self._revenue_gauges(session, now)
@@ -189,11 +193,14 @@ class SignalsProcessor(Processor[SignalsSettings]):
 
     def sweep(self, session: Session, now: datetime) -> int:
         day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
-        due = repository.due_for_sweep(
-            session, day_start, self.engine.model_version, self.settings.sweep_batch
-        )
-        if len(due) < self.settings.sweep_batch:
-            due += self._off_band(session, self.settings.sweep_batch - len(due), set(due))
+        wanted = self.settings.sweep_batch
+        if self.ownership.share <= 0:
+            return 0  # a group member without partitions sweeps nothing
+        # Only the accounts on this replica's partitions (standalone: all of them).
+        owns = None if self.ownership.partitions is None else self.ownership.owns
+        due = repository.due_for_sweep(session, day_start, self.engine.model_version, wanted, owns)
+        if len(due) < wanted:
+            due += self._off_band(session, wanted - len(due), set(due))
         if due:
             self.engine.rescore(session, due, now, "sweep", self.cache)
             log.info("signals.swept", accounts=len(due))
@@ -206,7 +213,11 @@ class SignalsProcessor(Processor[SignalsSettings]):
             return []
         amber, red = self.engine.thresholds
         rows = repository.live_scores(session, self.engine.model_version)
-        stale = [a for a, score, band in rows if band != band_for(score, amber, red) and a not in already]
+        stale = [
+            a
+            for a, score, band in rows
+            if band != band_for(score, amber, red) and a not in already and self.ownership.owns(a)
+        ]
         return stale[:limit]
 
     @staticmethod

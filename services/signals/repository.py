@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -417,7 +417,13 @@ def account_history(
     return list(session.scalars(query.order_by(RiskHistory.id.desc()).limit(limit)))
 
 
-def due_for_sweep(session: Session, day_start: datetime, model_version: str, limit: int) -> list[str]:
+def due_for_sweep(
+    session: Session,
+    day_start: datetime,
+    model_version: str,
+    limit: int,
+    owns: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Accounts whose windows moved (scored before today), scored by another model, whose
     registry record changed, or registered but never scored. A churned account is never re-scored:
     only a registry change brings it here (to refresh the copied name, ARR and owner)."""
@@ -439,6 +445,13 @@ def due_for_sweep(session: Session, day_start: datetime, model_version: str, lim
         .outerjoin(RiskScore, RiskScore.account_id == Account.id)
         .where(RiskScore.account_id.is_(None), Account.deleted.is_(False))
     )
+    if owns is not None:  # read without locks, then lock only this replica's accounts
+        ids = [a for a in session.scalars(stale.order_by(RiskScore.account_id).limit(limit * 8)) if owns(a)]
+        ids = ids[:limit]
+        if len(ids) < limit:
+            more = session.scalars(unscored.order_by(Account.id).limit((limit - len(ids)) * 8))
+            ids += [a for a in more if owns(a)][: limit - len(ids)]
+        return _lock_for_sweep(session, ids)
     # SKIP LOCKED (PostgreSQL): several workers sweep at once without scoring an account twice.
     stale = stale.order_by(RiskScore.account_id).limit(limit).with_for_update(of=RiskScore, skip_locked=True)
     ids = list(session.scalars(stale))
@@ -446,6 +459,18 @@ def due_for_sweep(session: Session, day_start: datetime, model_version: str, lim
         unscored = unscored.order_by(Account.id).limit(limit - len(ids))
         ids += list(session.scalars(unscored.with_for_update(of=Account, skip_locked=True)))
     return ids
+
+
+def _lock_for_sweep(session: Session, ids: list[str]) -> list[str]:
+    """The accounts of `ids` whose risk row (else registry row) no other transaction holds."""
+    if not ids:
+        return []
+    scored = select(RiskScore.account_id).where(RiskScore.account_id.in_(ids))
+    locked = set(session.scalars(scored.with_for_update(skip_locked=True)))
+    have_scores = set(session.scalars(scored))
+    unscored = select(Account.id).where(Account.id.in_([a for a in ids if a not in have_scores]))
+    locked |= set(session.scalars(unscored.with_for_update(skip_locked=True)))
+    return [a for a in ids if a in locked]
 
 
 @dataclass(frozen=True)

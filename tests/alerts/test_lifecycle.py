@@ -263,3 +263,31 @@ def test_a_redelivered_risk_change_does_not_reopen_a_resolved_alert(db, lifecycl
     assert [a.state for a in alerts(db)] == ["resolved"]
     feed(db, lifecycle, risk("red", 0.85, "green", T0 + timedelta(hours=3)), T0 + timedelta(hours=3))
     assert [a.state for a in alerts(db)] == ["resolved", "open"]  # a new trigger opens a new alert
+
+
+def test_each_alerts_replica_escalates_only_the_accounts_on_its_partitions(
+    db: sessionmaker[Session], lifecycle: Lifecycle
+) -> None:
+    """Two members of the alerts group: due alerts are split by the partition of their account
+    (as kamwatch.risk is), so none is escalated by both and none is left out."""
+    from shared.kafka import Ownership, partition_of
+
+    accounts = [f"acct-{i:02d}" for i in range(12)]
+    with transaction(db) as session:
+        for account in accounts:
+            record = AccountRecord(
+                id=account, name=account, arr=1000, tier="strategic", owner=None, manager=None
+            )
+            repository.upsert_account(session, account_values(record, T0))
+    for account in accounts:
+        feed(db, lifecycle, risk("red", 0.8, "green", T0).model_copy(update={"account_id": account}), T0)
+    first, rest = Ownership(frozenset({0}), 3), Ownership(frozenset({1, 2}), 3)
+    due_at = T0 + timedelta(minutes=5)
+    with transaction(db) as session:
+        mine = {a.account_id for a in repository.due_alerts(session, due_at, owns=first.owns)}
+        theirs = {a.account_id for a in repository.due_alerts(session, due_at, owns=rest.owns)}
+        every = {a.account_id for a in repository.due_alerts(session, due_at)}
+    assert mine == {a for a in accounts if partition_of(a, 3) == 0} and mine
+    assert theirs == every - mine and mine | theirs == set(accounts)
+    with transaction(db) as session:
+        assert repository.due_alerts(session, due_at, owns=Ownership(frozenset(), 3).owns) == []

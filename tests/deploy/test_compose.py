@@ -17,6 +17,7 @@ from kamwatch.cli import cli
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICES = {"kafka", "postgres", "migrate", "ingest", "signals", "alerts", "prometheus", "grafana"}
+SECOND_MEMBERS = {"signals-2": "signals", "alerts-2": "alerts"}  # scale-out: one more group member
 
 
 def _compose(tmp_path: Path, *args: str, env_file: bool = True) -> subprocess.CompletedProcess[str]:
@@ -40,7 +41,11 @@ def test_docker_compose_config_parses_the_stack(tmp_path: Path) -> None:
     result = _compose(tmp_path, "config")
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
-    assert set(config["services"]) == SERVICES
+    assert set(config["services"]) == SERVICES | set(SECOND_MEMBERS)
+    for second, first in SECOND_MEMBERS.items():  # the same process and group, no host port
+        assert config["services"][second]["command"] == config["services"][first]["command"]
+        assert config["services"][second]["environment"] == config["services"][first]["environment"]
+        assert not config["services"][second].get("ports")
     kafka = config["services"]["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     for name in ("ingest", "signals", "alerts"):
