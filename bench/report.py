@@ -87,7 +87,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += _throughput_rows(results) + _latency_rows(results) + _http_rows(results)
-    lines += _scale_table(results) + _latency_table(results) + _notes(results)
+    lines += _scale_table(results) + _scaleout_table(results) + _latency_table(results) + _notes(results)
     return "\n".join(lines) + "\n"
 
 
@@ -198,6 +198,35 @@ def _scale_table(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {size['accounts']:,} | {size['events']:,} | {rebuild_text} | {rss} | {sweep_text} | "
             f"{sweep['ms_per_account']:.1f} ms | {sweep['peak_rss_bytes'] / MB:.0f} MB |"
+        )
+    return lines
+
+
+def _scaleout_table(results: dict[str, Any]) -> list[str]:
+    s = results.get("scaleout")
+    if not s:
+        return []
+    lines = [
+        "",
+        f"## 5. Scale-out: one and two replicas of signals and alerts, the same stream "
+        f"({s['accounts']:,} accounts, {s['one']['events']:,} events, PostgreSQL)",
+        "",
+        "| Replicas | Events/s end to end | Ratio to 1 replica "
+        "| Per signals replica: events handled, peak RSS "
+        "| Per alerts replica: risk changes handled, peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for run in (s["one"], s["two"]):
+        signals = ", ".join(
+            f"{r['events']:,} ({r['peak_rss_mb']:.0f} MB)" for r in run["per_replica"]["signals"]
+        )
+        alerts = ", ".join(
+            f"{r['risk_changes']:,} ({r['peak_rss_mb']:.0f} MB)" for r in run["per_replica"]["alerts"]
+        )
+        ratio = "1" if run is s["one"] else _fmt(s["ratio_two_to_one"])
+        done = "" if run["complete"] else f" (stopped at {run['processed']:,})"
+        lines.append(
+            f"| {run['replicas']} | {_fmt(run['events_per_s'])}{done} | {ratio} | {signals} | {alerts} |"
         )
     return lines
 

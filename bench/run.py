@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import console_pages, endpoints, latency, machine, report, scale, throughput
+from bench import console_pages, endpoints, latency, machine, report, scale, scaleout, throughput
 from bench.env import WORK_DIR
 from bench.stats import median
 from bench.workload import IMPORT_ERRORS, build
@@ -46,6 +46,8 @@ class Plan:
     rebuild_max: int  # larger portfolios: rebuild projected from the largest measured
     sweep_full_max: int  # larger portfolios: `sweep_ticks` ticks timed, the full sweep projected
     sweep_ticks: int = 4
+    scaleout_accounts: int = 2_000
+    scaleout_events: int = 40_000
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +57,7 @@ FULL = Plan(
     events=200_000,
     throughput_repeats=3,
     throughput_cap_s=450,
-    reserve_s=420,
+    reserve_s=660,
     http_seconds=4,
     http_repeats=3,
     latency_accounts=500,
@@ -71,7 +73,7 @@ QUICK = Plan(
     events=10_000,
     throughput_repeats=1,
     throughput_cap_s=120,
-    reserve_s=120,
+    reserve_s=180,
     http_seconds=2,
     http_repeats=1,
     latency_accounts=100,
@@ -81,6 +83,8 @@ QUICK = Plan(
     rebuild_max=500,
     sweep_full_max=500,
     sweep_ticks=2,
+    scaleout_accounts=200,
+    scaleout_events=3_000,
 )
 
 
@@ -91,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("throughput", "latency", "scale", "console"),
+        choices=("throughput", "latency", "scale", "console", "scaleout"),
         default=None,
         help="run some benchmarks only (HTTP runs with throughput)",
     )
@@ -185,6 +189,14 @@ def run_latency(plan: Plan, broker: LocalBroker, work: Path) -> dict[str, Any]:
     return {"accounts": plan.latency_accounts, "history_events": len(history), "rates": results}
 
 
+def run_scaleout(plan: Plan, broker: LocalBroker, work: Path) -> dict[str, Any]:
+    workload = build(plan.scaleout_accounts, plan.scaleout_events, seed=11)
+    log(f"scale-out: {workload.events} events of {plan.scaleout_accounts} accounts, 1 then 2 replicas")
+    result = scaleout.run(broker, workload, work, cap_s=plan.throughput_cap_s)
+    log(f"  1 replica {result['one']['events_per_s']}/s, 2 replicas {result['two']['events_per_s']}/s")
+    return {"accounts": plan.scaleout_accounts, **result}
+
+
 def run_scale(plan: Plan, started: float) -> dict[str, Any]:
     data = scale.template(datetime.now(UTC))
     sizes: list[dict[str, Any]] = []
@@ -217,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         write(json.loads((args.out / "results.json").read_text()), args.out)
         return 0
     plan = QUICK if args.quick else FULL
-    only = set(args.only or ("throughput", "latency", "scale", "console"))
+    only = set(args.only or ("throughput", "latency", "scale", "console", "scaleout"))
     started = time.monotonic()
     work = WORK_DIR / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
@@ -230,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(run_throughput(plan, broker, work, args.profile))
         if "latency" in only:
             results["latency"] = run_latency(plan, broker, work)
+        if "scaleout" in only:
+            results["scaleout"] = run_scaleout(plan, broker, work)
     finally:
         broker.stop()
     if "scale" in only:
@@ -254,7 +268,7 @@ def _merged(results: dict[str, Any], out: Path) -> dict[str, Any]:
     if not path.exists():
         return results
     merged = json.loads(path.read_text())
-    sections = ("throughput", "http", "latency", "scale", "console_pages")
+    sections = ("throughput", "http", "latency", "scale", "console_pages", "scaleout")
     fresh = {k: v for k, v in results.items() if k in sections}
     merged.update(fresh)
     merged.setdefault("reruns", []).append(
