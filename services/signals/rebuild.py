@@ -55,19 +55,7 @@ def state_rows(states: dict[str, AccountState]) -> dict[str, list[dict[str, Any]
         for a, s in states.items()
         for d, c in s.buckets.items()
     ]
-    entities = [
-        {
-            "account_id": a,
-            "kind": e.kind,
-            "entity_id": e.entity_id,
-            "event_time": e.event_time,
-            "event_key": e.event_key,
-            "state": dict(e.state),
-            "active": e.active,
-        }
-        for a, s in states.items()
-        for e in s.entities.values()
-    ]
+    entities = [repository.entity_values(a, e) for a, s in states.items() for e in s.entities.values()]
     return {"signal_buckets": buckets, "signal_entities": entities}
 
 

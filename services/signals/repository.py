@@ -263,6 +263,19 @@ def entities_for_keys(
     return found
 
 
+def entity_values(account_id: str, entity: EntityRow) -> dict[str, Any]:
+    """A signal_entities row of one account's entity (inserts and upserts)."""
+    return {
+        "account_id": account_id,
+        "kind": entity.kind,
+        "entity_id": entity.entity_id,
+        "event_time": entity.event_time,
+        "event_key": entity.event_key,
+        "state": dict(entity.state),
+        "active": entity.active,
+    }
+
+
 def write_state(
     session: Session,
     buckets: Sequence[tuple[str, date, Counts]],
@@ -279,18 +292,7 @@ def write_state(
     upsert(
         session,
         SignalEntity.__table__,  # type: ignore[arg-type]
-        [
-            {
-                "account_id": a,
-                "kind": e.kind,
-                "entity_id": e.entity_id,
-                "event_time": e.event_time,
-                "event_key": e.event_key,
-                "state": dict(e.state),
-                "active": e.active,
-            }
-            for a, e in sorted(entities, key=lambda r: (r[0], r[1].kind, r[1].entity_id))
-        ],
+        [entity_values(a, e) for a, e in sorted(entities, key=lambda r: (r[0], r[1].kind, r[1].entity_id))],
         ("account_id", "kind", "entity_id"),
         ("event_time", "event_key", "state", "active"),
     )
@@ -351,15 +353,7 @@ def state_snapshot(
     """Every state row (of the accounts `first`..`last`) as plain tuples, sorted (rebuild's
     comparison)."""
     buckets = select(SignalBucket.account_id, SignalBucket.day, SignalBucket.counts)
-    entities = select(
-        SignalEntity.account_id,
-        SignalEntity.kind,
-        SignalEntity.entity_id,
-        SignalEntity.event_time,
-        SignalEntity.event_key,
-        SignalEntity.state,
-        SignalEntity.active,
-    )
+    entities = select(*ENTITY_COLUMNS)
     if accounts is not None:
         buckets = buckets.where(SignalBucket.account_id.between(*accounts))
         entities = entities.where(SignalEntity.account_id.between(*accounts))
