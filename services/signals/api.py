@@ -3,6 +3,8 @@ request-scoped session (SessionDep), which the API-key check shares."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -251,29 +253,63 @@ def get_portfolio(
     band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=600,
+            description="keyset pagination: the previous page's next_after (no OFFSET cost)",
+        ),
+    ] = None,
     include: Annotated[
         Literal["churned"] | None,
         Query(description="churned: also list accounts that churned (band churned); left out by default"),
     ] = None,
 ) -> PortfolioOut:
     """Scored live accounts by revenue at risk (ARR x probability) converted into the reporting
-    currency, largest first, paginated; each item carries the original amounts too. Accounts that
-    churned leave the portfolio unless `include=churned` is given; deleted accounts leave it.
-    An unknown query parameter is a 422 naming it."""
-    rows, total = repository.portfolio(
-        session, filters, band, (limit, offset), rates, include_churned=include == "churned"
+    currency, largest first, paginated (by `offset`, or by `after` = the previous page's
+    `next_after`); each item carries the original amounts too. Accounts that churned leave the
+    portfolio unless `include=churned` is given; deleted accounts leave it. An unknown query
+    parameter is a 422 naming it."""
+    if after is not None and offset:
+        raise ValidationFailed(
+            "after: give `after` or `offset`, not both (after = the previous page's next_after)"
+        )
+    key = _decode_after(after) if after is not None else None
+    rows, total, last = repository.portfolio(
+        session, filters, band, (limit, offset), rates, include_churned=include == "churned", after=key
     )
     items = [PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates)) for row in rows]
-    next_offset = offset + len(rows) if offset + len(rows) < total else None
+    # With a cursor the rows before it are not counted: a full page may be the last one.
+    more = len(rows) == limit if key is not None else offset + len(rows) < total
     return PortfolioOut(
         items=items,
         total=total,
         limit=limit,
         offset=offset,
-        next_offset=next_offset,
+        next_offset=offset + len(rows) if more and key is None else None,
+        next_after=_encode_after(last) if more and last is not None else None,
         reporting_currency=rates.currency,
         rates_date=rates.date,
     )
+
+
+def _encode_after(key: repository.PortfolioKey) -> str:
+    value, account_id = key
+    raw = json.dumps([None if value is None else str(value), account_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_after(text: str) -> repository.PortfolioKey:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value, account_id = json.loads(raw)
+        if not isinstance(account_id, str) or not (value is None or isinstance(value, str)):
+            raise ValueError("wrong shape")
+        return (None if value is None else Decimal(value)), account_id
+    except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError, binascii.Error):
+        raise ValidationFailed(
+            "after: not a portfolio cursor; pass the next_after of the previous page unchanged"
+        ) from None
 
 
 @router.get("/accounts", tags=["accounts"], response_model=RegistryOut, dependencies=[StrictQuery])

@@ -6,9 +6,24 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Float,
+    Numeric,
+    Select,
+    and_,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -516,6 +531,9 @@ def portfolio_query(filters: AccountFilters, band: str | None, include_churned: 
     return filtered(query, filters, people=RiskScore)
 
 
+PortfolioKey = tuple[Decimal | float | None, str]  # (revenue at risk in the reporting currency, id)
+
+
 def portfolio(
     session: Session,
     filters: AccountFilters,
@@ -523,15 +541,38 @@ def portfolio(
     page: tuple[int, int],
     rates: Rates,
     include_churned: bool = False,
-) -> tuple[list[RiskScore], int]:
+    after: PortfolioKey | None = None,
+) -> tuple[list[RiskScore], int, PortfolioKey | None]:
     """One page of the portfolio, largest revenue at risk in the reporting currency first (no
-    rate for its currency: after the others)."""
+    rate for its currency: after the others), and the sort key of its last row. `after`: keyset
+    pagination, the rows that sort after that key (no OFFSET: a deep page costs what the first
+    does); else `page` = (limit, offset)."""
     limit, offset = page
     query = portfolio_query(filters, band, include_churned)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    converted = rates.converted(RiskScore.revenue_at_risk, RiskScore.currency)
-    ordered = query.order_by(converted.desc().nulls_last(), RiskScore.account_id)
-    return list(session.scalars(ordered.limit(limit).offset(offset))), total
+    # The key as the database computes it: a double on SQLite (cents x rate), read and compared as
+    # one, so a cursor lands exactly between equal amounts; NUMERIC (exact) on PostgreSQL.
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    key_type: Any = Float() if sqlite else Numeric()
+    converted = type_coerce(rates.converted(RiskScore.revenue_at_risk, RiskScore.currency), key_type)
+    if after is not None:
+        value, account_id = after
+        if value is None:
+            query = query.where(converted.is_(None), RiskScore.account_id > account_id)
+        else:
+            bound = literal(float(value) if sqlite else value, key_type)
+            query = query.where(
+                or_(
+                    converted < bound,
+                    and_(converted == bound, RiskScore.account_id > account_id),
+                    converted.is_(None),
+                )
+            )
+        offset = 0
+    ordered = query.add_columns(converted).order_by(converted.desc().nulls_last(), RiskScore.account_id)
+    rows = session.execute(ordered.limit(limit).offset(offset)).all()
+    last = (rows[-1][1], rows[-1][0].account_id) if rows else None
+    return [row[0] for row in rows], total, last
 
 
 def registry(

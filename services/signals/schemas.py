@@ -104,6 +104,10 @@ class PortfolioOut(BaseModel):
     limit: int
     offset: int
     next_offset: int | None
+    next_after: str | None = Field(
+        default=None,
+        description="pass as `after` for the next page (keyset pagination); None on the last page",
+    )
 
 
 class ImportProblem(BaseModel):

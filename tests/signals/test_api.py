@@ -103,3 +103,55 @@ def test_risk_needs_the_risk_read_scope(api: TestClient, db: sessionmaker[Sessio
         key = create_key(session, "writer", ["accounts:write"])
     response = api.get("/v1/accounts/acme/risk", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 403 and "risk:read" in response.json()["message"]
+
+
+def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    """`after` = the previous page's next_after: the pages together are the one-page ranking,
+    with no row twice or missing, across equal amounts, several currencies and a currency without
+    a rate (ranked last); a cursor that is not one is a 422 naming `after`."""
+    from decimal import Decimal
+
+    from services.signals.models import RiskScore
+
+    amounts = ["0", "0", "100", "100", "100", "250.50", "999.99", "12000", "100", "0.01", "3500"]
+    currencies = ["EUR", "USD", "GBP", "XTS"]
+    with transaction(db) as session:
+        for n, amount in enumerate(amounts * 2):
+            session.add(
+                RiskScore(
+                    account_id=f"acct-{n:02d}",
+                    score=0.5,
+                    band="amber",
+                    model_version="m",
+                    as_of=NOW,
+                    scored_at=NOW,
+                    drivers=[],
+                    changes=[],
+                    features={},
+                    name=f"Account {n}",
+                    arr=Decimal(amount) * 2,
+                    currency=currencies[n % len(currencies)],
+                    tier="strategic",
+                    revenue_at_risk=Decimal(amount),
+                )
+            )
+    whole = _portfolio(api, auth, limit=500).json()
+    assert whole["total"] == len(amounts) * 2 and whole["next_after"] is None
+    seen, after, pages = [], None, 0
+    while True:
+        params: dict[str, Any] = {"limit": 4} if after is None else {"limit": 4, "after": after}
+        page = _portfolio(api, auth, **params).json()
+        seen += [i["account_id"] for i in page["items"]]
+        pages += 1
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == [i["account_id"] for i in whole["items"]] and pages >= len(seen) // 4
+    assert whole["items"][-1]["currency"] == "XTS"  # no rate: after every ranked amount
+    for bad in ("not-a-cursor", "W10", "WzEsMl0"):  # garbage, [] and [1,2]
+        response = _portfolio(api, auth, after=bad)
+        assert response.status_code == 422 and "after" in response.json()["message"]
+    both = _portfolio(api, auth, after=whole["items"][0]["account_id"], offset=3)
+    assert both.status_code == 422 and "not both" in both.json()["message"]
