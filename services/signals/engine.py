@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,20 @@ class Assessment:
 
 
 NO_DATA_ASSESSMENT = Assessment({}, 0.0, NO_DATA, [])
+
+
+@dataclass
+class Locked:
+    """The registry and risk rows of the accounts a transaction scores, locked in that order (the
+    order every writer takes them in: no deadlock)."""
+
+    accounts: dict[str, Account]
+    risks: dict[str, RiskScore]
+
+
+def state_bounds(now: datetime) -> tuple[date, datetime]:
+    """The oldest bucket day and entity time the features as of `now` read."""
+    return now.date() - timedelta(days=HISTORY_DAYS), now - timedelta(days=HISTORY_DAYS)
 
 
 def account_info(account: Account | None) -> AccountInfo:
@@ -98,16 +112,19 @@ class RiskEngine:
         trigger: str,
         cache: StateCache | None = None,
         written: Written | None = None,
+        locked: Locked | None = None,
+        copies: dict[str, CachedState] | None = None,
     ) -> list[RiskHistory]:
         """Score each account as of `now`; return the new history rows to publish. A churned
         account (its latest outcome is `account.churned`) is not scored: it moves to band churned.
 
         `written`: the state rows this transaction wrote (apply_signals). With a `cache`, an
         account's state comes from the worker's memory when its token matches, else from the
-        tables; without one (rebuild) the state is read and every token is cleared."""
+        tables; without one (rebuild) the state is read and every token is cleared. `locked` and
+        `copies`: what the caller already locked and took from the cache (the batch handler)."""
         written = written or {}
-        accounts = repository.accounts_by_id(session, account_ids, lock=True)
-        risks = repository.risk_for(session, account_ids, lock=True)
+        locked = locked or self.lock(session, account_ids)
+        accounts, risks = locked.accounts, locked.risks
         churns = churned_accounts(repository.latest_outcomes(session, account_ids))
         to_publish = []
         ordered = sorted(set(account_ids))
@@ -117,8 +134,10 @@ class RiskEngine:
             computed = self.features_of(session, live, accounts, now, seen)
             tokens: dict[str, str | None] = dict.fromkeys(ordered)
         else:
+            if copies is None:
+                copies = self.copies(cache, live, risks, now)
             computed, tokens = self._cached_features(
-                session, cache, live, accounts, risks, now, written, seen
+                session, cache, copies, live, accounts, risks, now, written, seen
             )
             for account_id in written.keys() & churns.keys():
                 tokens[account_id] = new_token()
@@ -141,10 +160,32 @@ class RiskEngine:
         session.flush()
         return to_publish
 
+    @staticmethod
+    def lock(session: Session, account_ids: list[str]) -> Locked:
+        return Locked(
+            repository.accounts_by_id(session, account_ids, lock=True),
+            repository.risk_for(session, account_ids, lock=True),
+        )
+
+    @staticmethod
+    def copies(
+        cache: StateCache, account_ids: list[str], risks: dict[str, RiskScore], now: datetime
+    ) -> dict[str, CachedState]:
+        """The valid in-memory copies of these accounts (their token matches the locked row)."""
+        since_day, since = state_bounds(now)
+        found = {}
+        for account_id in account_ids:
+            risk = risks.get(account_id)
+            copy = cache.get(account_id, risk.state_token if risk else None, since_day, since)
+            if copy is not None:
+                found[account_id] = copy
+        return found
+
     def _cached_features(
         self,
         session: Session,
         cache: StateCache,
+        copies: dict[str, CachedState],
         live: list[str],
         accounts: dict[str, Account],
         risks: dict[str, RiskScore],
@@ -155,13 +196,12 @@ class RiskEngine:
         """Features from the in-memory copies (plus this batch's rows); accounts without a valid
         copy are read from the tables once and copied. Returns the features and each scored
         account's state token to store."""
-        since_day, since = now.date() - timedelta(days=HISTORY_DAYS), now - timedelta(days=HISTORY_DAYS)
+        since_day, since = state_bounds(now)
         states: dict[str, CachedState] = {}
         tokens: dict[str, str | None] = {}
         missing = []
         for account_id in live:
-            risk = risks.get(account_id)
-            copy = cache.get(account_id, risk.state_token if risk else None, since_day, since)
+            copy = copies.get(account_id)
             if copy is None:
                 missing.append(account_id)
                 continue

@@ -63,16 +63,22 @@ class Window:
         self._by_ago = {
             (today - d).days: c for d, c in buckets.items() if 0 <= (today - d).days <= HISTORY_DAYS
         }
-        self._series: dict[str, list[int | None]] = {}
+        self._series: dict[str, list[int | None]] | None = None
 
     def series(self, name: str) -> list[int | None]:
-        """Index = days ago; None where the day has no such counter."""
+        """Index = days ago; None where the day has no such counter. Every counter's series is
+        built in one pass over the days the first time any is asked for."""
+        if self._series is None:
+            self._series = {}
+            for ago, counts in self._by_ago.items():
+                for counter, value in counts.items():
+                    values = self._series.get(counter)
+                    if values is None:
+                        values = self._series[counter] = [None] * (HISTORY_DAYS + 1)
+                    values[ago] = value
         values = self._series.get(name)
         if values is None:
-            values = [None] * (HISTORY_DAYS + 1)
-            for ago, counts in self._by_ago.items():
-                values[ago] = counts.get(name)
-            self._series[name] = values
+            values = self._series[name] = [None] * (HISTORY_DAYS + 1)
         return values
 
     def total(self, name: str, length: int, start_ago: int = 0) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,8 +19,8 @@ from services.signals.modelstore import ModelHolder
 from services.signals.outbox import account_message, risk_messages
 from services.signals.outcomes import apply_renewals
 from services.signals.scoring import band_for
-from services.signals.state import AccountState, merge_counts, merge_entity
-from services.signals.statecache import StateCache, Written
+from services.signals.state import AccountState, Counts, EntityRow, merge_counts, merge_entity
+from services.signals.statecache import CachedState, StateCache, Written
 from shared.clock import Clock
 from shared.contracts import RiskBand
 from shared.db import transaction
@@ -32,16 +33,34 @@ from shared.metrics import PIPELINE_LATENCY, RECEIVED_HEADER
 log = get_logger(__name__)
 
 
-def apply_signals(session: Session, signals: list[Signal]) -> Written:
+def apply_signals(
+    session: Session, signals: list[Signal], copies: Mapping[str, CachedState] | None = None
+) -> Written:
     """Fold new events into the stored buckets and entities (read the touched rows, merge, upsert
-    them back); returns the rows as written, per account (the worker's copy folds them in)."""
+    them back); returns the rows as written, per account (the worker's copy folds them in).
+    `copies`: valid in-memory copies (token checked under the row lock); a row they hold is not
+    read again from the tables."""
+    copies = copies or {}
     states: dict[str, AccountState] = defaultdict(AccountState)
     for signal in signals:
         states[signal.account_id].apply(signal.type, signal.data, signal.time, signal.key)
-    bucket_keys = [(a, d) for a, s in states.items() for d in s.buckets]
-    entity_keys = [(a, k, i) for a, s in states.items() for k, i in s.entities]
-    stored_buckets = repository.buckets_for_keys(session, bucket_keys)
-    stored_entities = repository.entities_for_keys(session, entity_keys)
+    stored_buckets: dict[tuple[str, date], Counts | None] = {}
+    stored_entities: dict[tuple[str, str, str], EntityRow | None] = {}
+    bucket_keys, entity_keys = [], []
+    for account_id, state in states.items():
+        copy = copies.get(account_id)
+        for day in state.buckets:
+            if copy is not None and day >= copy.since_day:  # the copy holds every row from then on
+                stored_buckets[(account_id, day)] = copy.buckets.get(day)
+            else:
+                bucket_keys.append((account_id, day))
+        for kind, ident in state.entities:
+            if copy is not None and (kind, ident) in copy.entities:
+                stored_entities[(account_id, kind, ident)] = copy.entities[(kind, ident)]
+            else:  # not in the copy: absent, or old and closed (the copy leaves those out)
+                entity_keys.append((account_id, kind, ident))
+    stored_buckets.update(repository.buckets_for_keys(session, bucket_keys) if bucket_keys else {})
+    stored_entities.update(repository.entities_for_keys(session, entity_keys) if entity_keys else {})
     written: Written = {}
     for account_id, state in states.items():
         buckets, entities = written.setdefault(account_id, ({}, {}))
@@ -102,10 +121,12 @@ class SignalsProcessor(Processor[SignalsSettings]):
             with transaction(self.sessions) as session:
                 inserted = repository.insert_new_events(session, [event_row(s, now) for s in signals])
                 fresh = [s for s in signals if (s.source, s.event_id) in inserted]
-                written = apply_signals(session, fresh)
-                renewed = apply_renewals(session, fresh, now)
                 touched = sorted({s.account_id for s in fresh})
-                self.engine.rescore(session, touched, now, "event", self.cache, written)
+                locked = self.engine.lock(session, touched)
+                copies = self.engine.copies(self.cache, touched, locked.risks, now)
+                written = apply_signals(session, fresh, copies)
+                renewed = apply_renewals(session, fresh, now)
+                self.engine.rescore(session, touched, now, "event", self.cache, written, locked, copies)
                 pending = repository.unpublished_history(session, account_ids=touched) if touched else []
                 out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
                 out += [account_message(self.topics.accounts, a) for a in renewed]
