@@ -21,7 +21,7 @@ from shared.db import make_engine, make_sessionmaker, ping
 from shared.kafka import BatchHandler, BatchLoop, Publisher, make_consumer, make_producer
 from shared.logging import get_logger
 from shared.settings import ServiceSettings
-from shared.web import BodyLimit, broker_reachable, install_error_handlers, install_ops_routes
+from shared.web import BodyLimit, InFlightLimit, broker_reachable, install_error_handlers, install_ops_routes
 
 log = get_logger(__name__)
 
@@ -162,6 +162,8 @@ def build_service(
     }
     install_ops_routes(app, name, checks, settings.common.metrics_token)
     app.include_router(router)
+    # Inside BodyLimit: a body is read before its request takes one of the in-flight slots.
+    app.add_middleware(InFlightLimit, limit=common.api_threads)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes or settings.max_body_bytes)
     return app
 

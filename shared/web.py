@@ -187,6 +187,33 @@ PUBLIC_PREFIXES = ("/v1/webhooks/", "/v1/alert-links/", "/healthz", "/readyz", "
 KEY_FIRST_BYTES = 64 * 1024
 
 
+class InFlightLimit:
+    """At most `limit` API requests (paths under /v1/) inside the app at once; the others wait on
+    the event loop, holding nothing.
+
+    A request takes its database connection in a dependency that runs on a worker thread, keeps it
+    while it waits for the next worker thread (the route, then the commit), and gives it back at
+    the end. With more requests in flight than the pool has connections, every worker thread
+    could end up waiting for a connection held by a request that waits for a thread: the pool's
+    30-second timeout, then 500s (the risk benchmark saw exactly that at 50 clients). Bounding
+    the requests in flight by the worker threads, with the pool sized above them
+    (runtime.pool_for), rules that out. /healthz, /readyz and /metrics are not counted."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """Answer 413 for bodies over `max_bytes` (by Content-Length, or while reading), 408 when the
     whole body has not arrived within `body_timeout_s` (a total deadline: a client trickling one
