@@ -64,11 +64,13 @@ class Probe:
 
 
 def make_probe(number: int, now: datetime) -> Probe:
-    """An account whose invoice is 60 days overdue: the critical `invoice_overdue` trigger."""
+    """An account whose invoice is 60 days overdue: the critical `invoice_overdue` trigger. It
+    fires only from band amber on (policy.yaml `min_band`), so the invoice is the whole ARR: the
+    shipped scorecard then scores the probe 0.31, amber, from this one event."""
     account_id = f"{PROBE_PREFIX}-{number:03d}"
     data = {
         "invoice_id": f"in_probe{number:04d}",
-        "amount": "75000.00",
+        "amount": "900000.00",  # = the probe's ARR (Probe.row)
         "currency": "USD",
         "due_date": (now - timedelta(days=61)).date().isoformat(),
         "days_overdue": 60,
