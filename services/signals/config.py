@@ -51,11 +51,12 @@ class SignalsSettings(ServiceSettings):
     tick_interval_s: float = Field(default=5.0, gt=0)
     relay_after_s: float = Field(default=10.0, ge=0, description="outbox rows older than this are re-sent")
     sweep_batch: int = Field(default=500, ge=1, le=100_000)
-    state_cache_accounts: int = Field(
-        default=50_000,
+    state_cache_rows: int = Field(
+        default=400_000,
         ge=0,
-        le=10_000_000,
-        description="accounts whose state the worker keeps in memory (about 10 KB each); 0 = off",
+        le=100_000_000,
+        description="bucket and entity rows the worker keeps in memory (about 0.5 KB each, so the "
+        "default is about 200 MB): least recently used accounts leave first; 0 = off",
     )
     api_publish_timeout_s: float = Field(default=5.0, gt=0)
     min_churns: int = Field(default=10, ge=1, description="train refuses with fewer labelled churns")

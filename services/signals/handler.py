@@ -110,7 +110,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         self.epoch = EpochWatch(settings.common, "signals")
         self._revenue_at: datetime | None = None
         self.learner = Learner(settings, sessions, holder, clock)
-        self.cache = StateCache(settings.state_cache_accounts)
+        self.cache = StateCache(settings.state_cache_rows)
         self.owner_topic = self.topics.events  # the sweep and the relay cover the owned accounts
 
     def handle(self, records: list[Any]) -> list[OutMessage]:
@@ -204,6 +204,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
             raise
         self.cache.install()
         metrics.STATE_CACHE_ACCOUNTS.set(len(self.cache))
+        metrics.STATE_CACHE_ROWS.set(self.cache.rows)
         return out
 
     def _revenue_gauges(self, session: Session, now: datetime) -> None:

@@ -17,6 +17,9 @@ SCORES = Counter(
 STATE_CACHE_ACCOUNTS = Gauge(
     "kamwatch_signals_state_cache_accounts", "Accounts whose state the worker holds in memory"
 )
+STATE_CACHE_ROWS = Gauge(
+    "kamwatch_signals_state_cache_rows", "Bucket and entity rows the worker holds in memory (bounded)"
+)
 STATE_CACHE_LOOKUPS = Counter(
     "kamwatch_signals_state_cache_lookups_total",
     "Account state taken from the worker's memory (hit) or read from the tables (miss)",

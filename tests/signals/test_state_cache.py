@@ -131,3 +131,24 @@ def test_the_sweep_scores_from_the_copy_as_time_passes(
             processor.engine.rescore(session, [ACCOUNT], later, "sweep", processor.cache)
         processor.cache.install()
         assert _scored_features(db) == _stored_features(db, signals_settings, later)
+
+
+def test_the_copies_stay_within_their_row_budget_least_recently_used_first_out() -> None:
+    from datetime import UTC, date, datetime
+
+    from services.signals.statecache import CachedState, StateCache
+
+    def copy(days: int) -> CachedState:
+        buckets = {date(2026, 1, 1 + d): {"events": 1} for d in range(days)}
+        return CachedState("t", date(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC), buckets, {})
+
+    cache = StateCache(max_rows=10)
+    for account in ("a", "b", "c"):  # 4 rows each
+        cache.stage(account, copy(4))
+        cache.install()
+    assert cache.rows <= 10 and len(cache) == 2
+    since = (date(2026, 1, 1), datetime(2026, 1, 1, tzinfo=UTC))
+    assert cache.get("a", "t", *since) is None and cache.get("c", "t", *since) is not None
+    cache.stage("b", None)  # a churned account: forgotten
+    cache.install()
+    assert (len(cache), cache.rows) == (1, 4)
