@@ -48,6 +48,16 @@ def _new_processor(
     return SignalsProcessor(settings, db, clock, model_holder(settings))
 
 
+def _assert_read_again(
+    processor: SignalsProcessor, db: sessionmaker[Session], settings: SignalsSettings, events: list[Any]
+) -> None:
+    """The next batch finds the copy stale (one miss) and scores what the tables say."""
+    misses = processor.cache.misses
+    processor.handle(_records(*events))
+    assert processor.cache.misses == misses + 1
+    assert _scored_features(db) == _stored_features(db, settings, NOW)
+
+
 def test_the_copy_gives_the_scores_the_tables_give_and_is_used(
     processor: SignalsProcessor, db: sessionmaker[Session], signals_settings: SignalsSettings
 ) -> None:
@@ -72,10 +82,7 @@ def test_a_write_by_another_replica_makes_the_copy_be_read_again(
     other = _new_processor(signals_settings, db, clock)
     other.handle(_records(*middle))
     # The partition comes back: the first worker's copy predates the other's writes.
-    misses = processor.cache.misses
-    processor.handle(_records(*last))
-    assert processor.cache.misses == misses + 1
-    assert _scored_features(db) == _stored_features(db, signals_settings, NOW)
+    _assert_read_again(processor, db, signals_settings, last)
 
 
 def test_a_rebuild_makes_the_copy_be_read_again(
@@ -89,10 +96,7 @@ def test_a_rebuild_makes_the_copy_be_read_again(
     events = full_story(ACCOUNT, NOW)
     processor.handle(_records(*events[:30]))
     rebuild(db, RiskEngine(signals_settings, model_holder(signals_settings)), clock.now(), progress=False)
-    misses = processor.cache.misses
-    processor.handle(_records(*events[30:]))
-    assert processor.cache.misses == misses + 1
-    assert _scored_features(db) == _stored_features(db, signals_settings, NOW)
+    _assert_read_again(processor, db, signals_settings, events[30:])
 
 
 def test_a_batch_that_rolled_back_leaves_no_copy_behind(
