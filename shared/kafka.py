@@ -293,6 +293,11 @@ class Ownership:
         return partition_of(key, self.total) in self.partitions
 
     @property
+    def predicate(self) -> Callable[[str], bool] | None:
+        """`owns` for a query that must skip the others' accounts; None standalone (all)."""
+        return None if self.partitions is None else self.owns
+
+    @property
     def share(self) -> float:
         """The owned fraction of the partitions (1.0 standalone)."""
         if self.partitions is None:
@@ -450,8 +455,10 @@ class BatchLoop:
         if topic is None or consumer is None:
             return
         owned = frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
-        total = len(consumer.partitions_for_topic(topic) or ())
         current = getattr(self._handler, "ownership", None)
+        if current is not None and current.partitions == owned and current.total > 0:
+            return  # unchanged: no metadata lookup on every poll
+        total = len(consumer.partitions_for_topic(topic) or ())
         if current is None or current.partitions != owned or current.total != total:
             self._handler.ownership = Ownership(owned, total)  # type: ignore[attr-defined]
             log.info(

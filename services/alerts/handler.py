@@ -78,7 +78,7 @@ class AlertsProcessor(Processor[AlertsSettings]):
         record once crash-looped the service)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            owns = None if self.ownership.partitions is None else self.ownership.owns
+            owns = self.ownership.predicate
             due = repository.due_alerts(session, now, owns=owns)
             for alert in due:
                 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
 from services.signals.drivers import describe_changes, top_drivers
-from services.signals.features import HISTORY_DAYS, AccountInfo, compute_features
+from services.signals.features import AccountInfo, compute_features, state_bounds
 from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
 from services.signals.money import revenue_at_risk
@@ -41,11 +41,6 @@ class Locked:
 
     accounts: dict[str, Account]
     risks: dict[str, RiskScore]
-
-
-def state_bounds(now: datetime) -> tuple[date, datetime]:
-    """The oldest bucket day and entity time the features as of `now` read."""
-    return now.date() - timedelta(days=HISTORY_DAYS), now - timedelta(days=HISTORY_DAYS)
 
 
 def account_info(account: Account | None) -> AccountInfo:
@@ -87,8 +82,9 @@ class RiskEngine:
     ) -> dict[str, tuple[dict[str, float], dict[str, Any]]]:
         """Features of many accounts as of `as_of`, from two bulk queries; `with_state` receives
         the accounts that have recent state (so they surely have events)."""
-        buckets = repository.buckets_of(session, account_ids, as_of.date() - timedelta(days=HISTORY_DAYS))
-        entities = repository.entities_of(session, account_ids, as_of - timedelta(days=HISTORY_DAYS))
+        since_day, since = state_bounds(as_of)
+        buckets = repository.buckets_of(session, account_ids, since_day)
+        entities = repository.entities_of(session, account_ids, since)
         if with_state is not None:
             with_state.update(buckets, entities)
         return {
@@ -172,11 +168,10 @@ class RiskEngine:
         cache: StateCache, account_ids: list[str], risks: dict[str, RiskScore], now: datetime
     ) -> dict[str, CachedState]:
         """The valid in-memory copies of these accounts (their token matches the locked row)."""
-        since_day, since = state_bounds(now)
         found = {}
         for account_id in account_ids:
             risk = risks.get(account_id)
-            copy = cache.get(account_id, risk.state_token if risk else None, since_day, since)
+            copy = cache.get(account_id, risk.state_token if risk else None, now)
             if copy is not None:
                 found[account_id] = copy
         return found
@@ -221,7 +216,7 @@ class RiskEngine:
         metrics.STATE_CACHE_LOOKUPS.labels("miss").inc(len(missing))
         computed = {}
         for account_id, state in states.items():
-            state = state.trimmed(since_day, since)
+            state = state.trimmed(now)
             cache.stage(account_id, state)
             tokens[account_id] = state.token
             if state.buckets or state.entities:

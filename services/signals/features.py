@@ -96,12 +96,17 @@ class Window:
         return max(hits) if hits else None
 
 
+def state_bounds(as_of: datetime) -> tuple[date, datetime]:
+    """The oldest bucket day, and the oldest change of a closed entity, that features as of
+    `as_of` read."""
+    return as_of.date() - timedelta(days=HISTORY_DAYS), as_of - timedelta(days=HISTORY_DAYS)
+
+
 def relevant_state(
     buckets: Mapping[date, Counts], entities: Iterable[EntityRow], as_of: datetime
 ) -> tuple[dict[date, Counts], list[EntityRow]]:
     """The part of an account's state features read (what the live path loads from the DB)."""
-    since_day = as_of.date() - timedelta(days=HISTORY_DAYS)
-    since = as_of - timedelta(days=HISTORY_DAYS)
+    since_day, since = state_bounds(as_of)
     kept = {d: c for d, c in buckets.items() if d >= since_day}
     return kept, [e for e in entities if e.active or e.event_time >= since]
 

@@ -219,7 +219,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         if self.ownership.share <= 0:
             return 0  # a group member without partitions sweeps nothing
         # Only the accounts on this replica's partitions (standalone: all of them).
-        owns = None if self.ownership.partitions is None else self.ownership.owns
+        owns = self.ownership.predicate
         due = repository.due_for_sweep(session, day_start, self.engine.model_version, wanted, owns)
         if len(due) < wanted:
             due += self._off_band(session, wanted - len(due), set(due))

@@ -455,12 +455,15 @@ def due_for_sweep(
         .where(RiskScore.account_id.is_(None), Account.deleted.is_(False))
     )
     if owns is not None:  # read without locks, then lock only this replica's accounts
-        ids = [a for a in session.scalars(stale.order_by(RiskScore.account_id).limit(limit * 8)) if owns(a)]
-        ids = ids[:limit]
-        if len(ids) < limit:
-            more = session.scalars(unscored.order_by(Account.id).limit((limit - len(ids)) * 8))
-            ids += [a for a in more if owns(a)][: limit - len(ids)]
-        return _lock_for_sweep(session, ids)
+        scored = [
+            a for a in session.scalars(stale.order_by(RiskScore.account_id).limit(limit * 8)) if owns(a)
+        ]
+        scored = scored[:limit]
+        new: list[str] = []
+        if len(scored) < limit:
+            more = session.scalars(unscored.order_by(Account.id).limit((limit - len(scored)) * 8))
+            new = [a for a in more if owns(a)][: limit - len(scored)]
+        return _lock_for_sweep(session, scored, new)
     # SKIP LOCKED (PostgreSQL): several workers sweep at once without scoring an account twice.
     stale = stale.order_by(RiskScore.account_id).limit(limit).with_for_update(of=RiskScore, skip_locked=True)
     ids = list(session.scalars(stale))
@@ -470,16 +473,17 @@ def due_for_sweep(
     return ids
 
 
-def _lock_for_sweep(session: Session, ids: list[str]) -> list[str]:
-    """The accounts of `ids` whose risk row (else registry row) no other transaction holds."""
-    if not ids:
-        return []
-    scored = select(RiskScore.account_id).where(RiskScore.account_id.in_(ids))
-    locked = set(session.scalars(scored.with_for_update(skip_locked=True)))
-    have_scores = set(session.scalars(scored))
-    unscored = select(Account.id).where(Account.id.in_([a for a in ids if a not in have_scores]))
-    locked |= set(session.scalars(unscored.with_for_update(skip_locked=True)))
-    return [a for a in ids if a in locked]
+def _lock_for_sweep(session: Session, scored: list[str], new: list[str]) -> list[str]:
+    """Of these accounts, those whose risk row (`scored`) or registry row (`new`, never scored)
+    no other transaction holds: SKIP LOCKED, as the unfiltered sweep."""
+    locked: set[str] = set()
+    if scored:
+        query = select(RiskScore.account_id).where(RiskScore.account_id.in_(scored))
+        locked |= set(session.scalars(query.with_for_update(skip_locked=True)))
+    if new:
+        query = select(Account.id).where(Account.id.in_(new))
+        locked |= set(session.scalars(query.with_for_update(skip_locked=True)))
+    return [a for a in scored + new if a in locked]
 
 
 @dataclass(frozen=True)

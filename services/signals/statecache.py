@@ -16,9 +16,10 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+from services.signals.features import relevant_state, state_bounds
 from services.signals.state import Counts, EntityRow
 
 EntityKey = tuple[str, str]
@@ -40,33 +41,27 @@ class CachedState:
     buckets: Mapping[date, Counts]
     entities: Mapping[EntityKey, EntityRow]
 
-    def covers(self, since_day: date, since: datetime) -> bool:
+    def covers(self, as_of: datetime) -> bool:
+        """Holds every row features as of `as_of` read."""
+        since_day, since = state_bounds(as_of)
         return since_day >= self.since_day and since >= self.since
-
-    def view(self, since_day: date, since: datetime) -> tuple[dict[date, Counts], list[EntityRow]]:
-        """What repository.buckets_of / entities_of return for these bounds."""
-        buckets = {d: c for d, c in self.buckets.items() if d >= since_day}
-        entities = [e for e in self.entities.values() if e.active or e.event_time >= since]
-        return buckets, entities
 
     def with_written(
         self, token: str, written: tuple[dict[date, Counts], dict[EntityKey, EntityRow]] | None
     ) -> CachedState:
         """A new version with the rows this batch wrote (the copy itself is never changed)."""
         if written is None:
-            return (
-                self
-                if token == self.token
-                else CachedState(token, self.since_day, self.since, self.buckets, self.entities)
-            )
+            return self if token == self.token else replace(self, token=token)
         buckets, entities = dict(self.buckets), dict(self.entities)
         buckets.update(written[0])
         entities.update(written[1])
         return CachedState(token, self.since_day, self.since, buckets, entities)
 
-    def trimmed(self, since_day: date, since: datetime) -> CachedState:
-        """Without the rows no later score can read (bounds the memory per account)."""
-        buckets, entities = self.view(since_day, since)
+    def trimmed(self, as_of: datetime) -> CachedState:
+        """Only the rows features as of `as_of` read (features.relevant_state, as the tables are
+        read): no later score needs the others, and dropping them bounds the memory."""
+        buckets, entities = relevant_state(self.buckets, self.entities.values(), as_of)
+        since_day, since = state_bounds(as_of)
         return CachedState(
             self.token, since_day, since, buckets, {(e.kind, e.entity_id): e for e in entities}
         )
@@ -88,9 +83,9 @@ class StateCache:
     def __len__(self) -> int:
         return len(self._states)
 
-    def get(self, account_id: str, token: str | None, since_day: date, since: datetime) -> CachedState | None:
+    def get(self, account_id: str, token: str | None, as_of: datetime) -> CachedState | None:
         state = self._states.get(account_id) if token is not None else None
-        if state is None or state.token != token or not state.covers(since_day, since):
+        if state is None or state.token != token or not state.covers(as_of):
             self.misses += 1
             return None
         self.hits += 1
