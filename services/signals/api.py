@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from services.signals.schemas import (
 )
 from shared.contracts import AccountRecord, mask_people
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
+from shared.events import ACCOUNT_ID_PATTERN
 from shared.logging import get_logger
 from shared.web import ClockDep, Principal, PublisherDep, SessionDep, StrictQuery, app_part, require_scope
 
@@ -303,9 +305,14 @@ def _decode_after(text: str) -> repository.PortfolioKey:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value, account_id = json.loads(raw)
-        if not isinstance(account_id, str) or not (value is None or isinstance(value, str)):
-            raise ValueError("wrong shape")
-        return (None if value is None else Decimal(value)), account_id
+        if not isinstance(account_id, str) or not re.fullmatch(ACCOUNT_ID_PATTERN, account_id):
+            raise ValueError("not an account id")
+        if value is None:
+            return None, account_id
+        amount = Decimal(value) if isinstance(value, str) and len(value) <= 40 else Decimal("NaN")
+        if not amount.is_finite():
+            raise ValueError("not an amount")
+        return amount, account_id
     except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError, binascii.Error):
         raise ValidationFailed(
             "after: not a portfolio cursor; pass the next_after of the previous page unchanged"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -150,8 +152,10 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
             break
     assert seen == [i["account_id"] for i in whole["items"]] and pages >= len(seen) // 4
     assert whole["items"][-1]["currency"] == "XTS"  # no rate: after every ranked amount
-    for bad in ("not-a-cursor", "W10", "WzEsMl0"):  # garbage, [] and [1,2]
+    hostile = [["100", "a\u0000b"], ["NaN", "acct-01"], ["9" * 600, "acct-01"], ["1", "a\u2028b"]]
+    forged = [base64.urlsafe_b64encode(json.dumps(c).encode()).decode() for c in hostile]
+    for bad in ("not-a-cursor", "W10", "WzEsMl0", *forged):  # garbage, [], [1,2], forged cursors
         response = _portfolio(api, auth, after=bad)
-        assert response.status_code == 422 and "after" in response.json()["message"]
+        assert response.status_code == 422 and "after" in response.json()["message"], response.text
     both = _portfolio(api, auth, after=whole["items"][0]["account_id"], offset=3)
     assert both.status_code == 422 and "not both" in both.json()["message"]
