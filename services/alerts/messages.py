@@ -182,8 +182,8 @@ def email_message(ctx: MessageContext, envelope: Envelope) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     message["X-Kamwatch-Alert"] = str(ctx.alert_id)
-    if envelope.references:
-        message["In-Reply-To"] = envelope.references[-1]
+    if envelope.references:  # every later message replies to the alert's first one: one thread root
+        message["In-Reply-To"] = envelope.references[0]
         message["References"] = " ".join(envelope.references)
     message.set_content(email_text(ctx))
     message.add_alternative(email_html(ctx), subtype="html")

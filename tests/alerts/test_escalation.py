@@ -143,6 +143,8 @@ def test_email_is_auto_generated_with_a_stable_message_id_and_threaded() -> None
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["In-Reply-To"] == first and mail["References"] == first
     assert {part.get_content_type() for part in mail.iter_parts()} == {"text/plain", "text/html"}
+    third = email_message(_ctx("update"), Envelope("k <a@k>", "o@example.com", "<m3@k>", T0, [first, "<m2@k>"]))
+    assert third["In-Reply-To"] == first and third["References"] == f"{first} <m2@k>"
 
 
 def test_slack_blocks_carry_the_account_the_drivers_and_both_links() -> None:
