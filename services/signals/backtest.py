@@ -121,6 +121,7 @@ def measure(
     report: dict[str, Any] = {
         "horizon_days": horizon_days,
         "scorer_in_use": in_use.version,
+        "fit": getattr(in_use, "fit", None),  # a model's "validated" fit never saw these dates
         "period": {
             "from": min(data.times).isoformat() if data.times else None,
             "to": max(data.times).isoformat() if data.times else None,

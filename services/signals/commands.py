@@ -216,9 +216,13 @@ def run_backtest(
         version = store.versions()[-1]  # nothing promoted: judge the newest trained model
     start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     if version is not None:
-        scorer = store.load(version)
+        meta = store.metadata(version)
         if start is None:
-            start = datetime.fromisoformat(store.metadata(version)["cutoff"])
+            start = datetime.fromisoformat(meta["cutoff"])
+        # The deployed fit learned from every observed row up to fitted_through: on those dates the
+        # backtest scores the fit on the training rows only, which never saw them.
+        seen = meta.get("fitted_through")
+        scorer = store.load(version, validated=seen is not None and start <= datetime.fromisoformat(seen))
     thresholds = scorer.thresholds or (settings.amber_threshold, settings.red_threshold)
     engine = make_engine(settings.common.database_url)
     try:

@@ -74,11 +74,12 @@ class SignalsSettings(ServiceSettings):
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     alert_budget: float = Field(
-        default=0.08,
+        default=0.09,
         gt=0,
         lt=0.5,
-        description="share of live accounts a trained model flags amber or red (thresholds chosen on "
-        "training rows); below the 10% a KAM team can work, to leave room for drift",
+        description="share of live accounts flagged amber or red (budget bands refit it on the live "
+        "scores every LEARN_CHECK_INTERVAL_S); a point under the 10% a KAM team can work, for drift "
+        "between two refits",
     )
     red_budget: float = Field(default=0.03, gt=0, lt=0.5, description="share flagged red")
     learn: bool = Field(

@@ -124,7 +124,7 @@ def _metric_phrase(metric: str, kind: str, value: float) -> str:
         return f"{name} used on {round(value * 28)} of the last 28 days"
     if kind == "per_user_28d":
         return f"{name} at {value:,.1f} a day per active user over 28 days"
-    window = {"level_7d": "7", "level_84d": "84"}.get(kind, "28")
+    window = {"level_7d": "7", "level_84d": "84", "level_180d": "180"}.get(kind, "28")
     return f"{name} at {value:,.1f} a day over the last {window} days"
 
 

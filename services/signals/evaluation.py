@@ -54,7 +54,7 @@ def evaluate(
     accounts: Sequence[str],
     churned_at: dict[str, datetime],
     amber: float,
-    budget: float = 0.08,
+    budget: float = 0.09,
 ) -> dict[str, Any]:
     """Ranking, calibration and two operating points on these rows: score >= amber, and the top
     `budget` of the portfolio on each as-of date (what budget bands do live)."""

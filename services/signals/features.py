@@ -24,6 +24,7 @@ METRIC_FEATURES = (
     "level_7d",
     "level_28d",
     "level_84d",
+    "level_180d",
     "change_28d",
     "trend_8w",
     "active_days_28d",
@@ -193,7 +194,7 @@ def metrics_in(window: Window) -> list[str]:
 
 
 def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
-    """Per metric: level (7, 28 and 84 days), change against its own baseline, 8-week trend,
+    """Per metric: level (7, 28, 84 and 180 days), change against its own baseline, 8-week trend,
     active-day share and rate per active user; plus breadth (metrics used now versus before)."""
     span = spans[0].state if spans else {}
     first = date.fromisoformat(span["first_seen"]) if span.get("first_seen") else None
@@ -211,6 +212,7 @@ def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
             "level_7d": _mean_known(series, 0, 7, known) or 0.0,
             "level_28d": level28 or 0.0,
             "level_84d": _mean_known(series, 0, 84, known) or 0.0,
+            "level_180d": _mean_known(series, 0, 180, known) or 0.0,
             "change_28d": _change(level28, baseline),
             "trend_8w": _weekly_trend(series, known),
             "active_days_28d": _active_share(series, known),
@@ -523,7 +525,7 @@ def is_heavy_tailed(name: str) -> bool:
     """Counts, levels, amounts and day spans: log-transformed on the model path."""
     parts = split_metric_feature(name)
     if parts is not None:
-        return parts[1] in ("level_7d", "level_28d", "level_84d", "per_user_28d")
+        return parts[1] in ("level_7d", "level_28d", "level_84d", "level_180d", "per_user_28d")
     return name in HEAVY_TAILED
 
 

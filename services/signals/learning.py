@@ -161,6 +161,11 @@ def decision_figures(report: dict[str, Any]) -> dict[str, Any]:
     model = report["model"].get("roc_auc") or 0.0
     card = report["scorecard"].get("roc_auc") or 0.0
     current = report.get("current_model", {}).get("roc_auc")
+    versus = report.get("versus_current")
+    beats_current = current is None or model > current
+    if versus is not None:  # the model in use refitted on older validation rows: only newer ones count
+        theirs, ours = versus.get("current_roc_auc"), versus.get("model_roc_auc")
+        beats_current = theirs is not None and ours is not None and ours > theirs
     return {
         "horizon_days": report["horizon_days"],
         "validation_from": report["validation"]["from"],
@@ -170,7 +175,8 @@ def decision_figures(report: dict[str, Any]) -> dict[str, Any]:
         "current_roc_auc": current,
         "recall_at_budget": report["model"].get("recall_at_budget"),
         "beats_scorecard": model > card,
-        "beats_current": current is None or model > current,
+        "versus_current": versus,
+        "beats_current": beats_current,
     }
 
 

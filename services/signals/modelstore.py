@@ -106,12 +106,23 @@ class ModelStore:
         self._write_current(target)
         return target
 
-    def load(self, version: str) -> ModelScorer:
+    def load(self, version: str, validated: bool = False) -> ModelScorer:
+        """The deployed fit; `validated`: the fit on the training rows only (older artifacts have
+        only the one fit)."""
         meta = self.metadata(version)
-        pipeline = joblib.load(self.version_dir(version) / "model.joblib")
+        fit = self.version_dir(version) / "validated.joblib"
+        if not (validated and fit.exists()):
+            fit = self.version_dir(version) / "model.joblib"
+            validated = False
+        pipeline = joblib.load(fit)
         bands = meta.get("thresholds")
         thresholds = (float(bands["amber"]), float(bands["red"])) if bands else None
-        return ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]), thresholds)
+        scorer = ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]), thresholds)
+        if validated:
+            scorer.fit = "validated"
+        elif meta.get("fitted_through"):
+            scorer.fitted_through = datetime.fromisoformat(meta["fitted_through"])
+        return scorer
 
 
 class ModelHolder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -131,6 +132,8 @@ class ModelScorer:
         self.feature_names = feature_names
         self.medians = medians
         self.thresholds = thresholds
+        self.fitted_through: datetime | None = None  # the latest as-of date it was fitted on
+        self.fit = "deployed"  # or "validated": the fit on the training rows only (backtests)
 
     def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
         matrix = [[float(row.get(n, 0.0)) for n in self.feature_names] for row in rows]

@@ -181,7 +181,7 @@ def feature_names(metrics: list[str]) -> list[str]:
     return [*MODEL_FEATURES, *per_metric]
 
 
-USAGE_KINDS = ("level_7d", "level_28d", "level_84d", "change_28d", "per_user_28d")
+USAGE_KINDS = ("level_7d", "level_28d", "level_84d", "level_180d", "change_28d", "per_user_28d")
 
 
 def usage_columns(names: list[str]) -> list[str]:
@@ -256,6 +256,15 @@ def _calibrated(pipeline: Pipeline, x: np.ndarray, y: np.ndarray) -> Any:
     return CalibratedClassifierCV(pipeline, method="sigmoid", cv=_folds(y), ensemble=False).fit(x, y)
 
 
+def refit(name: str, x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
+    """The chosen candidate fitted again, the same way, on every observed row: what is deployed.
+    Its validation figures describe the procedure; the refit adds the outcomes of the latest
+    periods (the purge gap and validation rows), which a short history cannot spare."""
+    if name == "blend":
+        return Blend([_calibrated(CANDIDATES[m](names), x, y) for m in BLEND])
+    return _calibrated(CANDIDATES[name](names), x, y)
+
+
 class Blend:
     """The average of two calibrated models' probabilities."""
 
@@ -309,13 +318,20 @@ def train(
     fitted = _candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
     best, selection = choose(fitted)
     model = fitted[best]["model"]
+    everything = list(range(len(y)))
+    deployed = refit(best, x, y, names)  # the validated procedure, on every observed row
     amber, red = portfolio_thresholds(
-        lambda rows: model.predict_proba(as_matrix(rows, names))[:, 1], data, settings
+        lambda rows: deployed.predict_proba(as_matrix(rows, names))[:, 1], data, settings
     )
     report = _report(settings, data, train_idx, valid_idx, cutoff, horizon, x, fitted, best, amber)
     report["selection"] = selection
+    report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
     baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
     report.update(baselines)
+    if current is not None and "current_model" in report:
+        report["versus_current"] = versus_current(
+            data, valid_idx, model.predict_proba(x[valid_idx])[:, 1], current
+        )
     y_valid = y[valid_idx]
     curves = {"model": (model.predict_proba(x[valid_idx])[:, 1], y_valid)} | {
         name: (scores, y_valid) for name, scores in baseline_scores.items()
@@ -323,11 +339,40 @@ def train(
     report["thresholds"] = {"amber": amber, "red": red, "budget": settings.alert_budget}
     report["beats_scorecard"] = _beats(report["model"], report["scorecard"])
     report["beats_book_regression"] = _beats(report["model"], report["book_regression"])
-    medians = {n: float(np.median(x[train_idx][:, i])) for i, n in enumerate(names)}
+    medians = {n: float(np.median(x[:, i])) for i, n in enumerate(names)}
     store = ModelStore(Path(settings.model_dir))
-    version = save_artifact(store, model, names, medians, report, now, best)
+    version = save_artifact(store, deployed, names, medians, report, now, best, validated=model)
     write_plots(store.version_dir(version), curves, report["model"]["lead_days"])
     return version, report
+
+
+VALIDATED_FILE = "validated.joblib"
+DEPLOYED = (
+    "the chosen candidate refitted the same way on every observed row (training, purge gap and "
+    "validation): the validation figures measure that procedure, and the deployed model also learns "
+    "from the latest outcomes"
+)
+
+
+def versus_current(
+    data: Dataset, valid_idx: list[int], scores: np.ndarray, current: Scorer
+) -> dict[str, Any]:
+    """The candidate against the model in use on the validation rows that model never fitted on
+    (as-of dates after its `fitted_through`): the deployed model is refitted on every row it had,
+    so on older rows it would be judged on its own training data."""
+    from sklearn.metrics import roc_auc_score
+
+    seen = getattr(current, "fitted_through", None)
+    keep = [k for k, i in enumerate(valid_idx) if seen is None or data.times[i] > seen]
+    labels = np.array([data.labels[valid_idx[k]] for k in keep])
+    figures: dict[str, Any] = {"rows": len(keep), "after": seen.isoformat() if seen else None}
+    if len(set(labels.tolist())) < 2:
+        return figures | {"model_roc_auc": None, "current_roc_auc": None}
+    theirs = np.array(current.probabilities([data.rows[valid_idx[k]] for k in keep]))
+    return figures | {
+        "model_roc_auc": round(float(roc_auc_score(labels, scores[keep])), 4),
+        "current_roc_auc": round(float(roc_auc_score(labels, theirs)), 4),
+    }
 
 
 def portfolio_thresholds(
@@ -464,12 +509,17 @@ def save_artifact(
     report: dict[str, Any],
     now: datetime,
     kind: str,
+    validated: Any = None,
 ) -> str:
-    """<model_dir>/<version>/: model.joblib, metadata.json, report.json, report.md."""
+    """<model_dir>/<version>/: model.joblib (deployed), validated.joblib (the same candidate fitted
+    on the training rows only: what backtests of the validation period score), metadata.json,
+    report.json, report.md."""
     version = store.new_version(now)
     folder = store.version_dir(version)
     folder.mkdir(parents=True)
     joblib.dump(model, folder / "model.joblib")
+    if validated is not None:
+        joblib.dump(validated, folder / VALIDATED_FILE)
     metadata = {
         "version": version,
         "created_at": now.isoformat(),
@@ -479,6 +529,7 @@ def save_artifact(
         "medians": medians,
         "horizon_days": report["horizon_days"],
         "cutoff": report["cutoff"],
+        "fitted_through": report.get("deployed", {}).get("to"),
         "thresholds": report["thresholds"],
         "metrics": report["model"],
         "scorecard_metrics": report["scorecard"],

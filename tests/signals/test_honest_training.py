@@ -136,7 +136,7 @@ def test_backtest_on_a_simulated_year_writes_reports_and_plots(
     )
     store_history(history_db, list(Simulation(config).events()))
     settings = _settings(sqlite_url, tmp_path)
-    version, _report = train(settings, history_db, load_scorecard(), end, False)
+    version, trained = train(settings, history_db, load_scorecard(), end, False)
 
     out = tmp_path / "backtest"
     env = {
@@ -163,6 +163,9 @@ def test_backtest_on_a_simulated_year_writes_reports_and_plots(
         saved["period"]["from"]
         >= json.loads((tmp_path / "models" / version / "metadata.json").read_text())["cutoff"]
     )
+    # The deployed fit saw these dates (it is refitted on every observed row): the backtest scores
+    # the fit on the training rows only, and so repeats the train report's validation figures.
+    assert saved["fit"] == "validated" and saved["model"]["roc_auc"] == trained["model"]["roc_auc"]
     markdown = (out / "report.md").read_text()
     assert "recall at the alert budget" in markdown and "usage level only" not in markdown.split("|")[0]
     again = run_backtest(settings, tmp_path / "again", version, None, progress=False)
@@ -189,12 +192,20 @@ def test_learning_promotes_a_better_model_and_rejects_one_that_is_not(
     figures = json.loads(log[-1].split(" ", 2)[2])
     assert figures["roc_auc"] > figures["scorecard_roc_auc"] and figures["current_roc_auc"] is None
     assert holder.refresh() and holder.scorer.version == log[-1].split()[1]
+    # Deployed: refitted on every observed row, through the last observed as-of date.
+    report = json.loads((holder.store.version_dir(holder.scorer.version) / "report.json").read_text())
+    assert report["deployed"]["to"] == report["observed"]["to"] > report["train"]["to"]
+    assert report["deployed"]["observations"] == report["observed"]["observations"]
+    assert holder.scorer.fitted_through == datetime.fromisoformat(report["observed"]["to"])
     assert not learner.poll()  # no new outcome since: nothing to do
 
-    # The same history again: the candidate does not beat the promoted model on the same rows.
+    # The same history again: the model in use was fitted on every validation row, so nothing is
+    # left to compare them on honestly, and the candidate is not promoted.
     assert learner.retrain(churns=99) == "rejected"
     last = (Path(settings.model_dir) / "promotions.log").read_text().splitlines()[-1]
-    assert last.startswith("rejected ") and json.loads(last.split(" ", 2)[2])["beats_current"] is False
+    figures = json.loads(last.split(" ", 2)[2])
+    assert last.startswith("rejected ") and figures["beats_current"] is False
+    assert figures["versus_current"]["rows"] == 0
     assert holder.store.current() == log[-1].split()[1]
 
 
@@ -207,6 +218,13 @@ def test_a_promotion_needs_to_beat_both_the_model_in_use_and_the_scorecard() -> 
     assert decision_figures(report(0.7, 0.6, None))["beats_current"] is True
     assert decision_figures(report(0.7, 0.8, None))["beats_scorecard"] is False
     assert decision_figures(report(0.7, 0.6, 0.75))["beats_current"] is False
+    # Judged on the rows the model in use never fitted on, when the report has them.
+    newer = {"rows": 40, "model_roc_auc": 0.66, "current_roc_auc": 0.61}
+    assert decision_figures(report(0.7, 0.6, 0.9) | {"versus_current": newer})["beats_current"] is True
+    worse = newer | {"model_roc_auc": 0.6}
+    assert decision_figures(report(0.7, 0.6, 0.5) | {"versus_current": worse})["beats_current"] is False
+    none = {"rows": 0, "model_roc_auc": None, "current_roc_auc": None}
+    assert decision_figures(report(0.7, 0.6, 0.5) | {"versus_current": none})["beats_current"] is False
 
 
 def test_budget_bands_flag_at_most_the_budget_of_the_live_portfolio(

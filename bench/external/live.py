@@ -1,0 +1,161 @@
+"""The live target of issue 10, measured offline: at mid-stream snapshots, which share of the
+accounts that churn within the next horizon does the portfolio flag, flagging the alert budget?
+
+This replays what a running kamwatch knows at each snapshot date S, from a history already loaded
+by `bench.external.run` (its SQLite database under --out):
+- the model in use at S is what learning would have trained from the outcomes known at S: the
+  observations whose label window ended by S (t + horizon <= S), put through `kamwatch train`'s
+  own procedure (split with a purge gap, the candidate family, `choose`); with too few churns for
+  that, the scorecard, as live;
+- the portfolio at S is every account alive at S, scored by that model with the features as of
+  S (the same observation code as train and backtest);
+- budget bands flag the top ALERT_BUDGET share of those scores (ties kept together);
+- recall = flagged accounts among those that churn in (S, S + horizon].
+
+    .venv/bin/python -m bench.external.run --data behaviours --accounts 500 --out var/external/b500
+    .venv/bin/python -m bench.external.live --out var/external/b500
+
+It prints one line per snapshot and writes <out>/live.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.signals import training
+from services.signals.config import SignalsSettings
+from services.signals.evaluation import share_threshold
+from services.signals.learning import SHORT_HORIZON_DAYS
+from services.signals.observations import Observation, as_matrix, iter_observations
+from services.signals.scoring import load_scorecard
+from shared.db import make_engine, make_sessionmaker
+from shared.errors import ConfigError
+
+
+def dataset(rows: list[Observation], horizon: timedelta, at: datetime) -> training.Dataset:
+    """The observed rows as known at `at` (label window ended by then), as `collect` builds them."""
+    data = training.Dataset()
+    for row in rows:
+        if row.churned_at is not None and row.churned_at <= at:
+            data.churned_at[row.account_id] = row.churned_at
+        if row.as_of + horizon > at:
+            continue
+        data.rows.append(row.features)
+        data.labels.append(int(row.churned_at is not None and row.churned_at <= row.as_of + horizon))
+        data.times.append(row.as_of)
+        data.accounts.append(row.account_id)
+    return data
+
+
+def fit_at(
+    rows: list[Observation], at: datetime, settings: SignalsSettings, refit: bool, drop: tuple[str, ...] = ()
+) -> tuple[str, Any]:
+    """(name, scorer over feature dicts) of the model learning would use at `at`."""
+    for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
+        horizon = timedelta(days=days)
+        data = dataset(rows, horizon, at)
+        try:
+            train_idx, valid_idx, _cutoff = training.split(data, horizon)
+            training.check_enough(data, train_idx, valid_idx, settings.min_churns)
+        except ConfigError:
+            continue
+        metrics = training.model_metrics(data, train_idx)
+        names = [n for n in training.feature_names(metrics) if not (drop and n.endswith(drop))]
+        x = data.rows.matrix(names)
+        y = np.array(data.labels)
+        fitted = training._candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
+        best, _selection = training.choose(fitted)
+        model = fitted[best]["model"]
+        if refit:
+            model = training.refit(best, x, y, names)
+        return f"{best}@{days}d", _scorer(model, names)
+    card = load_scorecard(settings.scorecard_path)
+    return "scorecard", lambda feats: np.array(card.probabilities(feats))
+
+
+def _scorer(model: Any, names: list[str]) -> Any:
+    return lambda feats: model.predict_proba(as_matrix(feats, names))[:, 1]
+
+
+def snapshot(
+    rows: list[Observation],
+    at: datetime,
+    settings: SignalsSettings,
+    refit: bool,
+    drop: tuple[str, ...],
+    budget: float,
+    horizon: timedelta,
+) -> dict[str, Any]:
+    name, score = fit_at(rows, at, settings, refit, drop)
+    live = [r for r in rows if r.as_of == at]
+    scores = score([r.features for r in live])
+    flagged = scores >= share_threshold(scores, budget)
+    churning = np.array([r.churned_at is not None and at < r.churned_at <= at + horizon for r in live])
+    recall = float(flagged[churning].mean()) if churning.any() else None
+    result = {
+        "at": at.date().isoformat(),
+        "scorer": name,
+        "accounts": len(live),
+        "flagged_share": round(float(flagged.mean()), 4),
+        "churning": int(churning.sum()),
+        "recall": None if recall is None else round(recall, 4),
+    }
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="a folder written by bench.external.run")
+    parser.add_argument("--snapshots", type=int, default=6)
+    parser.add_argument("--horizon", type=int, default=90, help="churn within this many days (90)")
+    parser.add_argument("--budget", type=float, default=None, help="default: the alert budget setting")
+    parser.add_argument(
+        "--refit", action="store_true", help="with --only: deploy the candidate refit on all rows"
+    )
+    parser.add_argument("--only", action="store_true", help="only the variant --refit/--drop (default: all)")
+    parser.add_argument("--drop", nargs="*", default=[], help="feature name endings to leave out (ablation)")
+    args = parser.parse_args(argv)
+    url = f"sqlite:///{(args.out / 'kamwatch.db').resolve()}"
+    settings = SignalsSettings(database_url=url)
+    budget = args.budget or settings.alert_budget
+    horizon = timedelta(days=args.horizon)
+    engine = make_engine(url)
+    try:
+        rows = list(iter_observations(make_sessionmaker(engine), horizon, timedelta(days=7), progress=True))
+    finally:
+        engine.dispose()
+    dates = sorted({r.as_of for r in rows})
+    usable = [d for d in dates if d + horizon <= dates[-1]]
+    # snapshots spread over the second to the last quarter of the usable dates (mid-stream)
+    picks = np.linspace(len(usable) * 0.3, len(usable) - 1, args.snapshots).round().astype(int)
+    variants = [(refit, drop) for refit in (False, True) for drop in ((), tuple(args.drop))]
+    variants = list(dict.fromkeys(variants)) if not args.only else [(args.refit, tuple(args.drop))]
+    report: dict[str, Any] = {"budget": budget, "horizon_days": args.horizon, "variants": []}
+    for refit, drop in variants:
+        results = [snapshot(rows, usable[int(i)], settings, refit, drop, budget, horizon) for i in picks]
+        known = [r for r in results if r["recall"] is not None]
+        pooled = sum(r["recall"] * r["churning"] for r in known) / max(1, sum(r["churning"] for r in known))
+        variant = {
+            "refit": refit,
+            "drop": list(drop),
+            "median_recall": float(np.median([r["recall"] for r in known])) if known else None,
+            "pooled_recall": round(pooled, 4),
+            "max_flagged_share": max(r["flagged_share"] for r in results),
+            "snapshots": results,
+        }
+        report["variants"].append(variant)
+        print(json.dumps({k: v for k, v in variant.items() if k != "snapshots"}))
+    (args.out / "live.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
