@@ -1,6 +1,8 @@
 """Versioned model artifacts in a directory, the `current` pointer, promotion and rollback.
 
-Layout: <model_dir>/<version>/{model.joblib, metadata.json, report.json, report.md},
+Layout: <model_dir>/<version>/{model.joblib (deployed: fitted on every observed row),
+validated.joblib (fitted on the training rows only, for backtests), metadata.json, report.json,
+report.md},
 <model_dir>/current (the promoted version, or absent = scorecard) and
 <model_dir>/promotions.log (one decision per line, newest last: `promoted <version> {figures}`,
 `rejected <version> {figures}`, `rolled-back <version>`; a bare version is an old-style promotion).
