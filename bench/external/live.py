@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from services.signals import training
 from services.signals.config import SignalsSettings
@@ -55,7 +56,12 @@ def dataset(rows: list[Observation], horizon: timedelta, at: datetime) -> traini
 
 
 def fit_at(
-    rows: list[Observation], at: datetime, settings: SignalsSettings, refit: bool, drop: tuple[str, ...] = ()
+    rows: list[Observation],
+    at: datetime,
+    settings: SignalsSettings,
+    refit: bool,
+    drop: tuple[str, ...] = (),
+    se_rule: bool = True,
 ) -> tuple[str, Any]:
     """(name, scorer over feature dicts) of the model learning would use at `at`."""
     for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
@@ -71,13 +77,54 @@ def fit_at(
         x = data.rows.matrix(names)
         y = np.array(data.labels)
         fitted = training._candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
-        best, _selection = training.choose(fitted)
+        sizes = training.validation_sizes(data, valid_idx) if se_rule else None
+        best, _selection = training.choose(fitted, sizes)
         model = fitted[best]["model"]
         if refit:
             model = training.refit(best, x, y, names)
         return f"{best}@{days}d", _scorer(model, names)
     card = load_scorecard(settings.scorecard_path)
     return "scorecard", lambda feats: np.array(card.probabilities(feats))
+
+
+EXTRA: dict[str, Any] = {  # tried beside the product's candidates with --study
+    "levels_logistic": lambda names: training.logistic_pipeline(
+        names,
+        0.1,
+        [n for n in names if n.endswith(("level_28d", "level_84d", "level_180d")) or n == "tenure_days"],
+    ),
+}
+
+
+def study_at(
+    rows: list[Observation], at: datetime, settings: SignalsSettings, budget: float
+) -> dict[str, Any]:
+    """Every candidate (and EXTRA) at one snapshot: its validation ROC AUC and, refitted on every
+    observed row, the recall of the live portfolio at the budget."""
+    horizon = timedelta(days=90)
+    live = [r for r in rows if r.as_of == at]
+    churning = np.array([r.churned_at is not None and at < r.churned_at <= at + horizon for r in live])
+    for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
+        label = timedelta(days=days)
+        data = dataset(rows, label, at)
+        try:
+            train_idx, valid_idx, _cutoff = training.split(data, label)
+            training.check_enough(data, train_idx, valid_idx, settings.min_churns)
+        except ConfigError:
+            continue
+        names = training.feature_names(training.model_metrics(data, train_idx))
+        x, y = data.rows.matrix(names), np.array(data.labels)
+        out: dict[str, Any] = {"at": at.date().isoformat(), "horizon": days, "churning": int(churning.sum())}
+        for name, make in {**training.CANDIDATES, **EXTRA}.items():
+            validated = training._calibrated(make(names), x[train_idx], y[train_idx])
+            auc = float(roc_auc_score(y[valid_idx], validated.predict_proba(x[valid_idx])[:, 1]))
+            deployed = training._calibrated(make(names), x, y)
+            scores = deployed.predict_proba(as_matrix([r.features for r in live], names))[:, 1]
+            flagged = scores >= share_threshold(scores, budget)
+            out[name] = {"auc": round(auc, 4), "hits": int(flagged[churning].sum())}
+        print(json.dumps(out), file=sys.stderr)
+        return out
+    return {"at": at.date().isoformat(), "horizon": None, "churning": int(churning.sum())}
 
 
 def _scorer(model: Any, names: list[str]) -> Any:
@@ -88,12 +135,11 @@ def snapshot(
     rows: list[Observation],
     at: datetime,
     settings: SignalsSettings,
-    refit: bool,
-    drop: tuple[str, ...],
+    variant: tuple[bool, tuple[str, ...], bool],
     budget: float,
     horizon: timedelta,
 ) -> dict[str, Any]:
-    name, score = fit_at(rows, at, settings, refit, drop)
+    name, score = fit_at(rows, at, settings, *variant)
     live = [r for r in rows if r.as_of == at]
     scores = score([r.features for r in live])
     flagged = scores >= share_threshold(scores, budget)
@@ -121,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "--refit", action="store_true", help="with --only: deploy the candidate refit on all rows"
     )
     parser.add_argument("--only", action="store_true", help="only the variant --refit/--drop (default: all)")
+    parser.add_argument("--study", action="store_true", help="every candidate at every snapshot")
     parser.add_argument("--drop", nargs="*", default=[], help="feature name endings to leave out (ablation)")
     args = parser.parse_args(argv)
     url = f"sqlite:///{(args.out / 'kamwatch.db').resolve()}"
@@ -136,23 +183,33 @@ def main(argv: list[str] | None = None) -> int:
     usable = [d for d in dates if d + horizon <= dates[-1]]
     # snapshots spread over the second to the last quarter of the usable dates (mid-stream)
     picks = np.linspace(len(usable) * 0.3, len(usable) - 1, args.snapshots).round().astype(int)
-    variants = [(refit, drop) for refit in (False, True) for drop in ((), tuple(args.drop))]
-    variants = list(dict.fromkeys(variants)) if not args.only else [(args.refit, tuple(args.drop))]
+    if args.study:
+        studies = [study_at(rows, usable[int(i)], settings, budget) for i in picks]
+        (args.out / "live-study.json").write_text(json.dumps(studies, indent=2) + "\n")
+        return 0
+    # (refit on every row, feature endings left out, one-standard-error choice): before, then now
+    variants = [(False, (), False), (True, (), False), (True, (), True)]
+    if args.drop:
+        variants.append((True, tuple(args.drop), True))
+    if args.only:
+        variants = [(args.refit, tuple(args.drop), True)]
     report: dict[str, Any] = {"budget": budget, "horizon_days": args.horizon, "variants": []}
-    for refit, drop in variants:
-        results = [snapshot(rows, usable[int(i)], settings, refit, drop, budget, horizon) for i in picks]
+    for refit, drop, se_rule in variants:
+        variant = (refit, drop, se_rule)
+        results = [snapshot(rows, usable[int(i)], settings, variant, budget, horizon) for i in picks]
         known = [r for r in results if r["recall"] is not None]
         pooled = sum(r["recall"] * r["churning"] for r in known) / max(1, sum(r["churning"] for r in known))
-        variant = {
+        summary = {
             "refit": refit,
             "drop": list(drop),
+            "one_standard_error_choice": se_rule,
             "median_recall": float(np.median([r["recall"] for r in known])) if known else None,
             "pooled_recall": round(pooled, 4),
             "max_flagged_share": max(r["flagged_share"] for r in results),
             "snapshots": results,
         }
-        report["variants"].append(variant)
-        print(json.dumps({k: v for k, v in variant.items() if k != "snapshots"}))
+        report["variants"].append(summary)
+        print(json.dumps({k: v for k, v in summary.items() if k != "snapshots"}))
     (args.out / "live.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -316,7 +316,7 @@ def train(
     x = data.rows.matrix(names)
     y = np.array(data.labels)
     fitted = _candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
-    best, selection = choose(fitted)
+    best, selection = choose(fitted, validation_sizes(data, valid_idx))
     model = fitted[best]["model"]
     everything = list(range(len(y)))
     deployed = refit(best, x, y, names)  # the validated procedure, on every observed row
@@ -393,17 +393,46 @@ def _beats(model: dict[str, Any], other: dict[str, Any]) -> bool:
 SIMPLEST_FIRST = ("usage_logistic", "logistic_strong", "logistic", "gradient_boosting", "blend")
 
 
-def choose(fitted: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The candidate with the best validation ROC AUC (to three decimals; ties go to the simpler
-    one). Held-out folds of the training period were tried instead and were too noisy to choose
-    with (chance-level on a year of history: few dates and churners before the purge gap)."""
+def choose(
+    fitted: dict[str, dict[str, Any]], sizes: tuple[int, int] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The simplest candidate whose validation ROC AUC is within one standard error of the best
+    (the one-standard-error rule; ties to three decimals go to the simpler one as well). The error
+    is Hanley and McNeil's for the best AUC, with `sizes` = (churned, retained) validation
+    accounts: rows of one account are not independent. A year of history validates on a few dozen
+    churners, where the spread between candidates is mostly noise and the compact model is the
+    safer bet; with hundreds of churners the error is small and the best simply wins. Held-out
+    folds of the training period were tried instead and were too noisy to choose with."""
     aucs = {name: round(entry["auc"], 4) for name, entry in fitted.items()}
-    best = max(aucs, key=lambda name: (round(aucs[name], 3), -SIMPLEST_FIRST.index(name)))
+    top = max(aucs.values())
+    error = auc_standard_error(top, *sizes) if sizes else 0.0
+    floor = round(top - error, 3) if error else round(top, 3)
+    best = next(name for name in SIMPLEST_FIRST if name in aucs and round(aucs[name], 3) >= floor)
     method = (
-        f"best validation ROC AUC of the {len(aucs)} candidates; the chosen figure is the best of "
+        f"the simplest of the {len(aucs)} candidates within one standard error ({error:.3f}, Hanley-McNeil "
+        f"over {sizes[0] if sizes else '?'} churned and {sizes[1] if sizes else '?'} retained validation "
+        f"accounts) of the best validation ROC AUC ({top:.4f}); the best figure is the best of "
         f"{len(aucs)} on these rows, so it is optimistic by the selection"
     )
-    return best, {"method": method, "roc_auc": aucs}
+    return best, {"method": method, "roc_auc": aucs, "standard_error": round(error, 4)}
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982): the standard error of a ROC AUC from the two class sizes."""
+    if positives < 1 or negatives < 1:
+        return 0.0
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    return float(max(variance, 0.0) ** 0.5)
+
+
+def validation_sizes(data: Dataset, valid_idx: list[int]) -> tuple[int, int]:
+    """(accounts with a churn row, accounts with a retained row) in the validation period."""
+    churned = {data.accounts[i] for i in valid_idx if data.labels[i]}
+    retained = {data.accounts[i] for i in valid_idx if not data.labels[i]}
+    return len(churned), len(retained)
 
 
 def _candidates(

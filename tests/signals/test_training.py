@@ -109,3 +109,29 @@ def test_the_usage_level_baseline_breaks_ties_so_a_budget_can_be_flagged() -> No
     scores = naive_scores(rows)
     assert len(set(scores.tolist())) == 4  # no ties among silent accounts
     assert list(scores.argsort()) == [0, 1, 2, 3]  # less usage, longer silence: riskier
+
+
+def test_the_choice_keeps_the_compact_model_unless_another_wins_by_more_than_its_error() -> None:
+    from services.signals.training import auc_standard_error, choose
+
+    fitted = {
+        name: {"auc": auc}
+        for name, auc in {
+            "usage_logistic": 0.70,
+            "logistic_strong": 0.69,
+            "logistic": 0.72,
+            "gradient_boosting": 0.74,
+            "blend": 0.735,
+        }.items()
+    }
+    # Few churned accounts: 0.04 between candidates is inside one standard error (about 0.06).
+    few = auc_standard_error(0.74, 20, 300)
+    assert 0.04 < few < 0.1 and auc_standard_error(0.74, 2000, 30000) < 0.01
+    best, selection = choose(fitted, (20, 300))
+    assert best == "usage_logistic" and selection["standard_error"] == round(few, 4)
+    # Many: the error is small and the best candidate wins; without sizes, the best wins too.
+    assert choose(fitted, (2000, 30000))[0] == "gradient_boosting"
+    assert choose(fitted)[0] == "gradient_boosting"
+    # Within the error but not the simplest: the first of the simplicity order that qualifies.
+    fitted["usage_logistic"]["auc"] = 0.60
+    assert choose(fitted, (20, 300))[0] == "logistic_strong"
