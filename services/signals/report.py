@@ -81,12 +81,31 @@ def _intro(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"Model kept: {report.get('chosen')} ({selection['method']}: {selection.get('roc_auc', '-')})."
         )
+    if "deployed" in report:
+        deployed = report["deployed"]
+        lines.append(
+            f"Deployed: {report.get('chosen')} refitted on all {deployed['observations']} observed rows "
+            f"({deployed['from']} .. {deployed['to']}, base rate {deployed['base_rate']}); the figures "
+            "below are those of its fit on the training rows, on validation rows it never saw."
+        )
+    if "versus_current" in report:
+        versus = report["versus_current"]
+        lines.append(
+            f"Against the model in use on the {versus['rows']} validation rows after its last fitted "
+            f"date ({versus['after']}): ROC AUC {_cell(versus['model_roc_auc'])} against "
+            f"{_cell(versus['current_roc_auc'])}."
+        )
     if "period" in report:
         period = report["period"]
         lines.append(
             f"Backtest of {report.get('scorer_in_use', 'the scorer in use')} at weekly as-of dates "
             f"{period['from']} .. {period['to']}: {period['dates']} dates, {period['accounts']} accounts."
         )
+        if report.get("fit") == "validated":
+            lines.append(
+                "The model was scored with its fit on the training rows only: its deployed fit "
+                "learned from these dates."
+            )
     if "thresholds" in report:
         bands = report["thresholds"]
         lines.append(

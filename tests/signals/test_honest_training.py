@@ -167,6 +167,9 @@ def test_backtest_on_a_simulated_year_writes_reports_and_plots(
     # the fit on the training rows only, and so repeats the train report's validation figures.
     assert saved["fit"] == "validated" and saved["model"]["roc_auc"] == trained["model"]["roc_auc"]
     markdown = (out / "report.md").read_text()
+    assert "its fit on the training rows only" in markdown
+    trained_md = (tmp_path / "models" / version / "report.md").read_text()
+    assert f"refitted on all {trained['deployed']['observations']} observed rows" in trained_md
     assert "recall at the alert budget" in markdown and "usage level only" not in markdown.split("|")[0]
     again = run_backtest(settings, tmp_path / "again", version, None, progress=False)
     assert again["model"]["roc_auc"] == saved["model"]["roc_auc"]  # deterministic replay
