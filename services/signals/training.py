@@ -182,12 +182,20 @@ def feature_names(metrics: list[str]) -> list[str]:
 
 
 USAGE_KINDS = ("level_7d", "level_28d", "level_84d", "level_180d", "change_28d", "per_user_28d")
+LEVEL_KINDS = ("level_84d", "per_user_28d")
 
 
 def usage_columns(names: list[str]) -> list[str]:
     """The per-metric usage features (and tenure): the compact candidate's inputs."""
     keep = [n for n in names if (p := split_metric_feature(n)) is not None and p[1] in USAGE_KINDS]
     return [*keep, "tenure_days"] if "tenure_days" in names else keep
+
+
+def level_columns(names: list[str]) -> list[str]:
+    """Each metric's 12-week level and its rate per active user: the smallest candidate's inputs
+    (the account's overall usage levels when no metric is used widely enough)."""
+    keep = [n for n in names if (p := split_metric_feature(n)) is not None and p[1] in LEVEL_KINDS]
+    return keep or [n for n in ("usage_28d_avg", "usage_baseline_90d_avg") if n in names]
 
 
 def _preprocess(names: list[str], scale: bool, keep: list[str] | None = None) -> ColumnTransformer:
@@ -230,8 +238,9 @@ def boosting_pipeline(names: list[str]) -> Pipeline:
 
 # The candidate family: how much to trust many weak inputs is what differs between histories
 # (a B2B portfolio with tickets, payments and people, or daily usage only), so the family spans
-# regularisation strength and input breadth, plus trees; `choose` picks on the training period.
+# regularisation strength and input breadth, plus trees; `choose` picks on the validation period.
 CANDIDATES: dict[str, Callable[[list[str]], Pipeline]] = {
+    "level_logistic": lambda names: logistic_pipeline(names, 1.0, level_columns(names)),
     "logistic": lambda names: logistic_pipeline(names, 1.0),
     "logistic_strong": lambda names: logistic_pipeline(names, 0.03),
     "usage_logistic": lambda names: logistic_pipeline(names, 0.3, usage_columns(names)),
@@ -390,7 +399,14 @@ def _beats(model: dict[str, Any], other: dict[str, Any]) -> bool:
     return (model.get("roc_auc") or 0) > (other.get("roc_auc") or 0)
 
 
-SIMPLEST_FIRST = ("usage_logistic", "logistic_strong", "logistic", "gradient_boosting", "blend")
+SIMPLEST_FIRST = (
+    "level_logistic",
+    "usage_logistic",
+    "logistic_strong",
+    "logistic",
+    "gradient_boosting",
+    "blend",
+)
 
 
 def choose(
