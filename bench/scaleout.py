@@ -12,7 +12,6 @@ and its peak RSS. The one-replica run is the baseline of the same benchmark run.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -24,14 +23,14 @@ import httpx
 from bench.env import Schema, Service, create_api_key, start_service, topic_settings, wait_until
 from bench.workload import Workload, import_registry, produce_all
 from kamwatch.dev.broker import LocalBroker, free_port, port_in_use
+from shared.metrics import scraped_sum
 
 POLL_S = 0.2
 
 
 def _records(service: Service, topic: str) -> int:
     text = httpx.get(f"{service.url}/metrics", timeout=10).text
-    pattern = rf'kamwatch_consumer_records_total\{{[^}}]*topic="{re.escape(topic)}"[^}}]*\}} ([0-9.e+]+)'
-    return int(sum(float(v) for v in re.findall(pattern, text)))
+    return int(scraped_sum(text, "kamwatch_consumer_records_total", topic=topic))
 
 
 def run_once(

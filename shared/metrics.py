@@ -45,3 +45,16 @@ POISON_MESSAGES = Counter(
     "Outgoing records skipped because no broker would take them (too large); their rows stay unpublished",
     ["topic"],
 )
+
+
+def scraped_sum(text: str, sample: str, **labels: str) -> float:
+    """The sum of one sample's values over the series whose labels include `labels`, from a
+    /metrics page in the Prometheus text format (0.0 when none has been exported yet)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+    )

@@ -3,7 +3,6 @@ its partitions move to the survivor and every event is stored exactly once."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from services.ingest.models import IngestAccount, StoredEvent
 from shared.config import CommonSettings
 from shared.db import make_engine, make_sessionmaker, transaction
+from shared.metrics import scraped_sum
 from tests.helpers import account_upserted, encode, make_usage_event, produce, read_topic, wait_for
 from tests.reliability.conftest import report, skip_unless_soak
 from tests.reliability.stack import ServiceProcess, count, fresh_database
@@ -29,8 +29,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 def _consumed(service: ServiceProcess, topic: str) -> float:
     """kamwatch_consumer_records_total of this process for one topic (0 before its first batch)."""
-    pattern = rf'kamwatch_consumer_records_total\{{[^}}]*topic="{re.escape(topic)}"[^}}]*\}} ([0-9.e+]+)'
-    return sum(float(v) for v in re.findall(pattern, service.metrics()))
+    return scraped_sum(service.metrics(), "kamwatch_consumer_records_total", topic=topic)
 
 
 def run_group(
