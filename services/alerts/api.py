@@ -75,7 +75,7 @@ def list_alerts(
     before: int | None = Query(default=None, ge=1, le=MAX_ID, description="page: alerts with a smaller id"),
 ) -> AlertList:
     rows = repository.list_alerts(session, state, owner, account, limit, before)
-    open_tasks = tasks.open_due(session, [a.id for a in rows])
+    open_tasks = tasks.open_counts(session, [a.id for a in rows])
     accounts = repository.accounts_of(session, {a.account_id for a in rows})
     now = clock.now()
     alerts = [

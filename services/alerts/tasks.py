@@ -67,8 +67,8 @@ def of_alert(session: Session, alert_id: int) -> list[AlertTask]:
     return list(session.scalars(query.order_by(AlertTask.due_at, AlertTask.trigger, AlertTask.position)))
 
 
-def open_due(session: Session, alert_ids: Sequence[int]) -> Counter[int]:
-    """Open tasks per alert (the inbox's 'tasks due')."""
+def open_counts(session: Session, alert_ids: Sequence[int]) -> Counter[int]:
+    """Open tasks per alert (the inbox's `tasks_open`), due or not."""
     if not alert_ids:
         return Counter()
     query = select(AlertTask.alert_id).where(
