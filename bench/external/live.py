@@ -76,7 +76,10 @@ def fit_at(
         names = [n for n in training.feature_names(metrics) if not (drop and n.endswith(drop))]
         x = data.rows.matrix(names)
         y = np.array(data.labels)
-        fitted = training._candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
+        times = [data.times[i] for i in valid_idx]
+        fitted = training._candidates(
+            x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], times, settings.alert_budget
+        )
         sizes = training.validation_sizes(data, valid_idx) if se_rule else None
         best, _selection = training.choose(fitted, sizes)
         model = fitted[best]["model"]

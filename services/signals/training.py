@@ -35,7 +35,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.signals.config import SignalsSettings
-from services.signals.evaluation import budget_thresholds, evaluate
+from services.signals.evaluation import budget_thresholds, evaluate, top_share_per_date
 from services.signals.features import (
     METRIC_FEATURES,
     MODEL_FEATURES,
@@ -324,7 +324,10 @@ def train(
     names = feature_names(metrics)
     x = data.rows.matrix(names)
     y = np.array(data.labels)
-    fitted = _candidates(x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx])
+    valid_times = [data.times[i] for i in valid_idx]
+    fitted = _candidates(
+        x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], valid_times, settings.alert_budget
+    )
     best, selection = choose(fitted, validation_sizes(data, valid_idx))
     model = fitted[best]["model"]
     everything = list(range(len(y)))
@@ -420,6 +423,14 @@ def choose(
     safer bet; with hundreds of churners the error is small and the best simply wins. Held-out
     folds of the training period were tried instead and were too noisy to choose with."""
     aucs = {name: round(entry["auc"], 4) for name, entry in fitted.items()}
+    # A scorer whose top scores are one large tie (say, every account with no usage in 12 weeks)
+    # cannot fill the alert budget: budget bands keep a tie together, so live it would flag
+    # nobody. Such a candidate is not chosen, whatever its AUC, while another can fill it.
+    usable = {
+        n: a for n, a in aucs.items() if fitted[n].get("flags", 1.0) >= fitted[n].get("budget", 0.0) / 2
+    }
+    unusable = sorted(set(aucs) - set(usable))
+    aucs = usable or aucs
     top = max(aucs.values())
     error = auc_standard_error(top, *sizes) if sizes else 0.0
     floor = round(top - error, 3) if error else round(top, 3)
@@ -430,7 +441,10 @@ def choose(
         f"accounts) of the best validation ROC AUC ({top:.4f}); the best figure is the best of "
         f"{len(aucs)} on these rows, so it is optimistic by the selection"
     )
-    return best, {"method": method, "roc_auc": aucs, "standard_error": round(error, 4)}
+    if unusable and usable:
+        method += f"; left out, as they flag under half the alert budget (ties): {', '.join(unusable)}"
+    scores = {name: round(entry["auc"], 4) for name, entry in fitted.items()}
+    return best, {"method": method, "roc_auc": scores, "standard_error": round(error, 4)}
 
 
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
@@ -452,17 +466,29 @@ def validation_sizes(data: Dataset, valid_idx: list[int]) -> tuple[int, int]:
 
 
 def _candidates(
-    x: np.ndarray, y: np.ndarray, names: list[str], x_valid: np.ndarray, y_valid: np.ndarray
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    x_valid: np.ndarray,
+    y_valid: np.ndarray,
+    valid_times: list[datetime] | None = None,
+    budget: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every candidate fitted (and calibrated) on the training rows, with its validation AUC."""
+    """Every candidate fitted (and calibrated) on the training rows, with its validation AUC and
+    the share of the validation rows it flags when each date's top `budget` is flagged."""
     from sklearn.metrics import roc_auc_score
 
     models: dict[str, Any] = {name: _calibrated(make(names), x, y) for name, make in CANDIDATES.items()}
     models["blend"] = Blend([models[m] for m in BLEND])
-    return {
-        name: {"model": model, "auc": float(roc_auc_score(y_valid, model.predict_proba(x_valid)[:, 1]))}
-        for name, model in models.items()
-    }
+    fitted = {}
+    for name, model in models.items():
+        scores = model.predict_proba(x_valid)[:, 1]
+        entry = {"model": model, "auc": float(roc_auc_score(y_valid, scores))}
+        if valid_times is not None and budget is not None:
+            entry["flags"] = float(top_share_per_date(scores, valid_times, budget).mean())
+            entry["budget"] = budget
+        fitted[name] = entry
+    return fitted
 
 
 def _report(

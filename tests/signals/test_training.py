@@ -135,3 +135,19 @@ def test_the_choice_keeps_the_compact_model_unless_another_wins_by_more_than_its
     # Within the error but not the simplest: the first of the simplicity order that qualifies.
     fitted["usage_logistic"]["auc"] = 0.60
     assert choose(fitted, (20, 300))[0] == "logistic_strong"
+
+
+def test_a_candidate_that_cannot_fill_the_alert_budget_is_not_chosen() -> None:
+    """Its top scores are one tie larger than the budget: live it would flag nobody."""
+    from services.signals.training import choose
+
+    fitted = {
+        "level_logistic": {"auc": 0.56, "flags": 0.0, "budget": 0.09},
+        "usage_logistic": {"auc": 0.53, "flags": 0.09, "budget": 0.09},
+        "gradient_boosting": {"auc": 0.552, "flags": 0.088, "budget": 0.09},
+    }
+    best, selection = choose(fitted, (1500, 6000))
+    assert best == "gradient_boosting" and "level_logistic" in selection["method"]
+    assert selection["roc_auc"]["level_logistic"] == 0.56  # still reported
+    fitted["level_logistic"]["flags"] = 0.06  # two thirds of the budget: usable
+    assert choose(fitted, (1500, 6000))[0] == "level_logistic"
