@@ -117,7 +117,7 @@ class ModelStore:
             fit = self.version_dir(version) / "model.joblib"
             validated = False
         pipeline = joblib.load(fit)
-        bands = meta.get("thresholds")
+        bands = (meta.get("validated_thresholds") if validated else None) or meta.get("thresholds")
         thresholds = (float(bands["amber"]), float(bands["red"])) if bands else None
         scorer = ModelScorer(version, pipeline, list(meta["features"]), dict(meta["medians"]), thresholds)
         if validated:

@@ -335,7 +335,13 @@ def train(
     amber, red = portfolio_thresholds(
         lambda rows: deployed.predict_proba(as_matrix(rows, names))[:, 1], data, settings
     )
-    report = _report(settings, data, train_idx, valid_idx, cutoff, horizon, x, fitted, best, amber)
+    # The validation figures are those of the fit on the training rows, flagged at its own
+    # threshold for the budget (the deployed fit's probabilities are on another scale).
+    validated_amber, validated_red = portfolio_thresholds(
+        lambda rows: model.predict_proba(as_matrix(rows, names))[:, 1], data, settings
+    )
+    report = _report(settings, data, train_idx, valid_idx, cutoff, horizon, x, fitted, best, validated_amber)
+    report["validated_thresholds"] = {"amber": validated_amber, "red": validated_red}
     report["selection"] = selection
     report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
     baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
@@ -601,6 +607,7 @@ def save_artifact(
         "horizon_days": report["horizon_days"],
         "cutoff": report["cutoff"],
         "fitted_through": report.get("deployed", {}).get("to"),
+        "validated_thresholds": report.get("validated_thresholds"),
         "thresholds": report["thresholds"],
         "metrics": report["model"],
         "scorecard_metrics": report["scorecard"],

@@ -166,6 +166,9 @@ def test_backtest_on_a_simulated_year_writes_reports_and_plots(
     # The deployed fit saw these dates (it is refitted on every observed row): the backtest scores
     # the fit on the training rows only, and so repeats the train report's validation figures.
     assert saved["fit"] == "validated" and saved["model"]["roc_auc"] == trained["model"]["roc_auc"]
+    # ... and flags them at that fit's own threshold (the deployed fit's is on another scale).
+    assert saved["thresholds"]["amber"] == trained["validated_thresholds"]["amber"]
+    assert saved["model"]["recall_at_budget"] == trained["model"]["recall_at_budget"]
     markdown = (out / "report.md").read_text()
     assert "its fit on the training rows only" in markdown
     trained_md = (tmp_path / "models" / version / "report.md").read_text()
