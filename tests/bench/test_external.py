@@ -95,3 +95,26 @@ def test_the_slice_loads_through_the_registry_import_and_the_signals_store(datab
     total = len((tmp_path / "events.jsonl").read_text().splitlines())
     assert loaded == {"accounts": 10, "events": total} and again["events"] == 0
     assert stored == total and accounts == 10
+
+
+def test_the_live_replay_trains_only_on_outcomes_known_at_the_snapshot() -> None:
+    """bench/external/live.py: at a snapshot S, a row is usable only when its label window ended
+    by S, and only churns dated by S are known."""
+    from datetime import timedelta
+
+    from bench.external.live import dataset
+    from services.signals.observations import Observation
+
+    day = timedelta(days=1)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    early, late = at - 60 * day, at - 20 * day
+    rows = [
+        Observation("a", early, {"x": 1.0}, 0, True, at - 45 * day),  # churned 15 days after `early`
+        Observation("a", late, {"x": 2.0}, 0, True, at - 45 * day),
+        Observation("b", early, {"x": 3.0}, 0, True, at + 10 * day),  # churns after the snapshot
+        Observation("c", early, {"x": 4.0}, 0, True, None),
+    ]
+    data = dataset(rows, timedelta(days=30), at)
+    assert data.accounts == ["a", "b", "c"]  # the row 20 days before S has an open label window
+    assert data.labels == [1, 0, 0]  # b's churn is 70 days after its row: outside the window
+    assert set(data.churned_at) == {"a"}  # b's churn is not known yet at S
