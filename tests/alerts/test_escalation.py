@@ -143,7 +143,9 @@ def test_email_is_auto_generated_with_a_stable_message_id_and_threaded() -> None
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["In-Reply-To"] == first and mail["References"] == first
     assert {part.get_content_type() for part in mail.iter_parts()} == {"text/plain", "text/html"}
-    third = email_message(_ctx("update"), Envelope("k <a@k>", "o@example.com", "<m3@k>", T0, [first, "<m2@k>"]))
+    third = email_message(
+        _ctx("update"), Envelope("k <a@k>", "o@example.com", "<m3@k>", T0, [first, "<m2@k>"])
+    )
     assert third["In-Reply-To"] == first and third["References"] == f"{first} <m2@k>"
 
 
