@@ -55,6 +55,23 @@ def dataset(rows: list[Observation], horizon: timedelta, at: datetime) -> traini
     return data
 
 
+def trainable(
+    rows: list[Observation], at: datetime, settings: SignalsSettings
+) -> tuple[int, training.Dataset, list[int], list[int]] | None:
+    """(horizon days, rows known at `at`, training and validation indexes) as learning would
+    train at `at`: at the configured horizon, else at 30 days; None with too few churns."""
+    for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
+        horizon = timedelta(days=days)
+        data = dataset(rows, horizon, at)
+        try:
+            train_idx, valid_idx, _cutoff = training.split(data, horizon)
+            training.check_enough(data, train_idx, valid_idx, settings.min_churns)
+        except ConfigError:
+            continue
+        return days, data, train_idx, valid_idx
+    return None
+
+
 def fit_at(
     rows: list[Observation],
     at: datetime,
@@ -64,14 +81,9 @@ def fit_at(
     se_rule: bool = True,
 ) -> tuple[str, Any]:
     """(name, scorer over feature dicts) of the model learning would use at `at`."""
-    for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
-        horizon = timedelta(days=days)
-        data = dataset(rows, horizon, at)
-        try:
-            train_idx, valid_idx, _cutoff = training.split(data, horizon)
-            training.check_enough(data, train_idx, valid_idx, settings.min_churns)
-        except ConfigError:
-            continue
+    found = trainable(rows, at, settings)
+    if found is not None:
+        days, data, train_idx, valid_idx = found
         metrics = training.model_metrics(data, train_idx)
         names = [n for n in training.feature_names(metrics) if not (drop and n.endswith(drop))]
         x = data.rows.matrix(names)
@@ -107,14 +119,9 @@ def study_at(
     horizon = timedelta(days=90)
     live = [r for r in rows if r.as_of == at]
     churning = np.array([r.churned_at is not None and at < r.churned_at <= at + horizon for r in live])
-    for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
-        label = timedelta(days=days)
-        data = dataset(rows, label, at)
-        try:
-            train_idx, valid_idx, _cutoff = training.split(data, label)
-            training.check_enough(data, train_idx, valid_idx, settings.min_churns)
-        except ConfigError:
-            continue
+    found = trainable(rows, at, settings)
+    if found is not None:
+        days, data, train_idx, valid_idx = found
         names = training.feature_names(training.model_metrics(data, train_idx))
         x, y = data.rows.matrix(names), np.array(data.labels)
         out: dict[str, Any] = {"at": at.date().isoformat(), "horizon": days, "churning": int(churning.sum())}
@@ -174,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", nargs="*", default=[], help="feature name endings to leave out (ablation)")
     args = parser.parse_args(argv)
     url = f"sqlite:///{(args.out / 'kamwatch.db').resolve()}"
-    settings = SignalsSettings(database_url=url)
+    settings = SignalsSettings()
     budget = args.budget or settings.alert_budget
     horizon = timedelta(days=args.horizon)
     engine = make_engine(url)
