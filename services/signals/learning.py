@@ -1,9 +1,11 @@
 """Learning on its own: retrain in the background when enough new outcomes arrived, and promote
 the new model only if it beats the model in use and the scorecard on the latest honest period.
 
-The candidate's validation period (its latest as-of dates, fully observed, one purge horizon after
-its training rows) is also unseen by the model in use, whose own training rows ended earlier, so
-the three are compared on identical honest rows. Every decision is appended with its figures to
+The candidate is judged on its validation period (its latest as-of dates, fully observed, one
+purge horizon after its training rows): against the scorecard on all of those rows, and against
+the model in use on those after that model's `fitted_through` (a deployed model is refitted on
+every row it had, so older rows would be its own training data); with none of them, or no churn
+among them, it is rejected. Every decision is appended with its figures to
 <model_dir>/promotions.log, counted in kamwatch_signals_model_decisions_total and logged as
 model.promoted, model.rejected or model.skipped. Off by default; `kamwatch run` turns it on.
 """
