@@ -78,7 +78,15 @@ def check_the_episode_alert_and_noise(demo: Stack, auth: dict[str, str]) -> None
         )
 
     alert = wait_for(spotlight, 300, "an alert for a champion who left", interval_s=2)
-    assert [a["account_id"] for a in alerts()].count(alert["account_id"]) == 1  # one alert per episode
+    # One alert per episode. The backfill streams 120 days in a few seconds, so an account can look
+    # silent for a moment and flick red and back: an alert opened and resolved inside the grouping
+    # window reaches nobody (level 0) and is not an episode anyone saw.
+    seen = [
+        a
+        for a in alerts()
+        if a["account_id"] == alert["account_id"] and (a["level"] > 0 or a["state"] != "resolved")
+    ]
+    assert len(seen) == 1, seen
 
     def its_mails() -> list[EmailMessage]:
         found = [

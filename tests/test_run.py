@@ -49,7 +49,8 @@ class Stack:
             text=True,
         )
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -57,6 +58,9 @@ class Stack:
             self.lines.append(line.rstrip())
 
     def output(self) -> str:
+        """What it printed so far; once it has exited, everything (the reader drains the pipe)."""
+        if self.process.poll() is not None:
+            self.reader.join(timeout=30)
         return "\n".join(self.lines)
 
     def url(self, service: str) -> str:
