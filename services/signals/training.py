@@ -346,12 +346,11 @@ def train(
     report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
     baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
     report.update(baselines)
+    validated = model.predict_proba(x[valid_idx])[:, 1]
     if current is not None and "current_model" in report:
-        report["versus_current"] = versus_current(
-            data, valid_idx, model.predict_proba(x[valid_idx])[:, 1], current
-        )
+        report["versus_current"] = versus_current(data, valid_idx, validated, current)
     y_valid = y[valid_idx]
-    curves = {"model": (model.predict_proba(x[valid_idx])[:, 1], y_valid)} | {
+    curves = {"model": (validated, y_valid)} | {
         name: (scores, y_valid) for name, scores in baseline_scores.items()
     }
     report["thresholds"] = {"amber": amber, "red": red, "budget": settings.alert_budget}
