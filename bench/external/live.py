@@ -5,8 +5,10 @@ This replays what a running kamwatch knows at each snapshot date S, from a histo
 by `bench.external.run` (its SQLite database under --out):
 - the model in use at S is what learning would have trained from the outcomes known at S: the
   observations whose label window ended by S (t + horizon <= S), put through `kamwatch train`'s
-  own procedure (split with a purge gap, the candidate family, `choose`); with too few churns for
-  that, the scorecard, as live;
+  own procedure (split with a purge gap, the candidate family, `choose`), kept only if it beats
+  the scorecard on its validation rows (learning's promotion rule); with too few churns for that,
+  or a candidate that does not beat it, the scorecard with its peer reference fitted on the live
+  accounts at S, as live;
 - the portfolio at S is every account alive at S, scored by that model with the features as of
   S (the same observation code as train and backtest);
 - budget bands flag the top ALERT_BUDGET share of those scores (ties kept together);
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from services.signals import training
+from services.signals import peers, training
 from services.signals.config import SignalsSettings
 from services.signals.evaluation import share_threshold
 from services.signals.learning import SHORT_HORIZON_DAYS
@@ -94,12 +96,26 @@ def fit_at(
         )
         sizes = training.validation_sizes(data, valid_idx) if se_rule else None
         best, _selection = training.choose(fitted, sizes)
+        # learning promotes it only if it beats the scorecard in use on the validation rows
+        card = _card_scorer(rows, at, settings, peer_usage=True)
+        card_auc = float(roc_auc_score(y[valid_idx], card([data.rows[i] for i in valid_idx])))
+        if fitted[best]["auc"] <= card_auc:
+            return f"scorecard (kept: {best}@{days}d {fitted[best]['auc']:.3f} <= {card_auc:.3f})", card
         model = fitted[best]["model"]
         if refit:
             model = training.refit(best, x, y, names)
         return f"{best}@{days}d", _scorer(model, names)
+    return "scorecard", _card_scorer(rows, at, settings, peer_usage=True)
+
+
+def _card_scorer(rows: list[Observation], at: datetime, settings: SignalsSettings, peer_usage: bool) -> Any:
+    """The scorecard as live at `at`: with the peer reference fitted on the live accounts then
+    (the learner's refit_peers, with BUDGET_BANDS as in `kamwatch run`), or without it."""
     card = load_scorecard(settings.scorecard_path)
-    return "scorecard", lambda feats: np.array(card.probabilities(feats))
+    if peer_usage:
+        live = [r.features for r in rows if r.as_of == at]
+        card = card.with_peers(peers.fit(live, at.isoformat(), settings.budget_min_accounts))
+    return lambda feats: np.array(card.probabilities(feats))
 
 
 EXTRA: dict[str, Any] = {  # tried beside the product's candidates with --study
@@ -155,6 +171,11 @@ def snapshot(
     flagged = scores >= share_threshold(scores, budget)
     churning = np.array([r.churned_at is not None and at < r.churned_at <= at + horizon for r in live])
     recall = float(flagged[churning].mean()) if churning.any() else None
+    cards: dict[str, float] = {}
+    if churning.any():  # the scorecard with and without its peer reference, beside the scorer
+        for key, peer_usage in (("recall_scorecard", True), ("recall_scorecard_without_peers", False)):
+            card = _card_scorer(rows, at, settings, peer_usage)([r.features for r in live])
+            cards[key] = round(float((card >= share_threshold(card, budget))[churning].mean()), 4)
     result = {
         "at": at.date().isoformat(),
         "scorer": name,
@@ -162,6 +183,7 @@ def snapshot(
         "flagged_share": round(float(flagged.mean()), 4),
         "churning": int(churning.sum()),
         "recall": None if recall is None else round(recall, 4),
+        **cards,
     }
     print(json.dumps(result), file=sys.stderr)
     return result

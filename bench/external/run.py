@@ -201,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         options = ["--model", version] + (["--since", since] if since else [])
         backtest = kamwatch(env, "backtest", "--quiet", "--out", str(out / "backtest"), *options)
         print(backtest.stdout + backtest.stderr[-2000:], file=sys.stderr)
-        report = out / "backtest" / "report.json"
+        written = out / "backtest" / "report.json"
         summary["backtest"] = {
             "returncode": backtest.returncode,
             "output": backtest.stdout.strip(),
-            "report": json.loads(report.read_text()) if report.exists() else None,
+            "report": json.loads(written.read_text()) if written.exists() else None,
         }
     summary["seconds"] = round(time.monotonic() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -93,6 +93,13 @@ class SignalsSettings(ServiceSettings):
         "whatever scorer is in use; thresholds refitted every LEARN_CHECK_INTERVAL_S",
     )
     budget_min_accounts: int = Field(default=100, ge=10, description="smaller portfolios keep fixed bands")
+    peer_usage: bool = Field(
+        default=True,
+        description="with BUDGET_BANDS, while the scorecard is in use: compare each account's usage "
+        "with the live portfolio's (usage_vs_peers), refitted every PEER_REFIT_DAYS or when the "
+        "portfolio grew or shrank by half",
+    )
+    peer_refit_days: float = Field(default=7.0, gt=0, description="age of the peer reference to refit it")
     learn_min_new_churns: int = Field(default=10, ge=1, description="new account.churned events to retrain")
     learn_min_new_share: float = Field(
         default=0.25, ge=0, le=10, description="... and at least this share of the churns seen last time"

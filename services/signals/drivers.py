@@ -96,6 +96,10 @@ PHRASES: dict[str, Phrase] = {
         else f"{v:.0f} more product area{'s' if round(v) != 1 else ''} used than in the 8 weeks before"
     ),
     "usage_active_days_28d": lambda v, _f, _d: f"active on {round(v * 28)} of the last 28 days",
+    "usage_vs_peers": lambda v, _f, _d: (
+        f"uses the product {'less' if v < 0 else 'more'} than most accounts in the portfolio "
+        f"({abs(v):.1f} spreads {'below' if v < 0 else 'above'} the median over 12 weeks)"
+    ),
     "usage_trend_8w": lambda v, _f, _d: (
         f"usage trending {'down' if v < 0 else 'up'} {abs(v) * 100:.0f}% of a usual week, week after week"
     ),

@@ -94,6 +94,7 @@ class RiskEngine:
 
     def assess(self, features: dict[str, float], details: dict[str, Any]) -> Assessment:
         scorer = self.holder.scorer
+        features = {**features, **scorer.derived(features)}  # e.g. usage_vs_peers, stored with it
         score, contributions = scorer.score(features)
         score = round(min(1.0, max(0.0, score)), 6)
         band = band_for(score, *self.thresholds)

@@ -529,5 +529,10 @@ def is_heavy_tailed(name: str) -> bool:
     return name in HEAVY_TAILED
 
 
+# Features a scorer derives from an account's features and the portfolio (not folded state):
+# usage_vs_peers (services/signals/peers.py), only while the day-one scorecard is in use.
+DERIVED_FEATURES = ("usage_vs_peers",)
+
+
 def is_known_feature(name: str) -> bool:
-    return name in FEATURE_NAMES or split_metric_feature(name) is not None
+    return name in FEATURE_NAMES or name in DERIVED_FEATURES or split_metric_feature(name) is not None

@@ -18,15 +18,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.signals import metrics, repository
+from services.signals import metrics, peers, repository
 from services.signals.config import SignalsSettings
 from services.signals.modelstore import ModelHolder
+from services.signals.peers import PeerReference
 from shared.clock import Clock
 from shared.db import transaction
 from shared.errors import ConfigError
@@ -34,6 +36,7 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 SHORT_HORIZON_DAYS = 30  # tried when the history is still too short for the configured horizon
+PEER_GROWTH = 1.5  # refit the peer reference when the live portfolio grew or shrank by this factor
 
 
 class Learner:
@@ -61,6 +64,8 @@ class Learner:
             return False
         self._next_check = time.monotonic() + self.settings.learn_check_interval_s
         if self.settings.budget_bands:
+            if self.settings.peer_usage:
+                self.refit_peers()
             self.refit_bands()
         if not self.settings.learn or self.busy:
             return False
@@ -77,25 +82,60 @@ class Learner:
     def refit_bands(self) -> dict[str, Any] | None:
         """Amber/red thresholds that flag the alert budget of the live portfolio as scored now by
         the scorer in use (ties kept together), for every worker through <model_dir>/bands.json."""
-        from services.signals.evaluation import share_threshold
-
         version = self.holder.scorer.version
         with transaction(self.sessions) as session:
             scores = np.array([score for _a, score, _b in repository.live_scores(session, version)])
-        if scores.size < self.settings.budget_min_accounts:
-            return None
-        amber = share_threshold(scores, self.settings.alert_budget)
-        red = max(share_threshold(scores, self.settings.red_budget), amber + 1e-6)
-        bands = {
-            "scorer": version,
-            "amber": round(amber, 6),
-            "red": round(red, 6),
-            "accounts": int(scores.size),
-        }
+            if scores.size < self.settings.budget_min_accounts:
+                return None
+            if self.holder.budget_bands() is not None and scores.size * 2 < repository.live_count(session):
+                return None  # most accounts are still being re-scored under this scorer
+        bands = self._bands_for(version, scores)
         if self.holder.budget_bands() != (bands["amber"], bands["red"]):
             self.holder.save_bands(bands)
             log.info("signals.bands_refitted", **bands)
         return bands
+
+    def refit_peers(self, force: bool = False) -> PeerReference | None:
+        """While the scorecard is in use: fit its peer reference on the live portfolio when there
+        is none, it is PEER_REFIT_DAYS old, or the portfolio grew or shrank by half since. The
+        budget bands of the new reference are fitted in the same step (from the stored features),
+        so re-scoring under it never falls back to the fixed thresholds. Returns the new one."""
+        holder = self.holder
+        if holder.scorer is not holder.scorecard:
+            return None  # a trained model is in use: it learned its own view of usage levels
+        now = self.clock.now()
+        current = holder.scorecard.peers
+        with transaction(self.sessions) as session:
+            live = repository.live_count(session)
+        if live < self.settings.budget_min_accounts:
+            return None
+        if current is not None and not force:
+            age = now - datetime.fromisoformat(current.fitted_at) if current.fitted_at else None
+            portfolio = max(1, current.portfolio)
+            grown = live >= PEER_GROWTH * portfolio or live * PEER_GROWTH <= portfolio
+            if not grown and age is not None and age < timedelta(days=self.settings.peer_refit_days):
+                return None
+        with transaction(self.sessions) as session:
+            usage = (_levels(f) for f in repository.live_features(session))
+            fitted = peers.fit(usage, now.isoformat(), self.settings.budget_min_accounts, portfolio=live)
+        if fitted is None:
+            return None
+        card = holder.base_scorecard.with_peers(fitted)
+        if card.version != holder.scorecard.version:
+            with transaction(self.sessions) as session:
+                scores = np.array([card.score(f)[0] for f in repository.live_features(session)])
+            holder.save_bands(self._bands_for(card.version, scores))
+        holder.save_peers(fitted)
+        log.info("signals.peers_refitted", scorecard=card.version, accounts=fitted.accounts, portfolio=live)
+        return fitted
+
+    def _bands_for(self, version: str, scores: np.ndarray) -> dict[str, Any]:
+        from services.signals.evaluation import share_threshold
+
+        amber = share_threshold(scores, self.settings.alert_budget)
+        red = max(share_threshold(scores, self.settings.red_budget), amber + 1e-6)
+        rounded = {"amber": round(amber, 6), "red": round(red, 6)}
+        return {"scorer": version, **rounded, "accounts": int(scores.size)}
 
     def _seen(self) -> int:
         try:
@@ -199,3 +239,8 @@ def _exclusive(path: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _levels(features: dict[str, float]) -> dict[str, float]:
+    """Only what the peer reference reads (100k accounts' features are streamed, not kept)."""
+    return {k: v for k, v in features.items() if k.endswith("." + peers.LEVEL) or k == peers.OVERALL}

@@ -20,6 +20,7 @@ from typing import Any
 
 import joblib
 
+from services.signals.peers import PeerReference
 from services.signals.scoring import ModelScorer, Scorecard, Scorer
 from shared.errors import ConfigError
 from shared.logging import get_logger
@@ -133,28 +134,65 @@ class ModelHolder:
 
     def __init__(self, store: ModelStore, scorecard: Scorecard) -> None:
         self.store = store
+        self.base_scorecard = scorecard  # the YAML's, without a peer reference
         self.scorecard = scorecard
         self.scorer: Scorer = scorecard
         self._loaded: str | None = None
         self._bands: dict[str, Any] = {}
         self._bands_mtime: float | None = None
+        self._peers_mtime: float | None = None
 
     @property
     def bands_path(self) -> Path:
         return self.store.root / "bands.json"
 
+    @property
+    def peers_path(self) -> Path:
+        return self.store.root / "peers.json"
+
     def budget_bands(self) -> tuple[float, float] | None:
-        """Amber/red thresholds fitted to the live portfolio for the scorer in use, if any."""
-        if self._bands.get("scorer") != self.scorer.version:
-            return None
-        return float(self._bands["amber"]), float(self._bands["red"])
+        """Amber/red thresholds fitted to the live portfolio for the scorer in use, if any (the
+        previous scorer's are kept beside them, for workers that have not switched yet)."""
+        for bands in (self._bands, self._bands.get("previous") or {}):
+            if bands.get("scorer") == self.scorer.version:
+                return float(bands["amber"]), float(bands["red"])
+        return None
 
     def save_bands(self, bands: dict[str, Any]) -> None:
-        self.store.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.bands_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(bands, sort_keys=True) + "\n")
-        os.replace(tmp, self.bands_path)
         self._read_bands()
+        old = {k: v for k, v in self._bands.items() if k != "previous"}
+        previous = old if old.get("scorer") != bands["scorer"] else self._bands.get("previous")
+        _write_json(self.bands_path, {**bands, "previous": previous} if previous else bands)
+        self._read_bands()
+
+    def save_peers(self, peers: PeerReference) -> None:
+        """Make this the scorecard's peer reference, for every worker (read in refresh)."""
+        _write_json(self.peers_path, peers.to_json())
+        self._read_peers()
+
+    def _read_peers(self) -> bool:
+        """Pick up a changed <model_dir>/peers.json; True when the scorecard changed."""
+        try:
+            mtime: float | None = self.peers_path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._peers_mtime:
+            return False
+        self._peers_mtime = mtime
+        peers = None
+        if mtime is not None:
+            try:
+                peers = PeerReference.from_json(json.loads(self.peers_path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+                log.error("signals.peers_unreadable", path=str(self.peers_path), error=str(exc)[:300])
+        before = self.scorecard.version
+        self.scorecard = self.base_scorecard.with_peers(peers)
+        if self._loaded is None:
+            self.scorer = self.scorecard
+        if self.scorecard.version == before:
+            return False
+        log.info("signals.peers_loaded", scorecard=self.scorecard.version)
+        return self._loaded is None
 
     def _read_bands(self) -> None:
         try:
@@ -165,11 +203,12 @@ class ModelHolder:
             self._bands, self._bands_mtime = {}, None
 
     def refresh(self) -> bool:
-        """Load a newly promoted version; return True when the scorer changed."""
+        """Load a newly promoted version (or peer reference); return True when the scorer changed."""
         self._read_bands()
+        peers_changed = self._read_peers()
         wanted = self.store.current()
         if wanted == self._loaded:
-            return False
+            return peers_changed
         try:
             self.scorer = self.store.load(wanted) if wanted else self.scorecard
         except (ConfigError, OSError, ValueError, KeyError) as exc:
@@ -178,3 +217,11 @@ class ModelHolder:
         self._loaded = wanted
         log.info("model.loaded", version=self.scorer.version)
         return True
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write atomically: a worker never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, sort_keys=True) + "\n")
+    os.replace(tmp, path)

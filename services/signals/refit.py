@@ -39,7 +39,9 @@ def refit_scorecard(
     data = collect(sessions, horizon, timedelta(days=settings.observation_step_days), progress)
     train_idx, valid_idx, _cutoff = split(data, horizon)
     check_enough(data, train_idx, valid_idx, settings.min_churns)
-    x = rule_fractions(scorecard, [data.rows[i] for i in range(len(data.rows))])
+    # with the peer reference in use, each row's usage_vs_peers (the observations carry none)
+    rows = [{**data.rows[i], **scorecard.derived(data.rows[i])} for i in range(len(data.rows))]
+    x = rule_fractions(scorecard, rows)
     y = np.array(data.labels)
     model = LogisticRegression(C=0.1, max_iter=3000).fit(x[train_idx], y[train_idx])
     weights = np.clip(model.coef_[0], 0, None)
@@ -48,15 +50,14 @@ def refit_scorecard(
     spec["intercept"] = round(float(model.intercept_[0]), 4)
     for rule, weight in zip(spec["rules"], weights, strict=True):
         rule["weight"] = round(float(weight), 4)
-    refitted = Scorecard(
-        ScorecardFile.model_validate({**spec, "amber_threshold": None, "red_threshold": None})
-    )
+    unbanded = {**spec, "amber_threshold": None, "red_threshold": None}
+    refitted = Scorecard(ScorecardFile.model_validate(unbanded), scorecard.peers)
     train_scores = np.array(refitted.probabilities([data.rows[i] for i in train_idx]))
     amber, red = budget_thresholds(
         train_scores, [data.times[i] for i in train_idx], settings.alert_budget, settings.red_budget
     )
     spec["amber_threshold"], spec["red_threshold"] = amber, red
-    refitted = Scorecard(ScorecardFile.model_validate(spec))
+    refitted = Scorecard(ScorecardFile.model_validate(spec), scorecard.peers)
     y_valid, times, accounts = data.subset(valid_idx)
     figures = {
         name: evaluate(

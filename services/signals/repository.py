@@ -612,6 +612,20 @@ def live_scores(session: Session, model_version: str) -> list[tuple[str, float, 
     return [(a, float(s), str(b)) for a, s, b in session.execute(query.order_by(RiskScore.account_id))]
 
 
+def live_count(session: Session) -> int:
+    """Live accounts with a score (not churned, with data)."""
+    query = select(func.count()).select_from(RiskScore).where(RiskScore.band.not_in(UNRANKED_BANDS))
+    return int(session.scalar(query) or 0)
+
+
+def live_features(session: Session) -> Iterator[dict[str, float]]:
+    """The stored features of every live account, streamed (the peer reference, 100k accounts)."""
+    query = select(RiskScore.features).where(RiskScore.band.not_in(UNRANKED_BANDS))
+    query = query.order_by(RiskScore.account_id)
+    for (features,) in session.execute(query.execution_options(yield_per=1000)):
+        yield dict(features or {})
+
+
 def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:
     """Current scores as comparable tuples (rebuild check)."""
     query = select(RiskScore.account_id, RiskScore.score, RiskScore.band, RiskScore.features, RiskScore.as_of)

@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.signals.features import is_known_feature
+from services.signals.peers import FEATURE as PEERS_FEATURE
+from services.signals.peers import PeerReference
 from shared.errors import ConfigError
 
 DEFAULT_SCORECARD = Path(__file__).with_name("scorecard.yaml")
@@ -31,6 +33,10 @@ class Scorer(Protocol):
 
     def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
         """Scores of many feature rows at once (backtests); equal to score(row)[0] for each."""
+
+    def derived(self, features: Mapping[str, float]) -> dict[str, float]:
+        """Features it computes from these and the portfolio (usage_vs_peers), shown and stored
+        with the score; {} for most scorers."""
 
 
 class Rule(BaseModel):
@@ -76,13 +82,23 @@ class ScorecardFile(BaseModel):
 
 @dataclass
 class Scorecard:
-    """score = sigmoid(intercept + sum of rule points); a driver's contribution = its points."""
+    """score = sigmoid(intercept + sum of rule points); a driver's contribution = its points.
+    With a peer reference (fitted on the live portfolio) it also scores usage_vs_peers."""
 
     spec: ScorecardFile
+    peers: PeerReference | None = None
 
     @property
     def version(self) -> str:
-        return f"scorecard-{self.spec.version}"
+        suffix = f"+peers-{self.peers.id}" if self.peers is not None else ""
+        return f"scorecard-{self.spec.version}{suffix}"
+
+    def with_peers(self, peers: PeerReference | None) -> Scorecard:
+        return Scorecard(self.spec, peers)
+
+    def derived(self, features: Mapping[str, float]) -> dict[str, float]:
+        gap = self.peers.gap(features) if self.peers is not None else None
+        return {} if gap is None else {PEERS_FEATURE: gap}
 
     @property
     def thresholds(self) -> tuple[float, float] | None:
@@ -95,6 +111,9 @@ class Scorecard:
 
     def score(self, features: Mapping[str, float]) -> tuple[float, dict[str, float]]:
         contributions: dict[str, float] = {}
+        if self.peers is not None or PEERS_FEATURE in features:  # never a stale stored value
+            kept = {k: v for k, v in features.items() if k != PEERS_FEATURE}
+            features = {**kept, **self.derived(features)}
         for rule in self.spec.rules:
             points = rule.points(features)
             if points > 0:
@@ -134,6 +153,9 @@ class ModelScorer:
         self.thresholds = thresholds
         self.fitted_through: datetime | None = None  # the latest as-of date it was fitted on
         self.fit = "deployed"  # or "validated": the fit on the training rows only (backtests)
+
+    def derived(self, features: Mapping[str, float]) -> dict[str, float]:
+        return {}
 
     def probabilities(self, rows: list[dict[str, float]]) -> list[float]:
         matrix = [[float(row.get(n, 0.0)) for n in self.feature_names] for row in rows]

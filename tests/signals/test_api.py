@@ -76,7 +76,7 @@ def test_risk_history_and_features_of_one_account(
     processor.tick()
 
     risk = api.get("/v1/accounts/acme/risk", headers=auth).json()
-    assert risk["band"] == "red" and risk["model_version"] == "scorecard-2"
+    assert risk["band"] == "red" and risk["model_version"] == "scorecard-3"
     assert risk["as_of"] == NOW.isoformat() and risk["drivers"] and risk["changes"]
     history = api.get("/v1/accounts/acme/risk/history", headers=auth).json()
     assert history["items"][0]["score"] == risk["score"] and history["items"][0]["published"] is False

@@ -34,4 +34,4 @@ def test_invalid_events_are_dead_lettered_and_valid_ones_applied(
     )
     metrics = signals.get("/metrics").text
     assert 'kamwatch_signals_events_total{outcome="applied",type="usage.recorded"} ' in metrics
-    assert 'kamwatch_signals_model_info{version="scorecard-2"} 1.0' in metrics
+    assert 'kamwatch_signals_model_info{version="scorecard-3"} 1.0' in metrics

@@ -285,7 +285,7 @@ def test_refit_scorecard_learns_weights_from_few_outcomes(
     path, figures = refit_scorecard(settings, history_db, load_scorecard(), NOW, progress=False)
 
     refitted = load_scorecard(path)
-    assert refitted.version.startswith("scorecard-2-refit-") and refitted.thresholds is not None
+    assert refitted.version.startswith("scorecard-3-refit-") and refitted.thresholds is not None
     weights = {rule.feature: rule.weight for rule in refitted.spec.rules}
     assert all(w >= 0 for w in weights.values())
     # In this history churners show tickets, a detractor NPS and a declined QBR, not usage dips.

@@ -72,20 +72,20 @@ def test_trained_model_beats_scorecard_and_is_hot_loaded(
     ]
 
     send(daily_usage("live-1", NOW - 40 * DAY, 41, 900.0))
-    wait_for(lambda: _model_version(signals, auth) == "scorecard-2", what="scored by the scorecard")
+    wait_for(lambda: _model_version(signals, auth) == "scorecard-3", what="scored by the scorecard")
 
     env = service_env(KAMWATCH_SIGNALS_MODEL_DIR=signals_settings.model_dir)
     promoted = kamwatch(env, "model", "promote", version)
     assert promoted.returncode == 0, promoted.stderr
     wait_for(lambda: _model_version(signals, auth) == version, what="promoted model in use without restart")
     risk = signals.get("/v1/accounts/live-1/risk", headers=auth).json()
-    assert risk["changes"][0] == f"now scored by {version} (was scorecard-2)"
+    assert risk["changes"][0] == f"now scored by {version} (was scorecard-3)"
     listing = kamwatch(env, "model", "list")
     assert f"* {version}" in listing.stdout
 
     rolled = kamwatch(env, "model", "rollback")
     assert rolled.returncode == 0 and "scorecard" in rolled.stdout
-    wait_for(lambda: _model_version(signals, auth) == "scorecard-2", what="rolled back to the scorecard")
+    wait_for(lambda: _model_version(signals, auth) == "scorecard-3", what="rolled back to the scorecard")
 
 
 def test_train_refuses_without_enough_churns(

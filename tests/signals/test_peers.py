@@ -1,0 +1,141 @@
+"""Usage against the portfolio: the day-one scorecard flags the accounts that use the product
+far less than their peers, where nothing declines before a churn (docs/features.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.signals import peers, repository
+from services.signals.config import SignalsSettings
+from services.signals.drivers import top_drivers
+from services.signals.modelstore import ModelHolder, ModelStore
+from services.signals.scoring import load_scorecard
+from shared.clock import ManualClock
+from shared.config import CommonSettings
+from shared.db import make_engine, make_sessionmaker, transaction
+from tests.conftest import _import_all_models, _truncate
+from tests.helpers import NOW
+from tests.signals.streams import DAY, event
+from tests.signals.test_training import store_history
+
+
+def levels(**metrics: float) -> dict[str, float]:
+    return {f"usage.{m}.level_84d": v for m, v in metrics.items()} | {"usage_28d_avg": sum(metrics.values())}
+
+
+def test_the_reference_compares_metrics_most_accounts_use_and_skips_accounts_without_usage() -> None:
+    rows = [levels(logins=10.0 * (1 + n % 5), reports=1.0 + n % 3) for n in range(40)]
+    rows += [levels(logins=20.0, rare=5.0) for _ in range(5)]  # `rare`: 5 of 45 accounts use it
+    rows += [{"tickets_opened_30d": 3.0}] * 10  # accounts that send no usage at all
+    reference = peers.fit(rows, "2026-11-01T00:00:00+00:00", min_accounts=20)
+
+    assert reference is not None
+    assert set(reference.inputs) == {"usage.logins.level_84d", "usage.reports.level_84d"}
+    assert reference.accounts == 45  # the ten accounts without usage are not peers
+    low = reference.gap(levels(logins=1.0, reports=0.0))
+    typical = reference.gap(levels(logins=30.0, reports=2.0))
+    assert low is not None and typical is not None and low < -1.5 < typical
+    assert reference.gap({"tickets_opened_30d": 1.0}) is None  # not compared: it sends no usage
+    assert peers.fit(rows[:10], min_accounts=20) is None  # too few accounts to be a reference
+    assert peers.PeerReference.from_json(json.loads(json.dumps(reference.to_json()))) == reference
+
+
+def test_the_scorecard_scores_usage_below_peers_only_with_a_reference_and_says_why() -> None:
+    card = load_scorecard()
+    rows = [levels(logins=5.0 + n, reports=1.0 + n / 10) for n in range(50)]
+    reference = peers.fit(rows, min_accounts=10)
+    assert reference is not None
+    with_peers = card.with_peers(reference)
+    assert with_peers.version == f"{card.version}+peers-{reference.id}"
+
+    quiet, busy = levels(logins=0.5, reports=0.1), levels(logins=40.0, reports=4.0)
+    assert card.score(quiet)[0] == card.score(busy)[0]  # without a reference: no view of levels
+    score, contributions = with_peers.score(quiet)
+    assert score > with_peers.score(busy)[0] and contributions["usage_vs_peers"] > 0
+    # A stale value stored with an older score is never used: it is recomputed or dropped.
+    assert with_peers.score({**quiet, "usage_vs_peers": 3.0}) == (score, contributions)
+    assert "usage_vs_peers" not in card.score({**quiet, "usage_vs_peers": -3.0})[1]
+
+    features = {**quiet, **with_peers.derived(quiet)}
+    texts = [d.text for d in top_drivers(contributions, features, {})]
+    assert any(t.startswith("uses the product less than most accounts in the portfolio (") for t in texts)
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    _import_all_models()
+    _truncate(sqlite_url)
+    engine = make_engine(sqlite_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _portfolio(accounts: int) -> list[Any]:
+    """Steady daily usage at very different levels (nothing declines); account n uses
+    (n + 1) x 10 api calls a day. Plus accounts that only ever send tickets."""
+    events: list[Any] = []
+    for n in range(accounts):
+        account = f"p-{n:03d}"
+        for d in range(100):
+            data = {"metric": "api_calls", "quantity": float((n + 1) * 10), "active_users": 5}
+            events.append(event("usage.recorded", account, NOW - (100 - d) * DAY, data, id=f"{account}-{d}"))
+    for n in range(5):
+        data = {"ticket_id": f"t-{n}", "priority": "low", "status": "open"}
+        events.append(event("ticket.opened", f"t-{n}", NOW - 3 * DAY, data, id=f"t-{n}-opened"))
+    return events
+
+
+def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_the_least_used(
+    db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
+) -> None:
+    from services.signals.handler import SignalsProcessor
+
+    store_history(db, _portfolio(40))
+    settings = SignalsSettings(
+        common=CommonSettings(database_url=sqlite_url),
+        model_dir=str(tmp_path / "models"),
+        budget_bands=True,
+        budget_min_accounts=20,
+        alert_budget=0.1,
+        red_budget=0.05,
+        learn_check_interval_s=3600,
+    )
+    holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard())
+    clock = ManualClock(NOW)
+    processor = SignalsProcessor(settings, db, clock, holder)
+    accounts = [f"p-{n:03d}" for n in range(40)] + [f"t-{n}" for n in range(5)]
+    with transaction(db) as session:
+        processor.engine.rescore(session, accounts, NOW, "event")
+    plain = holder.scorer.version
+    assert processor.learner.refit_bands() is not None  # bands of the plain scorecard
+
+    reference = processor.learner.refit_peers()
+    assert reference is not None and reference.accounts == 40 and reference.portfolio == 45
+    assert holder.scorer.version == f"{plain}+peers-{reference.id}"
+    bands = json.loads(holder.bands_path.read_text())
+    assert bands["scorer"] == holder.scorer.version and bands["previous"]["scorer"] == plain
+    assert holder.budget_bands() is not None  # re-scoring under it never uses the fixed bands
+
+    for _ in range(3):  # the sweep re-scores every account under the new version
+        processor.tick()
+    with transaction(db) as session:
+        scored = {a: (s, b) for a, s, b in repository.live_scores(session, holder.scorer.version)}
+    assert len(scored) == 45
+    flagged = sorted(a for a, (_s, b) in scored.items() if b != "green")
+    assert 1 <= len(flagged) <= 4 and set(flagged) <= {"p-000", "p-001", "p-002", "p-003"}
+    assert all(scored[f"t-{n}"][1] == "green" for n in range(5))  # no usage: not compared
+
+    # Fresh and the portfolio unchanged: no refit; a week later the same portfolio gives the
+    # same reference, so the version (and every score) stays.
+    assert processor.learner.refit_peers() is None
+    clock.advance(timedelta(days=8))
+    again = processor.learner.refit_peers()
+    assert again is not None and again.id == reference.id
+    assert holder.scorer.version == f"{plain}+peers-{reference.id}"
