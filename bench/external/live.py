@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -189,6 +190,23 @@ def snapshot(
     return result
 
 
+def _observations(out: Path, url: str, horizon: timedelta) -> list[Observation]:
+    """Every weekly observation of the stored history; kept in <out>/observations.pkl (this
+    tool's own file, rewritten whenever the database is newer) for the next run."""
+    cache, database = out / "observations.pkl", out / "kamwatch.db"
+    if cache.exists() and cache.stat().st_mtime >= database.stat().st_mtime:
+        with cache.open("rb") as handle:
+            return list(pickle.load(handle))  # noqa: S301 (written by this tool, in its own folder)
+    engine = make_engine(url)
+    try:
+        rows = list(iter_observations(make_sessionmaker(engine), horizon, timedelta(days=7), progress=True))
+    finally:
+        engine.dispose()
+    with cache.open("wb") as handle:
+        pickle.dump(rows, handle)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="a folder written by bench.external.run")
@@ -206,11 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = SignalsSettings()
     budget = args.budget or settings.alert_budget
     horizon = timedelta(days=args.horizon)
-    engine = make_engine(url)
-    try:
-        rows = list(iter_observations(make_sessionmaker(engine), horizon, timedelta(days=7), progress=True))
-    finally:
-        engine.dispose()
+    rows = _observations(args.out, url, horizon)
     dates = sorted({r.as_of for r in rows})
     usable = [d for d in dates if d + horizon <= dates[-1]]
     # snapshots spread over the second to the last quarter of the usable dates (mid-stream)

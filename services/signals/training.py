@@ -212,6 +212,26 @@ def _preprocess(names: list[str], scale: bool, keep: list[str] | None = None) ->
     return ColumnTransformer(parts)
 
 
+def row_mean(x: np.ndarray) -> np.ndarray:
+    """One column: the mean of each row (module level, so a fitted pipeline can be saved)."""
+    return np.asarray(x, dtype=float).mean(axis=1, keepdims=True)
+
+
+def overall_level_pipeline(names: list[str]) -> Pipeline:
+    """One input: the mean over metrics of the standardised log 12-week level (how much of
+    everything an account uses, as the scorecard's usage_vs_peers), in a logistic regression.
+    Two coefficients: stable with the few dozen churns of a young history."""
+    keep = [n for n in names if (p := split_metric_feature(n)) is not None and p[1] == "level_84d"]
+    keep = keep or [n for n in ("usage_baseline_90d_avg",) if n in names]
+    return Pipeline(
+        [
+            ("prepare", _preprocess(names, True, keep)),
+            ("overall", FunctionTransformer(row_mean)),
+            ("model", LogisticRegression(max_iter=3000, C=1.0)),
+        ]
+    )
+
+
 def _folds(y: np.ndarray) -> int:
     return max(2, min(3, int(y.sum()), int(len(y) - y.sum())))
 
@@ -240,6 +260,7 @@ def boosting_pipeline(names: list[str]) -> Pipeline:
 # (a B2B portfolio with tickets, payments and people, or daily usage only), so the family spans
 # regularisation strength and input breadth, plus trees; `choose` picks on the validation period.
 CANDIDATES: dict[str, Callable[[list[str]], Pipeline]] = {
+    "overall_level": overall_level_pipeline,
     "level_logistic": lambda names: logistic_pipeline(names, 1.0, level_columns(names)),
     "logistic": lambda names: logistic_pipeline(names, 1.0),
     "logistic_strong": lambda names: logistic_pipeline(names, 0.03),
@@ -261,8 +282,25 @@ def fit_boosting(x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
 
 def _calibrated(pipeline: Pipeline, x: np.ndarray, y: np.ndarray) -> Any:
     """One model fitted on all rows, with a sigmoid fitted on its cross-validated scores
-    (averaging per-fold models instead ranked measurably worse on held-out dates)."""
-    return CalibratedClassifierCV(pipeline, method="sigmoid", cv=_folds(y), ensemble=False).fit(x, y)
+    (averaging per-fold models instead ranked measurably worse on held-out dates).
+
+    The sigmoid is kept increasing: pooled across folds whose models put their scores on
+    different scales (a few dozen churns), cross-validated scores can rank churners lower, and a
+    sigmoid fitted on them turned the model's own ranking upside down (a logistic regression
+    ranking 0.71 on the validation rows scored 0.29 calibrated). Then the sigmoid is fitted on
+    the model's scores of its training rows instead: the ranking is the model's, only the scale
+    is calibrated."""
+    calibrated = CalibratedClassifierCV(pipeline, method="sigmoid", cv=_folds(y), ensemble=False).fit(x, y)
+    pair = calibrated.calibrated_classifiers_[0]
+    sigmoid = pair.calibrators[0]  # p = 1 / (1 + exp(a * score + b)): increasing when a < 0
+    if sigmoid.a_ >= 0:
+        estimator = pair.estimator
+        respond = estimator.decision_function if hasattr(estimator, "decision_function") else None
+        scores = respond(x) if respond is not None else estimator.predict_proba(x)[:, 1]
+        sigmoid.fit(np.asarray(scores, dtype=float), y)
+        if sigmoid.a_ >= 0:  # not even the training rows rank: keep the order, unit slope
+            sigmoid.a_, sigmoid.b_ = -1.0, 0.0
+    return calibrated
 
 
 def refit(name: str, x: np.ndarray, y: np.ndarray, names: list[str]) -> Any:
@@ -407,8 +445,11 @@ def _beats(model: dict[str, Any], other: dict[str, Any]) -> bool:
     return (model.get("roc_auc") or 0) > (other.get("roc_auc") or 0)
 
 
-SIMPLEST_FIRST = (
+SIMPLEST_FIRST = (  # overall_level is smaller, but after level_logistic: the mix of metrics
+    # matters wherever metrics differ in value (a book-style regression has it), so the overall
+    # level is kept only when the per-metric levels are clearly worse on the validation rows
     "level_logistic",
+    "overall_level",
     "usage_logistic",
     "logistic_strong",
     "logistic",

@@ -151,3 +151,32 @@ def test_a_candidate_that_cannot_fill_the_alert_budget_is_not_chosen() -> None:
     assert selection["roc_auc"]["level_logistic"] == 0.56  # still reported
     fitted["level_logistic"]["flags"] = 0.06  # two thirds of the budget: usable
     assert choose(fitted, (1500, 6000))[0] == "level_logistic"
+
+
+def test_the_calibration_never_turns_a_models_ranking_upside_down() -> None:
+    """Churners sit higher on x in two of three blocks, lower in the first: the model fitted on
+    all rows ranks by x, but the folds (contiguous blocks, as StratifiedKFold keeps them) pool into
+    an inverted relation, and a sigmoid fitted on them used to flip the ranking."""
+    import numpy as np
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import Pipeline
+
+    from services.signals.training import _calibrated
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 90 + [1] * 30)
+    block = np.r_[np.arange(90) * 3 // 90, np.arange(30) * 3 // 30]
+    x = (np.where(block == 0, -1.0, 1.0) * y + rng.normal(0, 0.5, 120)).reshape(-1, 1)
+
+    def model() -> Pipeline:
+        return Pipeline([("model", LogisticRegression())])
+
+    raw = roc_auc_score(y, model().fit(x, y).predict_proba(x)[:, 1])
+    unguarded = CalibratedClassifierCV(model(), method="sigmoid", cv=3, ensemble=False).fit(x, y)
+    assert raw > 0.6 and roc_auc_score(y, unguarded.predict_proba(x)[:, 1]) < 0.4  # the old flip
+    guarded = _calibrated(model(), x, y)
+    scores = guarded.predict_proba(x)[:, 1]
+    assert roc_auc_score(y, scores) == raw  # the model's own ranking, calibrated in scale only
+    assert np.all(np.diff(scores[np.argsort(x[:, 0])]) >= 0)  # increasing in x, like the model
