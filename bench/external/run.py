@@ -158,8 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=90, help="label horizon in days (90)")
     parser.add_argument("--min-churns", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="default var/external/<data>")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the history loaded by an earlier run in --out: only train"
+    )
     args = parser.parse_args(argv)
     out: Path = args.out or Path("var/external") / args.data
+    if args.reuse:
+        before = json.loads((out / "summary.json").read_text())
+        return train_and_backtest(out, args, before["data"], before.get("loaded", {}))
     if out.exists():
         shutil.rmtree(out)
     data = out / "data"
@@ -183,7 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.dispose()
     print(f"loaded: {loaded}", file=sys.stderr)
+    return train_and_backtest(out, args, source, loaded, started)
 
+
+def train_and_backtest(
+    out: Path, args: argparse.Namespace, source: dict[str, Any], loaded: dict[str, Any], started: float = 0.0
+) -> int:
+    """`kamwatch train`, then `kamwatch backtest` of the trained model, on the history in `out`."""
+    started = started or time.monotonic()
+    for old in ("models", "backtest"):
+        shutil.rmtree(out / old, ignore_errors=True)
+    url = f"sqlite:///{(out / 'kamwatch.db').resolve()}"
     env = CommonSettings(database_url=url).subprocess_env(dict(os.environ))
     env["KAMWATCH_SIGNALS_MODEL_DIR"] = str((out / "models").resolve())
     env["KAMWATCH_SIGNALS_HORIZON_DAYS"] = str(args.horizon)

@@ -7,7 +7,8 @@ that never used much. Until enough churns have arrived to train a model, the onl
 "much" is the rest of the portfolio. A `PeerReference` holds, for each metric used by most live
 accounts, the median and spread of log(1 + the 12-week daily level) across them; an account's
 `usage_vs_peers` is the mean, over those metrics, of how many spreads its own level sits from
-the median (negative: below its peers; clipped at +-4 so one metric cannot dominate).
+the median (each clipped at +-4 so one metric cannot dominate), itself put in the portfolio's
+spreads of that mean (negative: below its peers).
 
 The reference is fitted on the live portfolio by the learner (docs/features.md: "Usage against
 the portfolio"), saved as <model_dir>/peers.json and named in the scorer's version
@@ -43,22 +44,27 @@ class PeerReference:
     portfolio: int = 0
     fitted_at: str = ""
     id: str = field(default="", compare=False)
+    overall: tuple[float, float] = (0.0, 1.0)  # (median, spread) of the mean over the inputs
 
     def __post_init__(self) -> None:
         if not self.id:
-            digest = hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()[:8]
-            object.__setattr__(self, "id", digest)
+            spec = json.dumps({"inputs": self.inputs, "overall": self.overall}, sort_keys=True)
+            object.__setattr__(self, "id", hashlib.sha256(spec.encode()).hexdigest()[:8])
 
-    def gap(self, features: Mapping[str, float]) -> float | None:
-        """The account's mean standardised distance below (negative) or above its peers; None
-        for an account without usage data yet (it is not compared)."""
-        if not has_usage(features):
-            return None
+    def _mean(self, features: Mapping[str, float]) -> float:
         total = 0.0
         for name, (center, spread) in self.inputs.items():
             value = math.log1p(max(0.0, float(features.get(name, 0.0))))
             total += min(CLIP, max(-CLIP, (value - center) / spread))
-        return round(total / len(self.inputs), 6)
+        return total / len(self.inputs)
+
+    def gap(self, features: Mapping[str, float]) -> float | None:
+        """How many of the portfolio's spreads the account's usage sits below (negative) or
+        above its peers' median; None for an account without usage data (it is not compared)."""
+        if not has_usage(features):
+            return None
+        center, spread = self.overall
+        return round(min(CLIP, max(-CLIP, (self._mean(features) - center) / spread)), 6)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,7 @@ class PeerReference:
             "portfolio": self.portfolio,
             "fitted_at": self.fitted_at,
             "inputs": {k: list(v) for k, v in sorted(self.inputs.items())},
+            "overall": list(self.overall),
         }
 
     @classmethod
@@ -78,6 +85,7 @@ class PeerReference:
             int(raw.get("portfolio", raw["accounts"])),
             str(raw.get("fitted_at", "")),
             str(raw.get("id", "")),
+            (float(raw["overall"][0]), float(raw["overall"][1])),
         )
 
 
@@ -87,14 +95,15 @@ def fit(
     """The reference of these live accounts' features; None with fewer than `min_accounts`
     accounts that have usage, or no usage input that tells accounts apart."""
     levels: dict[str, list[float]] = {}
-    users = 0
+    kept: list[dict[str, float]] = []  # each account's levels only: a few numbers per account
     for row in rows:
         if not has_usage(row):
             continue
-        users += 1
-        for name, value in row.items():
-            if (name == OVERALL or name.endswith("." + LEVEL)) and value > 0:
-                levels.setdefault(name, []).append(math.log1p(float(value)))
+        kept.append({n: float(v) for n, v in row.items() if n == OVERALL or n.endswith("." + LEVEL)})
+        for name, value in kept[-1].items():
+            if value > 0:
+                levels.setdefault(name, []).append(math.log1p(value))
+    users = len(kept)
     if users < max(1, min_accounts):
         return None
     wide = {n: v for n, v in levels.items() if n != OVERALL and len(v) >= MIN_COVERAGE * users}
@@ -107,7 +116,15 @@ def fit(
         spread = (_quantile(padded, 0.75) - _quantile(padded, 0.25)) / 1.349  # a normal's sigma
         if spread >= MIN_SPREAD:
             inputs[name] = (round(center, 2), round(spread, 2))
-    return PeerReference(inputs, users, portfolio or users, fitted_at) if inputs else None
+    if not inputs:
+        return None
+    # The mean over metrics is put on the portfolio's own scale: correlated metrics average out
+    # less than independent ones, so its spread is measured, not assumed.
+    draft = PeerReference(inputs, users)
+    means = sorted(draft._mean(row) for row in kept)
+    spread = max(MIN_SPREAD, (_quantile(means, 0.75) - _quantile(means, 0.25)) / 1.349)
+    overall = (round(_quantile(means, 0.5), 2), round(spread, 2))
+    return PeerReference(inputs, users, portfolio or users, fitted_at, overall=overall)
 
 
 def _quantile(ordered: list[float], q: float) -> float:
