@@ -26,6 +26,18 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
+def history_db(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    """An empty SQLite signals store (training reads the store, not the broker)."""
+    from tests.conftest import _import_all_models, _truncate
+
+    _import_all_models()
+    _truncate(sqlite_url)
+    engine = make_engine(sqlite_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def signals_settings(common_settings: CommonSettings, tmp_path: Path) -> SignalsSettings:
     return SignalsSettings(
         common=common_settings,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,24 +22,12 @@ from services.signals.scoring import load_scorecard
 from services.signals.training import train
 from shared.clock import ManualClock
 from shared.config import CommonSettings
-from shared.db import make_engine, make_sessionmaker
-from tests.conftest import _import_all_models, _truncate
 from tests.helpers import NOW
 from tests.signals.streams import DAY, event
 from tests.signals.test_training import kamwatch, store_history
 
 HORIZON = 90
 STEP = 7
-
-
-@pytest.fixture
-def history_db(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
-    """An empty SQLite signals store (training reads the store, not the broker)."""
-    _import_all_models()
-    _truncate(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def _settings(url: str, tmp_path: Path, **extra: Any) -> SignalsSettings:

@@ -4,12 +4,10 @@ far less than their peers, where nothing declines before a churn (docs/features.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.signals import peers, repository
@@ -19,8 +17,7 @@ from services.signals.modelstore import ModelHolder, ModelStore
 from services.signals.scoring import load_scorecard
 from shared.clock import ManualClock
 from shared.config import CommonSettings
-from shared.db import make_engine, make_sessionmaker, transaction
-from tests.conftest import _import_all_models, _truncate
+from shared.db import transaction
 from tests.helpers import NOW
 from tests.signals.streams import DAY, event
 from tests.signals.test_training import store_history
@@ -68,15 +65,6 @@ def test_the_scorecard_scores_usage_below_peers_only_with_a_reference_and_says_w
     assert any(t.startswith("uses the product less than most accounts in the portfolio (") for t in texts)
 
 
-@pytest.fixture
-def db(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
-    _import_all_models()
-    _truncate(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
-
-
 def _portfolio(accounts: int) -> list[Any]:
     """Steady daily usage at very different levels (nothing declines); account n uses
     (n + 1) x 10 api calls a day. Plus accounts that only ever send tickets."""
@@ -93,11 +81,11 @@ def _portfolio(accounts: int) -> list[Any]:
 
 
 def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_the_least_used(
-    db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
+    history_db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
 ) -> None:
     from services.signals.handler import SignalsProcessor
 
-    store_history(db, _portfolio(40))
+    store_history(history_db, _portfolio(40))
     settings = SignalsSettings(
         common=CommonSettings(database_url=sqlite_url),
         model_dir=str(tmp_path / "models"),
@@ -109,9 +97,9 @@ def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_t
     )
     holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard())
     clock = ManualClock(NOW)
-    processor = SignalsProcessor(settings, db, clock, holder)
+    processor = SignalsProcessor(settings, history_db, clock, holder)
     accounts = [f"p-{n:03d}" for n in range(40)] + [f"t-{n}" for n in range(5)]
-    with transaction(db) as session:
+    with transaction(history_db) as session:
         processor.engine.rescore(session, accounts, NOW, "event")
     plain = holder.scorer.version
     assert processor.learner.refit_bands() is not None  # bands of the plain scorecard
@@ -125,7 +113,7 @@ def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_t
 
     for _ in range(3):  # the sweep re-scores every account under the new version
         processor.tick()
-    with transaction(db) as session:
+    with transaction(history_db) as session:
         scored = {a: (s, b) for a, s, b in repository.live_scores(session, holder.scorer.version)}
     assert len(scored) == 45
     flagged = sorted(a for a, (_s, b) in scored.items() if b != "green")
