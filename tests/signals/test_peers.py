@@ -8,8 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from services.signals import peers, repository
 from services.signals.config import SignalsSettings
 from services.signals.drivers import top_drivers
@@ -17,7 +15,7 @@ from services.signals.modelstore import ModelHolder, ModelStore
 from services.signals.scoring import load_scorecard
 from shared.clock import ManualClock
 from shared.config import CommonSettings
-from shared.db import transaction
+from shared.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import NOW
 from tests.signals.streams import DAY, event
 from tests.signals.test_training import store_history
@@ -81,13 +79,16 @@ def _portfolio(accounts: int) -> list[Any]:
 
 
 def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_the_least_used(
-    history_db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
+    """On SQLite and PostgreSQL (the features are streamed from a JSON column)."""
     from services.signals.handler import SignalsProcessor
 
+    engine = make_engine(database_url)
+    history_db = make_sessionmaker(engine)
     store_history(history_db, _portfolio(40))
     settings = SignalsSettings(
-        common=CommonSettings(database_url=sqlite_url),
+        common=CommonSettings(database_url=database_url),
         model_dir=str(tmp_path / "models"),
         budget_bands=True,
         budget_min_accounts=20,
@@ -127,3 +128,4 @@ def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_t
     again = processor.learner.refit_peers()
     assert again is not None and again.id == reference.id
     assert holder.scorer.version == f"{plain}+peers-{reference.id}"
+    engine.dispose()
