@@ -52,6 +52,7 @@ class Learner:
         self.state_path = Path(settings.model_dir) / "learning.json"
         self._thread: threading.Thread | None = None
         self._next_check = 0.0
+        self._peers_attempt: tuple[str, int] | None = None  # (when, live accounts): found no usage
 
     @property
     def busy(self) -> bool:
@@ -109,16 +110,19 @@ class Learner:
             live = repository.live_count(session)
         if live < self.settings.budget_min_accounts:
             return None
-        if current is not None and not force:
-            age = now - datetime.fromisoformat(current.fitted_at) if current.fitted_at else None
-            portfolio = max(1, current.portfolio)
+        # the last fit, or the last attempt that found nothing to fit (no usage): not every minute
+        basis = (current.fitted_at, current.portfolio) if current is not None else self._peers_attempt
+        if basis is not None and basis[0] and not force:
+            age = now - datetime.fromisoformat(basis[0])
+            portfolio = max(1, basis[1])
             grown = live >= PEER_GROWTH * portfolio or live * PEER_GROWTH <= portfolio
-            if not grown and age is not None and age < timedelta(days=self.settings.peer_refit_days):
+            if not grown and age < timedelta(days=self.settings.peer_refit_days):
                 return None
         with transaction(self.sessions) as session:
             usage = (_levels(f) for f in repository.live_features(session))
             fitted = peers.fit(usage, now.isoformat(), self.settings.budget_min_accounts, portfolio=live)
         if fitted is None:
+            self._peers_attempt = (now.isoformat(), live)
             return None
         card = holder.base_scorecard.with_peers(fitted)
         if card.version != holder.scorecard.version:
