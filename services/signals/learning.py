@@ -96,7 +96,7 @@ class Learner:
             log.info("signals.bands_refitted", **bands)
         return bands
 
-    def refit_peers(self, force: bool = False) -> PeerReference | None:
+    def refit_peers(self) -> PeerReference | None:
         """While the scorecard is in use: fit its peer reference on the live portfolio when there
         is none, it is PEER_REFIT_DAYS old, or the portfolio grew or shrank by half since. The
         budget bands of the new reference are fitted in the same step (from the stored features),
@@ -112,15 +112,15 @@ class Learner:
             return None
         # the last fit, or the last attempt that found nothing to fit (no usage): not every minute
         basis = (current.fitted_at, current.portfolio) if current is not None else self._peers_attempt
-        if basis is not None and basis[0] and not force:
+        if basis is not None and basis[0]:
             age = now - datetime.fromisoformat(basis[0])
             portfolio = max(1, basis[1])
             grown = live >= PEER_GROWTH * portfolio or live * PEER_GROWTH <= portfolio
             if not grown and age < timedelta(days=self.settings.peer_refit_days):
                 return None
         with transaction(self.sessions) as session:
-            usage = (_levels(f) for f in repository.live_features(session))
-            fitted = peers.fit(usage, now.isoformat(), self.settings.budget_min_accounts, portfolio=live)
+            rows = repository.live_features(session)  # streamed; fit keeps only the levels
+            fitted = peers.fit(rows, now.isoformat(), self.settings.budget_min_accounts, portfolio=live)
         if fitted is None:
             self._peers_attempt = (now.isoformat(), live)
             return None
@@ -243,8 +243,3 @@ def _exclusive(path: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _levels(features: dict[str, float]) -> dict[str, float]:
-    """Only what the peer reference reads (100k accounts' features are streamed, not kept)."""
-    return {k: v for k, v in features.items() if k.endswith("." + peers.LEVEL) or k == peers.OVERALL}
