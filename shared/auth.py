@@ -99,6 +99,18 @@ class KeyCache:
         self._entries: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def cached(self, key: str) -> set[str] | None:
+        """The key's scopes if a fresh entry holds them (no I/O), else None."""
+        if self.ttl_s <= 0:
+            return None
+        digest = _hash(key)
+        with self._lock:
+            hit = self._entries.get(digest)
+            if hit is None or hit[0] <= self._now():
+                return None
+            self._entries.move_to_end(digest)
+            return set(hit[1])
+
     def scopes(self, key: str, load: Callable[[], set[str] | None]) -> set[str] | None:
         """The key's scopes from the cache while fresh, else from `load()` (the key table)."""
         if self.ttl_s <= 0:

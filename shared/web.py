@@ -8,15 +8,16 @@ import hmac
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import KeyCache, lookup_scopes
@@ -29,23 +30,75 @@ from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from shared.openapi import install_openapi
 
 log = get_logger(__name__)
+T = TypeVar("T")
 ReadyCheck = Callable[[], str | None]  # returns None when fine, else what is wrong
 
 
 # --- request-scoped dependencies --------------------------------------------------------------
-def _session(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit when the route returns, roll back when it raises."""
+async def _session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: commit when the route returns, roll back when it raises.
+
+    The session is made on the event loop (no I/O: it connects on its first statement), and the
+    commit or rollback runs on a worker thread only when a statement began a transaction, so a
+    read route costs one thread hop (its own) rather than three."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    with transaction(factory) as session:
+    session = factory()
+    try:
         yield session
+    except BaseException:
+        await _finish(session, commit=False)
+        raise
+    await _finish(session, commit=True)
 
 
-def _clock(request: Request) -> Clock:
+async def _finish(session: Session, *, commit: bool) -> None:
+    """Commit (or roll back) and close the request's session; blocking work off the event loop."""
+    if not session.in_transaction():
+        session.close()  # nothing began: no connection to give back
+        return
+
+    def finish() -> None:
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    await run_in_threadpool(finish)
+
+
+class Reader:
+    """A read-only unit of work in one transaction on one worker thread: `await reader(work)`
+    runs `work(session)` there, then commits and closes. A read route built on it costs one
+    thread hop in all (a route on SessionDep costs two: the route, then the commit); on this
+    2-core machine the hand-offs to worker threads, not the queries, bounded the Risk API."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    async def __call__(self, work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with transaction(self.factory) as session:
+                return work(session)
+
+        return await run_in_threadpool(run)
+
+
+async def _reader(request: Request) -> Reader:
+    return Reader(request.app.state.sessions)
+
+
+async def _clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
 
-def _publisher(request: Request) -> Publisher:
+async def _publisher(request: Request) -> Publisher:
     publisher: Publisher = request.app.state.publisher
     return publisher
 
@@ -56,6 +109,7 @@ async def _raw_body(request: Request) -> bytes:
 
 # scope="function": the commit happens before the response is sent, so a 2xx means committed.
 SessionDep = Annotated[Session, Depends(_session, scope="function")]
+ReaderDep = Annotated[Reader, Depends(_reader)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 # The raw request bytes, read on the event loop, so the route itself can be a `def` (thread pool).
@@ -63,9 +117,10 @@ RawBodyDep = Annotated[bytes, Depends(_raw_body)]
 
 
 def app_part(name: str) -> Callable[[Request], Any]:
-    """A dependency returning a part that build_service put on the app (e.g. the alert lifecycle)."""
+    """A dependency returning a part that build_service put on the app (e.g. the alert lifecycle);
+    async: it only reads app.state, so it needs no worker thread."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return dependency
@@ -88,22 +143,33 @@ def _key_cache(app: Any) -> KeyCache:
     return cache if isinstance(cache, KeyCache) else _NO_CACHE
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
-    """Dependency: a bearer key holding `scope` (or `admin`), checked in the route's session."""
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: a bearer key holding `scope` (or `admin`). A key in the cache
+    (shared.auth.KeyCache) is checked on the event loop; a miss reads the key table in a short
+    transaction of its own on a worker thread."""
 
-    def dependency(
+    async def dependency(
         request: Request,
-        session: SessionDep,
         authorization: Annotated[str, Header(include_in_schema=False)] = "",
     ) -> Principal:
         scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
             raise Unauthorized(
                 "missing API key: send 'Authorization: Bearer <key>' "
                 "(make run prints a local key; `kamwatch keys create` makes others)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        scopes = _key_cache(request.app).scopes(key.strip(), lambda: lookup_scopes(session, key.strip()))
+        cache = _key_cache(request.app)
+        scopes = cache.cached(key)
+        if scopes is None:
+            factory: sessionmaker[Session] = request.app.state.sessions
+
+            def load() -> set[str] | None:
+                with transaction(factory) as session:
+                    return lookup_scopes(session, key)
+
+            scopes = await run_in_threadpool(cache.scopes, key, load)
         if scopes is None:
             raise Unauthorized("API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
         if scope not in scopes and "admin" not in scopes:
@@ -111,7 +177,7 @@ def require_scope(scope: str) -> Callable[..., Principal]:
                 f"this API key lacks the scope '{scope}'; create one with "
                 f"`kamwatch keys create --scopes {scope}`"
             )
-        key_id = key.strip()[3:].split("_", 1)[0]
+        key_id = key[3:].split("_", 1)[0]
         return Principal(key_id, frozenset(scopes))
 
     return dependency
@@ -128,7 +194,7 @@ def _query_names(dependant: Any) -> frozenset[str]:
     return frozenset(names)
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Dependency: a query parameter the route does not declare is a 422 naming it (a misspelt
     filter would otherwise be ignored silently and answer the unfiltered list). Use it as
     `@router.get(..., dependencies=[StrictQuery])`."""
@@ -191,9 +257,8 @@ class InFlightLimit:
     """At most `limit` API requests (paths under /v1/) inside the app at once; the others wait on
     the event loop, holding nothing.
 
-    A request takes its database connection in a dependency that runs on a worker thread, keeps it
-    while it waits for the next worker thread (the route, then the commit), and gives it back at
-    the end. With more requests in flight than the pool has connections, every worker thread
+    A request on SessionDep takes its database connection on the worker thread of its route, keeps
+    it while it waits for the next worker thread (the commit), and gives it back at the end. With more requests in flight than the pool has connections, every worker thread
     could end up waiting for a connection held by a request that waits for a thread: the pool's
     30-second timeout, then 500s (the risk benchmark saw exactly that at 50 clients). Bounding
     the requests in flight by the worker threads, with the pool sized above them

@@ -36,7 +36,16 @@ from shared.contracts import AccountRecord, mask_people
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.events import ACCOUNT_ID_PATTERN
 from shared.logging import get_logger
-from shared.web import ClockDep, Principal, PublisherDep, SessionDep, StrictQuery, app_part, require_scope
+from shared.web import (
+    ClockDep,
+    Principal,
+    PublisherDep,
+    ReaderDep,
+    SessionDep,
+    StrictQuery,
+    app_part,
+    require_scope,
+)
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1")
@@ -45,8 +54,9 @@ WriteAuth = Annotated[Principal, Depends(require_scope("accounts:write"))]
 SettingsDep = Annotated[SignalsSettings, Depends(app_part("settings"))]
 
 
-def _rates(settings: SettingsDep) -> Rates:
-    """The reporting currency and its rates table (re-read when the file changes)."""
+async def _rates(settings: SettingsDep) -> Rates:
+    """The reporting currency and its rates table (re-read when the file changes; a stat() per
+    request otherwise, cheap enough for the event loop)."""
     return load_rates(settings.rates_path, settings.reporting_currency)
 
 
@@ -178,41 +188,50 @@ def _risk_or_404(session: Session, account_id: str) -> RiskScore:
 
 
 @router.get("/accounts/{account_id}/risk", tags=["risk"], response_model=RiskOut)
-def get_risk(account_id: str, session: SessionDep, _auth: ReadAuth, rates: RatesDep) -> RiskOut:
+async def get_risk(account_id: str, _auth: ReadAuth, reader: ReaderDep, rates: RatesDep) -> RiskOut:
     """Score (probability of churn within the horizon), band, drivers, changes, model, as-of;
     ARR and revenue at risk in the account's currency and in the reporting currency.
-    Scope risk:read. The hot path: key check and score lookup share one transaction."""
-    risk = _risk_or_404(session, account_id)
-    return RiskOut.model_validate(risk).model_copy(update=reporting_money(risk, rates))
+    Scope risk:read. The hot path: the key is checked from its cache on the event loop, and the
+    lookup runs in one transaction on one worker thread."""
+
+    def answer(session: Session) -> RiskOut:
+        risk = _risk_or_404(session, account_id)
+        return RiskOut.model_validate(risk).model_copy(update=reporting_money(risk, rates))
+
+    return await reader(answer)
 
 
 @router.get("/accounts/{account_id}/risk/history", tags=["risk"], response_model=HistoryOut)
-def get_risk_history(
+async def get_risk_history(
     _auth: ReadAuth,
     account_id: str,
-    session: SessionDep,
+    reader: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="cursor: next_before_id of the previous page")
     ] = None,
 ) -> HistoryOut:
     """Every score change, newest first."""
-    _risk_or_404(session, account_id)
-    rows = repository.account_history(session, account_id, limit, before_id)
-    return HistoryOut(
-        account_id=account_id,
-        items=[HistoryItem.model_validate(row) for row in rows],
-        next_before_id=rows[-1].id if len(rows) == limit else None,
-    )
+
+    def answer(session: Session) -> HistoryOut:
+        _risk_or_404(session, account_id)
+        rows = repository.account_history(session, account_id, limit, before_id)
+        return HistoryOut(
+            account_id=account_id,
+            items=[HistoryItem.model_validate(row) for row in rows],
+            next_before_id=rows[-1].id if len(rows) == limit else None,
+        )
+
+    return await reader(answer)
 
 
 @router.get("/accounts/{account_id}/features", tags=["risk"], response_model=FeaturesOut)
-def get_features(account_id: str, session: SessionDep, _auth: ReadAuth) -> FeaturesOut:
+async def get_features(account_id: str, _auth: ReadAuth, reader: ReaderDep) -> FeaturesOut:
     """The features behind the current score (catalog: docs/features.md)."""
-    return FeaturesOut.model_validate(_risk_or_404(session, account_id))
+    return await reader(lambda session: FeaturesOut.model_validate(_risk_or_404(session, account_id)))
 
 
-def _filters(
+async def _filters(
     clock: ClockDep,
     owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name (any case)")] = None,
     manager: Annotated[
@@ -247,9 +266,9 @@ def _number(amount: Decimal | None) -> float | None:
 
 
 @router.get("/portfolio", tags=["risk"], response_model=PortfolioOut, dependencies=[StrictQuery])
-def get_portfolio(
+async def get_portfolio(
     _auth: ReadAuth,
-    session: SessionDep,
+    reader: ReaderDep,
     filters: FiltersDep,
     rates: RatesDep,
     band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
@@ -277,18 +296,25 @@ def get_portfolio(
             "after: give `after` or `offset`, not both (after = the previous page's next_after)"
         )
     key = _decode_after(after) if after is not None else None
-    rows, total, last = repository.portfolio(
-        session, filters, band, (limit, offset), rates, include_churned=include == "churned", after=key
-    )
-    items = [PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates)) for row in rows]
+
+    def page(session: Session) -> tuple[list[PortfolioItem], int, repository.PortfolioKey | None]:
+        rows, total, last = repository.portfolio(
+            session, filters, band, (limit, offset), rates, include_churned=include == "churned", after=key
+        )
+        items = [
+            PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates)) for row in rows
+        ]
+        return items, total, last
+
+    items, total, last = await reader(page)
     # With a cursor the rows before it are not counted: a full page may be the last one.
-    more = len(rows) == limit if key is not None else offset + len(rows) < total
+    more = len(items) == limit if key is not None else offset + len(items) < total
     return PortfolioOut(
         items=items,
         total=total,
         limit=limit,
         offset=offset,
-        next_offset=offset + len(rows) if more and key is None else None,
+        next_offset=offset + len(items) if more and key is None else None,
         next_after=_encode_after(last) if more and last is not None else None,
         reporting_currency=rates.currency,
         rates_date=rates.date,

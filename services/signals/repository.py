@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from services.signals.models import (
     OUTCOME_FILTER,
@@ -553,13 +553,19 @@ def portfolio(
     does); else `page` = (limit, offset)."""
     limit, offset = page
     query = portfolio_query(filters, band, include_churned)
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+    def count() -> int:
+        return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
     # The key as the database computes it: a double on SQLite (cents x rate), read and compared as
     # one, so a cursor lands exactly between equal amounts; NUMERIC (exact) on PostgreSQL.
     sqlite = session.get_bind().dialect.name == "sqlite"
     key_type: Any = Float() if sqlite else Numeric()
     converted = type_coerce(rates.converted(RiskScore.revenue_at_risk, RiskScore.currency), key_type)
+    columns: list[Any] = [RiskScore.account_id, converted]
+    total: int | None = None
     if after is not None:
+        total = count()  # every row the filters match, not only those after the cursor
         value, account_id = after
         if value is None:
             query = query.where(converted.is_(None), RiskScore.account_id > account_id)
@@ -573,10 +579,21 @@ def portfolio(
                 )
             )
         offset = 0
-    ordered = query.add_columns(converted).order_by(converted.desc().nulls_last(), RiskScore.account_id)
-    rows = session.execute(ordered.limit(limit).offset(offset)).all()
-    last = (rows[-1][1], rows[-1][0].account_id) if rows else None
-    return [row[0] for row in rows], total, last
+    else:
+        columns.append(func.count().over())  # the total from the same scan as the page
+    # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
+    # (drivers, features) cost PostgreSQL most of the request; the page does not show features.
+    ordered = query.with_only_columns(*columns).order_by(converted.desc().nulls_last(), RiskScore.account_id)
+    keys = session.execute(ordered.limit(limit).offset(offset)).all()
+    if total is None:
+        total = int(keys[0][2]) if keys else count()
+    if not keys:
+        return [], total, None
+    ids = [key[0] for key in keys]
+    page_query = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
+    found = {row.account_id: row for row in session.scalars(page_query.where(RiskScore.account_id.in_(ids)))}
+    rows = [found[account_id] for account_id in ids if account_id in found]
+    return rows, total, (keys[-1][1], keys[-1][0])
 
 
 def registry(

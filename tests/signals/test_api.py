@@ -66,6 +66,8 @@ def test_portfolio_ranks_by_revenue_at_risk_with_filters_and_pages(
         i["account_id"] for i in page["items"]
     ]
     assert second["next_offset"] is None
+    beyond = _portfolio(api, auth, offset=10).json()  # past the end: still the total
+    assert beyond["items"] == [] and beyond["total"] == 3 and beyond["next_offset"] is None
 
 
 def test_risk_history_and_features_of_one_account(
@@ -145,6 +147,7 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
     while True:
         params: dict[str, Any] = {"limit": 4} if after is None else {"limit": 4, "after": after}
         page = _portfolio(api, auth, **params).json()
+        assert page["total"] == whole["total"]  # every matching account, not those after the cursor
         seen += [i["account_id"] for i in page["items"]]
         pages += 1
         after = page["next_after"]
