@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, Table, create_engine, event, exc
+from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -133,6 +134,50 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_ignore_json(
+    session: Session,
+    table: str,
+    columns: dict[str, str],
+    rows: Sequence[dict[str, Any]],
+    conflict_columns: Sequence[str],
+    returning: Sequence[str],
+) -> list[Any]:
+    """PostgreSQL: INSERT ... ON CONFLICT DO NOTHING RETURNING for many rows in one short statement
+    whose one parameter is a JSON array of the rows (each a list in `columns` order, given as
+    {name: SQL type}), inserted in the order given. A multi-row VALUES list is too long for the
+    driver's query cache and is parsed again every time, and text-format array parameters
+    (unnest) are escaped item by item in Python; json.dumps and PostgreSQL's JSON parser are C.
+    `table`, `columns` and the column lists are the caller's constants, never input. Timestamps
+    must be timezone-aware (as shared.db.UTCDateTime requires)."""
+    if not rows:
+        return []
+    names = list(columns)
+    values = [[_json_value(row[name], name) for name in names] for row in rows]
+    statement = _json_insert(table, tuple(columns.items()), tuple(conflict_columns), tuple(returning))
+    return list(session.execute(statement, {"rows": json.dumps(values, ensure_ascii=False)}))
+
+
+def _json_value(value: Any, name: str) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name}: naive datetime given; kamwatch stores timezone-aware UTC only")
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+@functools.lru_cache(maxsize=32)
+def _json_insert(
+    table: str, columns: tuple[tuple[str, str], ...], conflict: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
+    fields = ", ".join(f"CAST(doc->>{i} AS {sql_type})" for i, (_, sql_type) in enumerate(columns))
+    return text(
+        f"INSERT INTO {table} ({', '.join(name for name, _ in columns)}) "  # noqa: S608 (constants only)
+        f"SELECT {fields} FROM json_array_elements(CAST(:rows AS json)) "
+        "WITH ORDINALITY AS batch(doc, position) "
+        f"ORDER BY position ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+    )
 
 
 def insert_ignore(

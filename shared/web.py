@@ -258,10 +258,11 @@ class InFlightLimit:
     the event loop, holding nothing.
 
     A request on SessionDep takes its database connection on the worker thread of its route, keeps
-    it while it waits for the next worker thread (the commit), and gives it back at the end. With more requests in flight than the pool has connections, every worker thread
-    could end up waiting for a connection held by a request that waits for a thread: the pool's
-    30-second timeout, then 500s (the risk benchmark saw exactly that at 50 clients). Bounding
-    the requests in flight by the worker threads, with the pool sized above them
+    it while it waits for the next worker thread (the commit), and gives it back at the end. With
+    more requests in flight than the pool has connections, every worker thread could end up
+    waiting for a connection held by a request that waits for a thread: the pool's 30-second
+    timeout, then 500s (the risk benchmark saw exactly that at 50 clients). Bounding the requests
+    in flight by the worker threads, with the pool sized above them
     (runtime.pool_for), rules that out. /healthz, /readyz and /metrics are not counted."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from services.ingest.models import (
@@ -17,7 +17,7 @@ from services.ingest.models import (
     ParkedEvent,
     StoredEvent,
 )
-from shared.db import insert_ignore, insert_ignore_returning
+from shared.db import insert_ignore, insert_ignore_json, insert_ignore_returning
 
 EventKey = tuple[str, str]  # (source, event id)
 Origin = tuple[str, int, int]  # (topic, partition, offset)
@@ -62,7 +62,7 @@ def resolve_aliases(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> dict[EventKey, int]:
     """Insert new events; return the row id of each one really inserted, by (source, id)."""
     if session.get_bind().dialect.name == "postgresql":
-        inserted = _insert_events_unnest(session, rows)
+        inserted = _insert_events_json(session, rows)
     else:
         table: Any = StoredEvent.__table__
         inserted = insert_ignore_returning(
@@ -83,21 +83,15 @@ _EVENT_COLUMNS = {
     "origin_offset": "bigint",
     "payload": "text",
 }
-_UNNEST_COLUMNS = ", ".join(f"CAST(:{name} AS {sql_type}[])" for name, sql_type in _EVENT_COLUMNS.items())
-# Built only from the constant column map above; no input reaches the SQL text.
-_UNNEST_INSERT = text(
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM unnest({_UNNEST_COLUMNS}) "  # noqa: S608
-    "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id"
-)
 
 
-def _insert_events_unnest(session: Session, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """PostgreSQL: one short statement with array parameters. A multi-row VALUES list of a
-    thousand rows costs more in client-side query parsing than the insert itself."""
-    if not rows:
-        return []
-    columns = {name: [row[name] for row in rows] for name in _EVENT_COLUMNS}
-    return list(session.execute(_UNNEST_INSERT, columns))
+def _insert_events_json(session: Session, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """PostgreSQL: the batch as one JSON parameter (shared.db.insert_ignore_json). A multi-row
+    VALUES list of a thousand rows costs more in client-side query parsing than the insert
+    itself, and text-format arrays (unnest) are escaped item by item in Python."""
+    return insert_ignore_json(
+        session, "events", _EVENT_COLUMNS, rows, ("source", "event_id"), ("id", "source", "event_id")
+    )
 
 
 def insert_dead_letters(session: Session, rows: Sequence[dict[str, Any]]) -> None:

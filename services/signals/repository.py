@@ -24,7 +24,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, defer
 
 from services.signals.models import (
@@ -39,7 +39,7 @@ from services.signals.models import (
 from services.signals.money import Rates
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
-from shared.db import insert_ignore, upsert
+from shared.db import insert_ignore, insert_ignore_json, upsert
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -137,12 +137,15 @@ def mark_accounts_published(session: Session, versions: Sequence[tuple[str, int]
 
 # --- processed events ----------------------------------------------------------------------------
 def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the (source, id) keys that are new."""
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: the (source, id) keys that are new. Rows are
+    inserted in the order given, so ids follow the order the batch applies them (rebuild replays
+    by id)."""
     if not rows:
         return set()
-    module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_events_json(session, rows)
     statement = (
-        module.insert(SignalEvent)
+        sqlite.insert(SignalEvent)
         .on_conflict_do_nothing(index_elements=["source", "event_id"])
         .returning(SignalEvent.source, SignalEvent.event_id)
     )
@@ -150,6 +153,27 @@ def insert_new_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[t
     for chunk in _chunks(rows, 200):
         inserted.update((s, e) for s, e in session.execute(statement, list(chunk)))
     return inserted
+
+
+_EVENT_COLUMNS = {
+    "source": "text",
+    "event_id": "text",
+    "type": "text",
+    "account_id": "text",
+    "event_time": "timestamptz",
+    "payload": "text",
+    "received_at": "timestamptz",
+}
+
+
+def _insert_events_json(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """PostgreSQL: the batch as one JSON parameter (shared.db.insert_ignore_json); ids follow the
+    batch's order. A multi-row VALUES insert was a quarter of the consumer's time in the
+    throughput benchmark, spent re-parsing its SQL in the driver."""
+    inserted = insert_ignore_json(
+        session, "signal_events", _EVENT_COLUMNS, rows, ("source", "event_id"), ("source", "event_id")
+    )
+    return {(source, event_id) for source, event_id in inserted}
 
 
 def iter_events(session: Session, batch: int = 2000) -> Iterator[list[SignalEvent]]:

@@ -19,3 +19,63 @@ def test_a_failing_statement_does_not_repeat_its_parameters(database_url: str) -
         engine.dispose()
     assert SECRET not in str(raised.value)
     assert "hidden due to hide_parameters" in str(raised.value)
+
+
+def test_json_batch_insert_keeps_order_text_and_skips_known_keys(postgres_url: str) -> None:
+    """insert_ignore_json (signals' and ingest's event inserts on PostgreSQL): the rows go in in
+    the order given (rebuild replays by id), any text comes back byte for byte, a key already
+    stored or repeated in the batch is skipped, and a naive timestamp is refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.db import insert_ignore_json, make_sessionmaker, transaction
+
+    engine = make_engine(postgres_url)
+    columns = {"source": "text", "event_id": "text", "payload": "text", "at": "timestamptz", "n": "bigint"}
+    hostile = ['{"a": "b\\\\"}', "quote ' and \" and \\ and \n", "ünïcödé ✓ \u2028", "{1,2}", "NULL", ""]
+    at = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    rows = [
+        {
+            "source": "s",
+            "event_id": f"e{i:02d}",
+            "payload": p,
+            "at": at + timedelta(seconds=i),
+            "n": 2**40 + i,
+        }
+        for i, p in enumerate(hostile)
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS json_batch"))
+            connection.execute(
+                text(
+                    "CREATE TABLE json_batch (id bigserial PRIMARY KEY, source text, event_id text, "
+                    "payload text, at timestamptz, n bigint, UNIQUE (source, event_id))"
+                )
+            )
+        sessions = make_sessionmaker(engine)
+        with transaction(sessions) as session:
+            first = insert_ignore_json(
+                session, "json_batch", columns, rows[:2], ("source", "event_id"), ("id",)
+            )
+        with transaction(sessions) as session:
+            batch = list(reversed(rows)) + [rows[3]]  # two known keys, one repeated in the batch
+            again = insert_ignore_json(
+                session, "json_batch", columns, batch, ("source", "event_id"), ("event_id",)
+            )
+        assert len(first) == 2
+        assert [r[0] for r in again] == [r["event_id"] for r in reversed(rows[2:])]
+        with engine.connect() as connection:
+            stored = connection.execute(
+                text("SELECT event_id, payload, at, n FROM json_batch ORDER BY id")
+            ).all()
+        assert [s[0] for s in stored] == ["e00", "e01", "e05", "e04", "e03", "e02"]
+        by_id = {s[0]: s for s in stored}
+        for row in rows:
+            assert by_id[row["event_id"]][1:] == (row["payload"], row["at"], row["n"])
+        with pytest.raises(ValueError, match="at: naive datetime"), transaction(sessions) as session:
+            naive = [{**rows[0], "event_id": "naive", "at": at.replace(tzinfo=None)}]
+            insert_ignore_json(session, "json_batch", columns, naive, ("source", "event_id"), ("id",))
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS json_batch"))
+        engine.dispose()
