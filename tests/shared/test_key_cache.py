@@ -37,10 +37,12 @@ def test_a_valid_key_is_loaded_once_per_ttl_and_an_unknown_one_every_time() -> N
         assert cache.scopes("kw_a_x", valid) == {"risk:read"}
         assert cache.scopes("kw_b_x", unknown) is None
     assert (valid.calls, unknown.calls) == (1, 3)
+    assert cache.cached("kw_a_x") == {"risk:read"} and cache.cached("kw_b_x") is None  # no load
     clock.now += 5.01
+    assert cache.cached("kw_a_x") is None  # stale: the caller must load it
     valid.result = None  # revoked meanwhile
     assert cache.scopes("kw_a_x", valid) is None
-    assert valid.calls == 2
+    assert valid.calls == 2 and cache.cached("kw_a_x") is None
 
 
 def test_the_cache_is_bounded_and_zero_ttl_turns_it_off() -> None:
