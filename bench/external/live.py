@@ -6,7 +6,8 @@ by `bench.external.run` (its SQLite database under --out):
 - the model in use at S is what learning would have trained from the outcomes known at S: the
   observations whose label window ended by S (t + horizon <= S), put through `kamwatch train`'s
   own procedure (split with a purge gap, the candidate family, `choose`), kept only if it beats
-  the scorecard on its validation rows (learning's promotion rule); with too few churns for that,
+  the scorecard on its validation rows by more than one standard error of its ROC AUC
+  (learning's promotion rule, `learning.scorecard_margin`); with too few churns for that,
   or a candidate that does not beat it, the scorecard with its peer reference fitted on the live
   accounts at S, as live;
 - the portfolio at S is every account alive at S, scored by that model with the features as of
@@ -36,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 from services.signals import peers, training
 from services.signals.config import SignalsSettings
 from services.signals.evaluation import share_threshold
-from services.signals.learning import SHORT_HORIZON_DAYS
+from services.signals.learning import SHORT_HORIZON_DAYS, scorecard_margin
 from services.signals.observations import Observation, as_matrix, iter_observations
 from services.signals.scoring import load_scorecard
 from shared.db import make_engine, make_sessionmaker
@@ -82,6 +83,7 @@ def fit_at(
     refit: bool,
     drop: tuple[str, ...] = (),
     se_rule: bool = True,
+    margin_rule: bool = True,
 ) -> tuple[str, Any]:
     """(name, scorer over feature dicts) of the model learning would use at `at`."""
     found = trainable(rows, at, settings)
@@ -97,11 +99,14 @@ def fit_at(
         )
         sizes = training.validation_sizes(data, valid_idx) if se_rule else None
         best, _selection = training.choose(fitted, sizes)
-        # learning promotes it only if it beats the scorecard in use on the validation rows
+        # learning promotes it only if it beats the scorecard in use on the validation rows by
+        # more than one standard error of its AUC (learning.scorecard_margin)
         card = _card_scorer(rows, at, settings, peer_usage=True)
         card_auc = float(roc_auc_score(y[valid_idx], card([data.rows[i] for i in valid_idx])))
-        if fitted[best]["auc"] <= card_auc:
-            return f"scorecard (kept: {best}@{days}d {fitted[best]['auc']:.3f} <= {card_auc:.3f})", card
+        auc = fitted[best]["auc"]
+        margin = scorecard_margin(auc, *training.validation_sizes(data, valid_idx)) if margin_rule else 0.0
+        if auc <= card_auc + margin:
+            return f"scorecard (kept: {best}@{days}d {auc:.3f} <= {card_auc:.3f} + {margin:.3f})", card
         model = fitted[best]["model"]
         if refit:
             model = training.refit(best, x, y, names)
@@ -162,7 +167,7 @@ def snapshot(
     rows: list[Observation],
     at: datetime,
     settings: SignalsSettings,
-    variant: tuple[bool, tuple[str, ...], bool],
+    variant: tuple[bool, tuple[str, ...], bool, bool],
     budget: float,
     horizon: timedelta,
 ) -> dict[str, Any]:
@@ -219,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="store_true", help="only the variant --refit/--drop (default: all)")
     parser.add_argument("--study", action="store_true", help="every candidate at every snapshot")
     parser.add_argument("--drop", nargs="*", default=[], help="feature name endings to leave out (ablation)")
+    parser.add_argument(
+        "--no-margin", action="store_true", help="with --only: promote on any lead over the scorecard"
+    )
     args = parser.parse_args(argv)
     url = f"sqlite:///{(args.out / 'kamwatch.db').resolve()}"
     settings = SignalsSettings()
@@ -233,15 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         studies = [study_at(rows, usable[int(i)], settings, budget) for i in picks]
         (args.out / "live-study.json").write_text(json.dumps(studies, indent=2) + "\n")
         return 0
-    # (refit on every row, feature endings left out, one-standard-error choice): before, then now
-    variants = [(False, (), False), (True, (), False), (True, (), True)]
+    # (refit on every row, feature endings left out, one-standard-error choice, promotion only
+    # by more than one standard error over the scorecard): before, then now
+    variants = [
+        (False, (), False, False),
+        (True, (), False, False),
+        (True, (), True, False),
+        (True, (), True, True),
+    ]
     if args.drop:
-        variants.append((True, tuple(args.drop), True))
+        variants.append((True, tuple(args.drop), True, True))
     if args.only:
-        variants = [(args.refit, tuple(args.drop), True)]
+        variants = [(args.refit, tuple(args.drop), True, not args.no_margin)]
     report: dict[str, Any] = {"budget": budget, "horizon_days": args.horizon, "variants": []}
-    for refit, drop, se_rule in variants:
-        variant = (refit, drop, se_rule)
+    for refit, drop, se_rule, margin_rule in variants:
+        variant = (refit, drop, se_rule, margin_rule)
         results = [snapshot(rows, usable[int(i)], settings, variant, budget, horizon) for i in picks]
         known = [r for r in results if r["recall"] is not None]
         pooled = sum(r["recall"] * r["churning"] for r in known) / max(1, sum(r["churning"] for r in known))
@@ -249,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "refit": refit,
             "drop": list(drop),
             "one_standard_error_choice": se_rule,
+            "scorecard_margin": margin_rule,
             "median_recall": float(np.median([r["recall"] for r in known])) if known else None,
             "pooled_recall": round(pooled, 4),
             "max_flagged_share": max(r["flagged_share"] for r in results),

@@ -2,7 +2,8 @@
 the new model only if it beats the model in use and the scorecard on the latest honest period.
 
 The candidate is judged on its validation period (its latest as-of dates, fully observed, one
-purge horizon after its training rows): against the scorecard on all of those rows, and against
+purge horizon after its training rows): against the scorecard in use (with its peer reference) on
+all of those rows, by more than one standard error of its ROC AUC (`scorecard_margin`), and against
 the model in use on those after that model's `fitted_through` (a deployed model is refitted on
 every row it had, so older rows would be its own training data); with none of them, or no churn
 among them, it is rejected. Every decision is appended with its figures to
@@ -212,18 +213,34 @@ def decision_figures(report: dict[str, Any]) -> dict[str, Any]:
     if versus is not None:  # the model in use refitted on older validation rows: only newer ones count
         theirs, ours = versus.get("current_roc_auc"), versus.get("model_roc_auc")
         beats_current = theirs is not None and ours is not None and ours > theirs
+    validation = report["validation"]
+    sizes = validation.get("churned_accounts"), validation.get("retained_accounts")
+    margin = scorecard_margin(model, sizes[0] or 0, sizes[1] or 0)
     return {
         "horizon_days": report["horizon_days"],
-        "validation_from": report["validation"]["from"],
-        "validation_rows": report["validation"]["observations"],
+        "validation_from": validation["from"],
+        "validation_rows": validation["observations"],
         "roc_auc": model,
         "scorecard_roc_auc": card,
+        "scorecard_margin": round(margin, 4),
         "current_roc_auc": current,
         "recall_at_budget": report["model"].get("recall_at_budget"),
-        "beats_scorecard": model > card,
+        "beats_scorecard": model > card + margin,
         "versus_current": versus,
         "beats_current": beats_current,
     }
+
+
+def scorecard_margin(auc: float, churned: int, retained: int) -> float:
+    """By how much a trained model must beat the scorecard's validation ROC AUC to replace it:
+    one standard error of its own (Hanley-McNeil over the churned and retained validation
+    accounts), the one-standard-error rule `choose` applies among the candidates, with the
+    scorecard as the simplest scorer of all. A young history validates on a dozen churners, where
+    a lead of a few hundredths is noise, and the scorecard with its peer reference is what the
+    model would replace live."""
+    from services.signals.training import auc_standard_error
+
+    return auc_standard_error(auc, churned, retained)
 
 
 def _flat(figures: dict[str, Any]) -> dict[str, Any]:

@@ -366,7 +366,8 @@ def train(
     fitted = _candidates(
         x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], valid_times, settings.alert_budget
     )
-    best, selection = choose(fitted, validation_sizes(data, valid_idx))
+    sizes = validation_sizes(data, valid_idx)
+    best, selection = choose(fitted, sizes)
     model = fitted[best]["model"]
     everything = list(range(len(y)))
     deployed = refit(best, x, y, names)  # the validated procedure, on every observed row
@@ -381,6 +382,7 @@ def train(
     report = _report(settings, data, train_idx, valid_idx, cutoff, horizon, x, fitted, best, validated_amber)
     report["validated_thresholds"] = {"amber": validated_amber, "red": validated_red}
     report["selection"] = selection
+    report["validation"].update(churned_accounts=sizes[0], retained_accounts=sizes[1])
     report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
     baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
     report.update(baselines)

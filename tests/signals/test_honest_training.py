@@ -220,6 +220,22 @@ def test_a_promotion_needs_to_beat_both_the_model_in_use_and_the_scorecard() -> 
     assert decision_figures(report(0.7, 0.6, 0.5) | {"versus_current": none})["beats_current"] is False
 
 
+def test_a_young_model_replaces_the_scorecard_only_by_more_than_its_standard_error() -> None:
+    def report(model: float, churned: int) -> dict[str, Any]:
+        validation = {"from": "2026-01-01", "observations": 4000, "churned_accounts": churned}
+        validation["retained_accounts"] = 400
+        return {"horizon_days": 30, "validation": validation, "model": {"roc_auc": model}} | {
+            "scorecard": {"roc_auc": 0.58}
+        }
+
+    # A dozen churned validation accounts: a lead of 0.04 is well inside the noise (~0.09).
+    young = decision_figures(report(0.62, 12))
+    assert young["beats_scorecard"] is False and 0.07 < young["scorecard_margin"] < 0.11
+    assert decision_figures(report(0.75, 12))["beats_scorecard"] is True
+    # Hundreds of them: the same lead is a real one.
+    assert decision_figures(report(0.62, 400))["beats_scorecard"] is True
+
+
 def test_budget_bands_flag_at_most_the_budget_of_the_live_portfolio(
     history_db: sessionmaker[Session], sqlite_url: str, tmp_path: Path
 ) -> None:
