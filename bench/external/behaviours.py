@@ -69,7 +69,7 @@ def _accounts(rng: np.random.Generator, count: int, start: date, days: int) -> l
     cov = corr * np.outer(spreads, spreads)
     accounts = []
     for i in range(count):
-        z = rng.multivariate_normal(np.zeros(len(names)), cov)
+        z = rng.multivariate_normal(np.zeros(len(names)), cov, method="cholesky")
         utility = float(weights @ (z / spreads)) + rng.normal(0, 0.6)
         monthly = min(0.5, 0.008 * math.exp(-1.1 * utility))
         joined = start if rng.random() < 0.8 else start + timedelta(days=int(rng.integers(1, days - 60)))

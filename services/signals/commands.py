@@ -13,6 +13,7 @@ import click
 
 from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
+from services.signals.learning import decision_figures
 from services.signals.modelstore import SCORECARD, ModelHolder, ModelStore
 from services.signals.rebuild import RebuildResult, rebuild
 from services.signals.scoring import load_scorecard
@@ -151,8 +152,12 @@ def train(min_churns: int | None, horizon_days: int | None, refit_scorecard: boo
         f"(25th percentile {model['lead_days_p25']})"
     )
     click.echo(f"report: {folder / 'report.md'} and {folder / 'report.json'}")
-    if not report["beats_scorecard"]:
-        click.echo("note: this model does not beat the scorecard on the validation dates; keep the scorecard")
+    figures = decision_figures(report)  # learning's own rule, so `train` and learning agree
+    if not figures["beats_scorecard"]:
+        click.echo(
+            "note: this model does not beat the scorecard on the validation dates by more than one "
+            f"standard error of its ROC AUC ({figures['scorecard_margin']}); keep the scorecard"
+        )
     click.echo(f"promote it with: kamwatch model promote {version}")
     return 0
 
