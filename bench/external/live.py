@@ -98,7 +98,8 @@ def fit_at(
             x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], times, settings.alert_budget
         )
         sizes = training.validation_sizes(data, valid_idx) if se_rule else None
-        best, _selection = training.choose(fitted, sizes)
+        reference = training.book_auc(data, train_idx, valid_idx, metrics)
+        best, _selection = training.choose(fitted, sizes, reference)
         # learning promotes it only if it beats the scorecard in use on the validation rows by
         # more than one standard error of its AUC (learning.scorecard_margin)
         card = _card_scorer(rows, at, settings, peer_usage=True)

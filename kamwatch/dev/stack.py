@@ -113,7 +113,7 @@ def run_stack(demo: bool = False, broker_port: int | None = None, external_broke
     os.environ.setdefault("KAMWATCH_ALERTS_CONSOLE_URL", f"http://127.0.0.1:{service_port('console')}")
     # Learn from the outcomes it receives: retrain and promote better models on its own.
     os.environ.setdefault("KAMWATCH_SIGNALS_LEARN", "true")
-    # ... and keep amber/red to the alert budget of the live portfolio (8% / 3%).
+    # ... and keep amber/red to the alert budget of the live portfolio (9% / 3%).
     os.environ.setdefault("KAMWATCH_SIGNALS_BUDGET_BANDS", "true")
     sinks = start_for_stack(var)  # local mail + Slack sinks; sets the alerts env before the spawn
     supervisor = Supervisor(dict(os.environ), var / "log")

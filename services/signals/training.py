@@ -191,10 +191,10 @@ def usage_columns(names: list[str]) -> list[str]:
     return [*keep, "tenure_days"] if "tenure_days" in names else keep
 
 
-def level_columns(names: list[str]) -> list[str]:
-    """Each metric's 12-week level and its rate per active user: the smallest candidate's inputs
-    (the account's overall usage levels when no metric is used widely enough)."""
-    keep = [n for n in names if (p := split_metric_feature(n)) is not None and p[1] in LEVEL_KINDS]
+def level_columns(names: list[str], kinds: tuple[str, ...] = LEVEL_KINDS) -> list[str]:
+    """Each metric's 12-week level and (by default) its rate per active user: the smallest
+    candidates' inputs (the account's overall usage levels when no metric is used widely enough)."""
+    keep = [n for n in names if (p := split_metric_feature(n)) is not None and p[1] in kinds]
     return keep or [n for n in ("usage_28d_avg", "usage_baseline_90d_avg") if n in names]
 
 
@@ -260,6 +260,7 @@ def boosting_pipeline(names: list[str]) -> Pipeline:
 # (a B2B portfolio with tickets, payments and people, or daily usage only), so the family spans
 # regularisation strength and input breadth, plus trees; `choose` picks on the validation period.
 CANDIDATES: dict[str, Callable[[list[str]], Pipeline]] = {
+    "levels": lambda names: logistic_pipeline(names, 1.0, level_columns(names, ("level_84d",))),
     "overall_level": overall_level_pipeline,
     "level_logistic": lambda names: logistic_pipeline(names, 1.0, level_columns(names)),
     "logistic": lambda names: logistic_pipeline(names, 1.0),
@@ -344,6 +345,18 @@ def book_regression(data: Dataset, train: list[int], metrics: list[str]) -> tupl
     return model.fit(x, y), names
 
 
+def book_auc(data: Dataset, train_idx: list[int], valid_idx: list[int], metrics: list[str]) -> float | None:
+    """The book-style regression's validation ROC AUC (None without both classes in training)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = [data.labels[i] for i in train_idx]
+    if len(set(y)) < 2:
+        return None
+    book, book_names = book_regression(data, train_idx, metrics)
+    scores = book.predict_proba(data.rows.matrix(book_names, valid_idx))[:, 1]
+    return float(roc_auc_score([data.labels[i] for i in valid_idx], scores))
+
+
 def train(
     settings: SignalsSettings,
     sessions: sessionmaker[Session],
@@ -367,7 +380,7 @@ def train(
         x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], valid_times, settings.alert_budget
     )
     sizes = validation_sizes(data, valid_idx)
-    best, selection = choose(fitted, sizes)
+    best, selection = choose(fitted, sizes, book_auc(data, train_idx, valid_idx, metrics))
     model = fitted[best]["model"]
     everything = list(range(len(y)))
     deployed = refit(best, x, y, names)  # the validated procedure, on every observed row
@@ -447,9 +460,10 @@ def _beats(model: dict[str, Any], other: dict[str, Any]) -> bool:
     return (model.get("roc_auc") or 0) > (other.get("roc_auc") or 0)
 
 
-SIMPLEST_FIRST = (  # overall_level is smaller, but after level_logistic: the mix of metrics
-    # matters wherever metrics differ in value (a book-style regression has it), so the overall
-    # level is kept only when the per-metric levels are clearly worse on the validation rows
+SIMPLEST_FIRST = (  # overall_level is smaller, but after the per-metric levels: the mix of
+    # metrics matters wherever metrics differ in value (a book-style regression has it), so the
+    # overall level is kept only when the per-metric levels are clearly worse on the validation rows
+    "levels",
     "level_logistic",
     "overall_level",
     "usage_logistic",
@@ -461,10 +475,13 @@ SIMPLEST_FIRST = (  # overall_level is smaller, but after level_logistic: the mi
 
 
 def choose(
-    fitted: dict[str, dict[str, Any]], sizes: tuple[int, int] | None = None
+    fitted: dict[str, dict[str, Any]], sizes: tuple[int, int] | None = None, reference: float | None = None
 ) -> tuple[str, dict[str, Any]]:
     """The simplest candidate whose validation ROC AUC is within one standard error of the best
-    (the one-standard-error rule; ties to three decimals go to the simpler one as well). The error
+    (the one-standard-error rule; ties to three decimals go to the simpler one as well), and, when
+    a candidate beats it, above `reference`: the book-style regression's AUC on the same rows. That
+    regression is as small as the compact candidates, so trading AUC for simplicity below it buys
+    nothing (a simpler candidate 0.008 behind it was chosen over a wider one 0.03 ahead). The error
     is Hanley and McNeil's for the best AUC, with `sizes` = (churned, retained) validation
     accounts: rows of one account are not independent. A year of history validates on a few dozen
     churners, where the spread between candidates is mostly noise and the compact model is the
@@ -482,6 +499,9 @@ def choose(
     top = max(aucs.values())
     error = auc_standard_error(top, *sizes) if sizes else 0.0
     floor = round(top - error, 3) if error else round(top, 3)
+    raised = reference is not None and floor <= round(reference, 3) < round(top, 3)
+    if raised and reference is not None:
+        floor = round(round(reference, 3) + 0.001, 3)  # strictly above the reference
     best = next(name for name in SIMPLEST_FIRST if name in aucs and round(aucs[name], 3) >= floor)
     method = (
         f"the simplest of the {len(aucs)} candidates within one standard error ({error:.3f}, Hanley-McNeil "
@@ -489,6 +509,8 @@ def choose(
         f"accounts) of the best validation ROC AUC ({top:.4f}); the best figure is the best of "
         f"{len(aucs)} on these rows, so it is optimistic by the selection"
     )
+    if raised:
+        method += f", and above the book-style regression's ({reference:.4f})"
     if unusable and usable:
         method += f"; left out, as they flag under half the alert budget (ties): {', '.join(unusable)}"
     scores = {name: round(entry["auc"], 4) for name, entry in fitted.items()}

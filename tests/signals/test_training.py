@@ -137,6 +137,20 @@ def test_the_choice_keeps_the_compact_model_unless_another_wins_by_more_than_its
     assert choose(fitted, (20, 300))[0] == "logistic_strong"
 
 
+def test_the_simpler_choice_never_falls_below_the_book_style_regression() -> None:
+    """Within one standard error of the best, but at or under the textbook regression on the same
+    rows: the next candidate above it is chosen; when none beats it, the usual rule applies."""
+    from services.signals.training import choose
+
+    fitted = {n: {"auc": a} for n, a in {"levels": 0.625, "logistic_strong": 0.64, "logistic": 0.664}.items()}
+    assert choose(fitted, (26, 439))[0] == "levels"  # the error is about 0.055
+    best, selection = choose(fitted, (26, 439), reference=0.633)
+    assert best == "logistic_strong" and "book-style regression's (0.6330)" in selection["method"]
+    assert choose(fitted, (26, 439), reference=0.64)[0] == "logistic"  # a tie is not above it
+    assert choose(fitted, (26, 439), reference=0.70)[0] == "levels"  # nothing beats it
+    assert choose(fitted, (26, 439), reference=0.60)[0] == "levels"  # below the floor already
+
+
 def test_a_candidate_that_cannot_fill_the_alert_budget_is_not_chosen() -> None:
     """Its top scores are one tie larger than the budget: live it would flag nobody."""
     from services.signals.training import choose
