@@ -211,14 +211,15 @@ def cancel_pending(session: Session, alert_id: int, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def due_deliveries(session: Session, now: datetime, limit: int) -> list[Delivery]:
-    query = (
-        select(Delivery)
-        .where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+def due_deliveries(
+    session: Session, now: datetime, limit: int, skip_recipients: Sequence[str] = ()
+) -> list[Delivery]:
+    """The oldest due pending deliveries, leaving out those to `skip_recipients` (webhooks that
+    cannot take a message yet)."""
+    query = select(Delivery).where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
+    if skip_recipients:
+        query = query.where(Delivery.recipient.not_in(list(skip_recipients)))
+    return list(session.scalars(query.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)))
 
 
 def claim(session: Session, delivery_id: int, now: datetime) -> bool:

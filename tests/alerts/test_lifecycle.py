@@ -225,6 +225,46 @@ def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db
     assert [d.attempts for d in slack] == [1, 0]  # the second waits for the webhook's next slot
 
 
+def test_a_busy_webhook_does_not_hold_up_the_messages_queued_behind_it(settings: AlertsSettings, db) -> None:
+    """Older messages to one Slack webhook fill the batch: its first goes, the rest wait for the
+    webhook's next slot, and the e-mail behind them is still sent in the same run."""
+    from kamwatch.dev.broker import free_port
+    from services.alerts.delivery import DeliveryWorker
+    from services.alerts.states import DeliveryState
+
+    settings = settings.model_copy(update={"smtp_port": free_port(), "slack_min_interval_s": 3600})
+    lc = Lifecycle(settings, load_policy(settings.policy_file))
+    feed(db, lc, risk("red", 0.8, "green", T0), T0)
+    tick(db, lc, T0 + timedelta(minutes=2))
+    now = T0 + timedelta(minutes=2)
+    with transaction(db) as session:
+        [slack] = [d for d in session.scalars(select(Delivery)) if d.channel == "slack"]
+        for n in range(5):  # a backlog on the same webhook, due before the alert's own messages
+            session.add(
+                Delivery(
+                    alert_id=slack.alert_id,
+                    step=f"B{n}",
+                    level=slack.level,
+                    kind=slack.kind,
+                    channel="slack",
+                    recipient=slack.recipient,
+                    recipient_name=slack.recipient_name,
+                    role=slack.role,
+                    payload=slack.payload,
+                    state=DeliveryState.pending,
+                    attempts=0,
+                    next_attempt_at=T0,
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+    DeliveryWorker(settings, db, ManualClock(now)).run(limit=3)
+
+    rows = deliveries(db)
+    assert sum(d.attempts for d in rows if d.channel == "slack") == 1  # one slot of that webhook
+    assert [d.attempts for d in rows if d.channel == "email"] == [1]  # not stuck behind the backlog
+
+
 def test_api_snooze_ack_resolve_and_filters(settings: AlertsSettings, db, lifecycle: Lifecycle) -> None:
     feed(db, lifecycle, risk("red", 0.8, "green", T0), T0)
     tick(db, lifecycle, T0 + timedelta(minutes=2))
