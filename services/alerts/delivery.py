@@ -73,7 +73,8 @@ class DeliveryWorker:
             for row in due:
                 if time.monotonic() - started > self.settings.delivery_budget_s:
                     return tried  # keep the consumer loop responsive; the next tick continues
-                if row.channel == "slack" and self._webhook_free_at.get(row.recipient, 0.0) > time.monotonic():
+                free_at = self._webhook_free_at.get(row.recipient, 0.0)
+                if row.channel == "slack" and free_at > time.monotonic():
                     skipped = True  # at most one message per second per webhook: a later slot takes it
                     continue
                 tried += self._attempt(row)
