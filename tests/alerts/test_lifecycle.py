@@ -204,15 +204,22 @@ def test_a_permanent_failure_is_recorded_and_counted_not_silent(settings: Alerts
     assert metrics.FAILED_DELIVERIES._value.get() == 2
 
 
-def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db) -> None:
+def queued_red_alert(settings: AlertsSettings, db) -> tuple[AlertsSettings, Lifecycle, datetime]:
+    """A red alert opened with its first messages queued; SMTP unreachable, one Slack message an
+    hour per webhook. Returns the settings, the lifecycle and the time after the grouping window."""
     from kamwatch.dev.broker import free_port
-    from services.alerts.delivery import DeliveryWorker
 
     settings = settings.model_copy(update={"smtp_port": free_port(), "slack_min_interval_s": 3600})
     lc = Lifecycle(settings, load_policy(settings.policy_file))
     feed(db, lc, risk("red", 0.8, "green", T0), T0)
     tick(db, lc, T0 + timedelta(minutes=2))
-    now = T0 + timedelta(minutes=2)
+    return settings, lc, T0 + timedelta(minutes=2)
+
+
+def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db) -> None:
+    from services.alerts.delivery import DeliveryWorker
+
+    settings, lc, now = queued_red_alert(settings, db)
     with transaction(db) as session:
         alert = repository.lock_alert(session, alerts(db)[0].id)
         assert alert is not None
@@ -228,15 +235,10 @@ def test_at_most_one_message_per_second_per_webhook(settings: AlertsSettings, db
 def test_a_busy_webhook_does_not_hold_up_the_messages_queued_behind_it(settings: AlertsSettings, db) -> None:
     """Older messages to one Slack webhook fill the batch: its first goes, the rest wait for the
     webhook's next slot, and the e-mail behind them is still sent in the same run."""
-    from kamwatch.dev.broker import free_port
     from services.alerts.delivery import DeliveryWorker
     from services.alerts.states import DeliveryState
 
-    settings = settings.model_copy(update={"smtp_port": free_port(), "slack_min_interval_s": 3600})
-    lc = Lifecycle(settings, load_policy(settings.policy_file))
-    feed(db, lc, risk("red", 0.8, "green", T0), T0)
-    tick(db, lc, T0 + timedelta(minutes=2))
-    now = T0 + timedelta(minutes=2)
+    settings, _lc, now = queued_red_alert(settings, db)
     with transaction(db) as session:
         [slack] = [d for d in session.scalars(select(Delivery)) if d.channel == "slack"]
         for n in range(5):  # a backlog on the same webhook, due before the alert's own messages
