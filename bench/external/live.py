@@ -98,7 +98,7 @@ def fit_at(
             x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], times, settings.alert_budget
         )
         sizes = training.validation_sizes(data, valid_idx) if se_rule else None
-        reference = training.book_auc(data, train_idx, valid_idx, metrics)
+        reference = training.book_auc(data, valid_idx, training.book_regression(data, train_idx, metrics))
         best, _selection = training.choose(fitted, sizes, reference)
         # learning promotes it only if it beats the scorecard in use on the validation rows by
         # more than one standard error of its AUC (learning.scorecard_margin)

@@ -345,15 +345,12 @@ def book_regression(data: Dataset, train: list[int], metrics: list[str]) -> tupl
     return model.fit(x, y), names
 
 
-def book_auc(data: Dataset, train_idx: list[int], valid_idx: list[int], metrics: list[str]) -> float | None:
-    """The book-style regression's validation ROC AUC (None without both classes in training)."""
+def book_auc(data: Dataset, valid_idx: list[int], book: tuple[Any, list[str]]) -> float:
+    """The validation ROC AUC of a fitted book-style regression (`book_regression`'s result)."""
     from sklearn.metrics import roc_auc_score
 
-    y = [data.labels[i] for i in train_idx]
-    if len(set(y)) < 2:
-        return None
-    book, book_names = book_regression(data, train_idx, metrics)
-    scores = book.predict_proba(data.rows.matrix(book_names, valid_idx))[:, 1]
+    model, names = book
+    scores = model.predict_proba(data.rows.matrix(names, valid_idx))[:, 1]
     return float(roc_auc_score([data.labels[i] for i in valid_idx], scores))
 
 
@@ -380,7 +377,8 @@ def train(
         x[train_idx], y[train_idx], names, x[valid_idx], y[valid_idx], valid_times, settings.alert_budget
     )
     sizes = validation_sizes(data, valid_idx)
-    best, selection = choose(fitted, sizes, book_auc(data, train_idx, valid_idx, metrics))
+    book = book_regression(data, train_idx, metrics)  # the yardstick: one fit, for the choice and the report
+    best, selection = choose(fitted, sizes, book_auc(data, valid_idx, book))
     model = fitted[best]["model"]
     everything = list(range(len(y)))
     deployed = refit(best, x, y, names)  # the validated procedure, on every observed row
@@ -397,7 +395,7 @@ def train(
     report["selection"] = selection
     report["validation"].update(churned_accounts=sizes[0], retained_accounts=sizes[1])
     report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
-    baselines, baseline_scores = _baselines(data, train_idx, valid_idx, metrics, scorecard, current, settings)
+    baselines, baseline_scores = _baselines(data, valid_idx, book, scorecard, current, settings)
     report.update(baselines)
     validated = model.predict_proba(x[valid_idx])[:, 1]
     if current is not None and "current_model" in report:
@@ -597,9 +595,8 @@ def _report(
 
 def _baselines(
     data: Dataset,
-    train_idx: list[int],
     valid_idx: list[int],
-    metrics: list[str],
+    book: tuple[Any, list[str]],
     scorecard: Scorecard,
     current: Scorer | None,
     settings: SignalsSettings,
@@ -609,11 +606,11 @@ def _baselines(
     compare like with like."""
     y_valid, times, accounts = data.subset(valid_idx)
     valid_rows = [data.rows[i] for i in valid_idx]
-    book, book_names = book_regression(data, train_idx, metrics)
+    book_model, book_names = book
     scorers: dict[str, Any] = {
         "scorecard": lambda rows: np.array(scorecard.probabilities(rows)),
         "naive_usage_level": naive_scores,
-        "book_regression": lambda rows: book.predict_proba(as_matrix(rows, book_names))[:, 1],
+        "book_regression": lambda rows: book_model.predict_proba(as_matrix(rows, book_names))[:, 1],
     }
     if current is not None and current.version != scorecard.version:
         scorers["current_model"] = lambda rows: np.array(current.probabilities(rows))
