@@ -61,18 +61,18 @@ def dataset(rows: list[Observation], horizon: timedelta, at: datetime) -> traini
 
 def trainable(
     rows: list[Observation], at: datetime, settings: SignalsSettings
-) -> tuple[int, training.Dataset, list[int], list[int]] | None:
-    """(horizon days, rows known at `at`, training and validation indexes) as learning would
-    train at `at`: at the configured horizon, else at 30 days; None with too few churns."""
+) -> tuple[int, training.Dataset, list[int], list[int], datetime] | None:
+    """(horizon days, rows known at `at`, training and validation indexes, cutoff) as learning
+    would train at `at`: at the configured horizon, else at 30 days; None with too few churns."""
     for days in (settings.horizon_days, SHORT_HORIZON_DAYS):
         horizon = timedelta(days=days)
         data = dataset(rows, horizon, at)
         try:
-            train_idx, valid_idx, _cutoff = training.split(data, horizon)
+            train_idx, valid_idx, cutoff = training.split(data, horizon)
             training.check_enough(data, train_idx, valid_idx, settings.min_churns)
         except ConfigError:
             continue
-        return days, data, train_idx, valid_idx
+        return days, data, train_idx, valid_idx, cutoff
     return None
 
 
@@ -88,7 +88,7 @@ def fit_at(
     """(name, scorer over feature dicts) of the model learning would use at `at`."""
     found = trainable(rows, at, settings)
     if found is not None:
-        days, data, train_idx, valid_idx = found
+        days, data, train_idx, valid_idx, cutoff = found
         metrics = training.model_metrics(data, train_idx)
         names = [n for n in training.feature_names(metrics) if not (drop and n.endswith(drop))]
         x = data.rows.matrix(names)
@@ -101,9 +101,12 @@ def fit_at(
         reference = training.book_auc(data, valid_idx, training.book_regression(data, train_idx, metrics))
         best, _selection = training.choose(fitted, sizes, reference)
         # learning promotes it only if it beats the scorecard in use on the validation rows by
-        # more than one standard error of its AUC (learning.scorecard_margin)
-        card = _card_scorer(rows, at, settings, peer_usage=True)
+        # more than one standard error of its AUC (learning.scorecard_margin); `train` measures
+        # the scorecard as it stood at the cutoff (training.scorecard_at: no validation outcome
+        # in its peer weights)
+        card = _card_scorer(rows, cutoff, settings, peer_usage=True)
         card_auc = float(roc_auc_score(y[valid_idx], card([data.rows[i] for i in valid_idx])))
+        card = _card_scorer(rows, at, settings, peer_usage=True)
         auc = fitted[best]["auc"]
         margin = scorecard_margin(auc, *training.validation_sizes(data, valid_idx)) if margin_rule else 0.0
         if auc <= card_auc + margin:
@@ -121,8 +124,22 @@ def _card_scorer(rows: list[Observation], at: datetime, settings: SignalsSetting
     card = load_scorecard(settings.scorecard_path)
     if peer_usage:
         live = [r.features for r in rows if r.as_of == at]
-        card = card.with_peers(peers.fit(live, at.isoformat(), settings.budget_min_accounts))
+        card = card.with_peers(
+            peers.fit(live, at.isoformat(), settings.budget_min_accounts, 0, churned_by(rows, at))
+        )
     return lambda feats: np.array(card.probabilities(feats))
+
+
+def churned_by(rows: list[Observation], at: datetime) -> list[dict[str, float]]:
+    """The features of every account that churned by `at`, at its last observation before its
+    churn: what live keeps in its churned row (features as last scored)."""
+    last: dict[str, Observation] = {}
+    for row in rows:
+        if row.churned_at is None or row.churned_at > at or row.as_of >= row.churned_at:
+            continue
+        if row.account_id not in last or row.as_of > last[row.account_id].as_of:
+            last[row.account_id] = row
+    return [last[a].features for a in sorted(last)]
 
 
 EXTRA: dict[str, Any] = {  # tried beside the product's candidates with --study
@@ -144,7 +161,7 @@ def study_at(
     churning = np.array([r.churned_at is not None and at < r.churned_at <= at + horizon for r in live])
     found = trainable(rows, at, settings)
     if found is not None:
-        days, data, train_idx, valid_idx = found
+        days, data, train_idx, valid_idx, _cutoff = found
         names = training.feature_names(training.model_metrics(data, train_idx))
         x, y = data.rows.matrix(names), np.array(data.labels)
         out: dict[str, Any] = {"at": at.date().isoformat(), "horizon": days, "churning": int(churning.sum())}

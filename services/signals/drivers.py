@@ -11,6 +11,7 @@ from shared.contracts import Driver
 Phrase = Callable[[float, Mapping[str, float], Mapping[str, Any]], str]
 MAX_DRIVERS = 5
 MIN_CONTRIBUTION = 0.01
+PEERS_WEIGHTED = "peers_weighted"  # in details: usage_vs_peers weighs metrics by the churned accounts
 
 
 def _pct(value: float) -> int:
@@ -96,9 +97,10 @@ PHRASES: dict[str, Phrase] = {
         else f"{v:.0f} more product area{'s' if round(v) != 1 else ''} used than in the 8 weeks before"
     ),
     "usage_active_days_28d": lambda v, _f, _d: f"active on {round(v * 28)} of the last 28 days",
-    "usage_vs_peers": lambda v, _f, _d: (
+    "usage_vs_peers": lambda v, _f, d: (
         f"uses the product {'less' if v < 0 else 'more'} than most accounts in the portfolio "
-        f"({abs(v):.1f} spreads {'below' if v < 0 else 'above'} the median over 12 weeks)"
+        f"({abs(v):.1f} spreads {'below' if v < 0 else 'above'} the median over 12 weeks"
+        + (", each metric weighted by how the accounts that left used it)" if d.get(PEERS_WEIGHTED) else ")")
     ),
     "usage_trend_8w": lambda v, _f, _d: (
         f"usage trending {'down' if v < 0 else 'up'} {abs(v) * 100:.0f}% of a usual week, week after week"

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 
 from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
-from services.signals.drivers import describe_changes, top_drivers
+from services.signals.drivers import PEERS_WEIGHTED, describe_changes, top_drivers
 from services.signals.features import AccountInfo, compute_features, state_bounds
 from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
 from services.signals.money import revenue_at_risk
+from services.signals.peers import FEATURE as PEERS_FEATURE
 from services.signals.scoring import NO_DATA, band_for, should_publish
 from services.signals.statecache import CachedState, StateCache, Written, new_token
 from shared.contracts import CHURNED, Driver
@@ -98,6 +99,9 @@ class RiskEngine:
         score, contributions = scorer.score(features)
         score = round(min(1.0, max(0.0, score)), 6)
         band = band_for(score, *self.thresholds)
+        peers = getattr(scorer, "peers", None)
+        if peers is not None and peers.weights and PEERS_FEATURE in contributions:
+            details = {**details, PEERS_WEIGHTED: True}
         drivers = top_drivers(contributions, features, details)
         return Assessment(features, score, band, drivers, dict(contributions))
 

@@ -54,6 +54,7 @@ class Learner:
         self._thread: threading.Thread | None = None
         self._next_check = 0.0
         self._peers_attempt: tuple[str, int] | None = None  # (when, live accounts): found no usage
+        self._peers_churned: int | None = None  # churned accounts at the last fit
 
     @property
     def busy(self) -> bool:
@@ -109,6 +110,7 @@ class Learner:
         current = holder.scorecard.peers
         with transaction(self.sessions) as session:
             live = repository.live_count(session)
+            churned = repository.churned_count(session)
         if live < self.settings.budget_min_accounts:
             return None
         # the last fit, or the last attempt that found nothing to fit (no usage): not every minute
@@ -117,11 +119,18 @@ class Learner:
             age = now - datetime.fromisoformat(basis[0])
             portfolio = max(1, basis[1])
             grown = live >= PEER_GROWTH * portfolio or live * PEER_GROWTH <= portfolio
-            if not grown and age < timedelta(days=self.settings.peer_refit_days):
+            # enough churns to weigh the metrics, or half as many again as at the last fit
+            learned = (
+                self._peers_churned if self._peers_churned is not None else current.churns if current else 0
+            )
+            churns = churned >= max(peers.MIN_CHURNS, PEER_GROWTH * learned, learned + 1)
+            if not grown and not churns and age < timedelta(days=self.settings.peer_refit_days):
                 return None
         with transaction(self.sessions) as session:
             rows = repository.live_features(session)  # streamed; fit keeps only the levels
-            fitted = peers.fit(rows, now.isoformat(), self.settings.budget_min_accounts, portfolio=live)
+            gone = repository.churned_features(session)
+            fitted = peers.fit(rows, now.isoformat(), self.settings.budget_min_accounts, live, gone)
+        self._peers_churned = churned
         if fitted is None:
             self._peers_attempt = (now.isoformat(), live)
             return None
@@ -131,7 +140,14 @@ class Learner:
                 scores = np.array([card.score(f)[0] for f in repository.live_features(session)])
             holder.save_bands(self._bands_for(card.version, scores))
         holder.save_peers(fitted)
-        log.info("signals.peers_refitted", scorecard=card.version, accounts=fitted.accounts, portfolio=live)
+        log.info(
+            "signals.peers_refitted",
+            scorecard=card.version,
+            accounts=fitted.accounts,
+            portfolio=live,
+            churns=fitted.churns,
+            weights=fitted.weights,
+        )
         return fitted
 
     def _bands_for(self, version: str, scores: np.ndarray) -> dict[str, Any]:

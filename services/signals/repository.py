@@ -667,6 +667,21 @@ def live_features(session: Session) -> Iterator[dict[str, float]]:
         yield dict(features or {})
 
 
+def churned_features(session: Session) -> Iterator[dict[str, float]]:
+    """The last stored features of every churned account (kept when it moved to band churned),
+    streamed: what the peer reference learns its weights from."""
+    query = select(RiskScore.features).where(RiskScore.band == CHURNED).order_by(RiskScore.account_id)
+    for (features,) in session.execute(query.execution_options(yield_per=1000)):
+        yield dict(features or {})
+
+
+def churned_count(session: Session) -> int:
+    """Accounts in band churned."""
+    return int(
+        session.scalar(select(func.count()).select_from(RiskScore).where(RiskScore.band == CHURNED)) or 0
+    )
+
+
 def risk_snapshot(session: Session) -> list[tuple[Any, ...]]:
     """Current scores as comparable tuples (rebuild check)."""
     query = select(RiskScore.account_id, RiskScore.score, RiskScore.band, RiskScore.features, RiskScore.as_of)

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.signals import peers
 from services.signals.config import SignalsSettings
 from services.signals.evaluation import budget_thresholds, evaluate, top_share_per_date
 from services.signals.features import (
@@ -141,6 +142,27 @@ def split(data: Dataset, horizon: timedelta) -> tuple[list[int], list[int], date
     train = [i for i, t in enumerate(data.times) if t + horizon <= cutoff]
     valid = [i for i, t in enumerate(data.times) if t >= cutoff]
     return train, valid, cutoff
+
+
+def scorecard_at(scorecard: Scorecard, data: Dataset, cutoff: datetime, min_accounts: int) -> Scorecard:
+    """The scorecard as it stood at `cutoff` (the start of the validation period). A peer
+    reference weighted by churned accounts is refit on the accounts observed then and the churns
+    known by then, so the validation rows' own outcomes never shaped the baseline a model is
+    measured (and promoted) against; an unweighted one sees no outcome and is kept."""
+    if scorecard.peers is None or not scorecard.peers.weights:
+        return scorecard
+    live = [data.rows[i] for i, t in enumerate(data.times) if t == cutoff]
+    last: dict[str, int] = {}  # each account that churned by the cutoff: its last row before
+    for i, (t, account) in enumerate(zip(data.times, data.accounts, strict=True)):
+        churn = data.churned_at.get(account)
+        if (
+            churn is not None
+            and t < churn <= cutoff
+            and (account not in last or t > data.times[last[account]])
+        ):
+            last[account] = i
+    churned = [data.rows[last[a]] for a in sorted(last)]
+    return scorecard.with_peers(peers.fit(live, cutoff.isoformat(), min_accounts, 0, churned))
 
 
 def check_enough(data: Dataset, train: list[int], valid: list[int], minimum: int) -> None:
@@ -395,7 +417,11 @@ def train(
     report["selection"] = selection
     report["validation"].update(churned_accounts=sizes[0], retained_accounts=sizes[1])
     report["deployed"] = {"method": DEPLOYED, **_period(data, everything)}
-    baselines, baseline_scores = _baselines(data, valid_idx, book, scorecard, current, settings)
+    card = scorecard_at(scorecard, data, cutoff, settings.budget_min_accounts)
+    if current is not None and current.version == scorecard.version:
+        current = None  # the scorecard in use: measured as it stood at the cutoff, above
+    baselines, baseline_scores = _baselines(data, valid_idx, book, card, current, settings)
+    baselines["scorecard"]["in_use"] = scorecard.version
     report.update(baselines)
     validated = model.predict_proba(x[valid_idx])[:, 1]
     if current is not None and "current_model" in report:

@@ -130,3 +130,92 @@ def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_t
     assert again is not None and again.id == reference.id
     assert holder.scorer.version == f"{plain}+peers-{reference.id}"
     engine.dispose()
+
+
+def test_the_accounts_that_left_teach_the_reference_which_metrics_count_and_which_way() -> None:
+    """Reports are what keeps accounts; errors are what drives them off, and busy accounts see
+    more of both. With equal weights a busy account full of errors looks healthy; once enough
+    accounts have churned, their features sign and size each metric."""
+    live = [levels(reports=2.0 + n % 7, errors=1.0 + n % 5) for n in range(200)]
+    churned = [levels(reports=0.5 + n % 2, errors=6.0 + n % 3) for n in range(peers.MIN_CHURNS)]
+    equal = peers.fit(live, min_accounts=20, churned=churned[:-1])  # one churn short
+    weighted = peers.fit(live, min_accounts=20, churned=churned)
+    assert equal is not None and weighted is not None
+    assert equal.weights == {} and equal.churns == 0
+    assert equal == peers.fit(live, min_accounts=20)  # same reference, same id as without churns
+    assert weighted.churns == peers.MIN_CHURNS and weighted.id != equal.id
+    w = weighted.weights
+    assert w["usage.reports.level_84d"] > 0 > w["usage.errors.level_84d"]
+    assert abs(sum(abs(v) for v in w.values()) - 1) < 0.01
+
+    troubled = levels(reports=4.0, errors=9.0)  # busy, and erring like the accounts that left
+    calm = levels(reports=4.0, errors=1.0)
+    gaps = [ref.gap(row) for ref in (equal, weighted) for row in (troubled, calm)]
+    assert None not in gaps
+    assert gaps[0] > gaps[1]  # equal weights: more of anything looks healthier
+    assert gaps[2] < gaps[3]  # weighted: the errors count against it
+    assert peers.PeerReference.from_json(json.loads(json.dumps(weighted.to_json()))) == weighted
+    # deterministic: the same accounts give the same reference (and scorer version)
+    assert peers.fit(live, min_accounts=20, churned=churned).id == weighted.id
+
+
+def _two_metric_portfolio(stay: int, leave: int) -> tuple[list[Any], list[str], list[str]]:
+    """30 days of steady usage: accounts that stay create reports and see few errors; those
+    that will leave create fewer reports and see more errors (busy accounts see both)."""
+    events: list[Any] = []
+    stayers, leavers = [f"s-{n:03d}" for n in range(stay)], [f"l-{n:03d}" for n in range(leave)]
+    for account in stayers + leavers:
+        n = int(account[2:])
+        reports, errors = (3.0 + n % 6, 1.0 + n % 4) if account in stayers else (1.0 + n % 2, 5.0 + n % 3)
+        for d in range(30):
+            for metric, quantity in (("reports", reports), ("errors", errors)):
+                data = {"metric": metric, "quantity": quantity, "active_users": 3}
+                when = NOW - (31 - d) * DAY
+                events.append(event("usage.recorded", account, when, data, id=f"{account}-{metric}-{d}"))
+    return events, stayers, leavers
+
+
+def test_the_learner_weighs_the_reference_once_enough_accounts_have_churned(
+    database_url: str, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL (the churned accounts' features are streamed from a JSON column)."""
+    from services.signals.handler import SignalsProcessor
+    from tests.signals.test_outcomes import churned
+
+    engine = make_engine(database_url)
+    history_db = make_sessionmaker(engine)
+    events, stayers, leavers = _two_metric_portfolio(60, peers.MIN_CHURNS)
+    store_history(history_db, events)
+    settings = SignalsSettings(
+        common=CommonSettings(database_url=database_url),
+        model_dir=str(tmp_path / "models"),
+        budget_bands=True,
+        budget_min_accounts=20,
+        learn_check_interval_s=3600,
+    )
+    holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard())
+    processor = SignalsProcessor(settings, history_db, ManualClock(NOW), holder)
+    with transaction(history_db) as session:
+        processor.engine.rescore(session, stayers + leavers, NOW - DAY, "event")
+    first = processor.learner.refit_peers()
+    assert first is not None and first.weights == {}  # nobody has left yet: equal weights
+
+    store_history(history_db, [churned(a, days_ago=0.5) for a in leavers[:-1]])
+    with transaction(history_db) as session:
+        processor.engine.rescore(session, leavers, NOW, "event")
+        assert repository.churned_count(session) == peers.MIN_CHURNS - 1
+    assert processor.learner.refit_peers() is None  # one churn short: nothing to learn yet
+
+    store_history(history_db, [churned(leavers[-1], days_ago=0.5)])
+    with transaction(history_db) as session:
+        processor.engine.rescore(session, leavers, NOW, "event")
+    weighted = processor.learner.refit_peers()
+    assert weighted is not None and weighted.churns == peers.MIN_CHURNS
+    assert weighted.weights["usage.reports.level_84d"] > 0 > weighted.weights["usage.errors.level_84d"]
+    assert holder.scorer.version.endswith(f"+peers-{weighted.id}")
+    assert processor.learner.refit_peers() is None  # no new churn, same portfolio: kept
+    # the driver says what the number now means
+    texts = [d.text for d in processor.engine.assess(levels(reports=1.0, errors=7.0), {}).drivers]
+    assert any(t.startswith("uses the product less than most accounts in the portfolio (") for t in texts)
+    assert any(t.endswith("each metric weighted by how the accounts that left used it)") for t in texts)
+    engine.dispose()
