@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.alerts.models import (
@@ -214,12 +214,19 @@ def cancel_pending(session: Session, alert_id: int, now: datetime) -> int:
 def due_deliveries(
     session: Session, now: datetime, limit: int, skip_recipients: Sequence[str] = ()
 ) -> list[Delivery]:
-    """The oldest due pending deliveries, leaving out those to `skip_recipients` (webhooks that
-    cannot take a message yet)."""
-    query = select(Delivery).where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
+    """The due pending deliveries, those of critical alerts first and then the oldest, leaving
+    out those to `skip_recipients` (webhooks that cannot take a message yet). A Slack webhook takes
+    one message a second: when warnings have queued up on it, a critical alert's message takes
+    its next slot instead of waiting behind them."""
+    query = (
+        select(Delivery)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
+    )
     if skip_recipients:
         query = query.where(Delivery.recipient.not_in(list(skip_recipients)))
-    return list(session.scalars(query.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)))
+    urgent = case((Alert.severity == "critical", 0), else_=1)
+    return list(session.scalars(query.order_by(urgent, Delivery.next_attempt_at, Delivery.id).limit(limit)))
 
 
 def claim(session: Session, delivery_id: int, now: datetime) -> bool:

@@ -236,35 +236,62 @@ def test_a_busy_webhook_does_not_hold_up_the_messages_queued_behind_it(settings:
     """Older messages to one Slack webhook fill the batch: its first goes, the rest wait for the
     webhook's next slot, and the e-mail behind them is still sent in the same run."""
     from services.alerts.delivery import DeliveryWorker
-    from services.alerts.states import DeliveryState
 
     settings, _lc, now = queued_red_alert(settings, db)
     with transaction(db) as session:
         [slack] = [d for d in session.scalars(select(Delivery)) if d.channel == "slack"]
-        for n in range(5):  # a backlog on the same webhook, due before the alert's own messages
-            session.add(
-                Delivery(
-                    alert_id=slack.alert_id,
-                    step=f"B{n}",
-                    level=slack.level,
-                    kind=slack.kind,
-                    channel="slack",
-                    recipient=slack.recipient,
-                    recipient_name=slack.recipient_name,
-                    role=slack.role,
-                    payload=slack.payload,
-                    state=DeliveryState.pending,
-                    attempts=0,
-                    next_attempt_at=T0,
-                    created_at=T0,
-                    updated_at=T0,
-                )
-            )
+        backlog(session, slack, slack.alert_id, 5)  # due before the alert's own messages
     DeliveryWorker(settings, db, ManualClock(now)).run(limit=3)
 
     rows = deliveries(db)
     assert sum(d.attempts for d in rows if d.channel == "slack") == 1  # one slot of that webhook
     assert [d.attempts for d in rows if d.channel == "email"] == [1]  # not stuck behind the backlog
+
+
+def test_a_critical_alert_takes_the_webhooks_next_slot_before_older_warnings(
+    settings: AlertsSettings, db
+) -> None:
+    from services.alerts.delivery import DeliveryWorker
+
+    settings, _lc, now = queued_red_alert(settings, db)
+    with transaction(db) as session:
+        [red] = session.scalars(select(Alert)).all()
+        assert red.severity == "critical"
+        columns = {c.key: getattr(red, c.key) for c in Alert.__table__.columns if c.key != "id"}
+        warning = Alert(**{**columns, "account_id": "beta", "severity": "warning", "band": "amber"})
+        session.add(warning)
+        session.flush()
+        [slack] = [d for d in session.scalars(select(Delivery)) if d.channel == "slack"]
+        backlog(session, slack, warning.id, 3)  # warnings queued on the same webhook, due earlier
+    DeliveryWorker(settings, db, ManualClock(now)).run()
+
+    sent = [d for d in deliveries(db) if d.channel == "slack" and d.attempts]
+    assert [(d.alert_id, d.step) for d in sent] == [(red.id, "L1")]  # its one slot: the critical alert
+
+
+def backlog(session: Session, like: Delivery, alert_id: int, count: int) -> None:
+    """`count` pending Slack messages like `like` for `alert_id`, due at T0 (before it)."""
+    from services.alerts.states import DeliveryState
+
+    for n in range(count):
+        session.add(
+            Delivery(
+                alert_id=alert_id,
+                step=f"B{n}",
+                level=like.level,
+                kind=like.kind,
+                channel="slack",
+                recipient=like.recipient,
+                recipient_name=like.recipient_name,
+                role=like.role,
+                payload=like.payload,
+                state=DeliveryState.pending,
+                attempts=0,
+                next_attempt_at=T0,
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
 
 
 def test_api_snooze_ack_resolve_and_filters(settings: AlertsSettings, db, lifecycle: Lifecycle) -> None:
