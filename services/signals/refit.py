@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.signals.config import SignalsSettings
 from services.signals.evaluation import budget_thresholds, evaluate
 from services.signals.scoring import Scorecard, ScorecardFile
-from services.signals.training import check_enough, collect, split
+from services.signals.training import check_enough, collect, scorecard_at, split
 
 
 def rule_fractions(scorecard: Scorecard, rows: list[dict[str, float]]) -> np.ndarray:
@@ -37,9 +37,11 @@ def refit_scorecard(
 ) -> tuple[Path, dict[str, Any]]:
     horizon = timedelta(days=settings.horizon_days)
     data = collect(sessions, horizon, timedelta(days=settings.observation_step_days), progress)
-    train_idx, valid_idx, _cutoff = split(data, horizon)
+    train_idx, valid_idx, cutoff = split(data, horizon)
     check_enough(data, train_idx, valid_idx, settings.min_churns)
-    # with the peer reference in use, each row's usage_vs_peers (the observations carry none)
+    # the peer reference as it stood at the validation cutoff (weights learned from churned
+    # accounts see no validation outcome), and with it each row's usage_vs_peers
+    scorecard = scorecard_at(scorecard, data, cutoff, settings.budget_min_accounts)
     rows = [{**data.rows[i], **scorecard.derived(data.rows[i])} for i in range(len(data.rows))]
     x = rule_fractions(scorecard, rows)
     y = np.array(data.labels)

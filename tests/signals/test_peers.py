@@ -219,3 +219,40 @@ def test_the_learner_weighs_the_reference_once_enough_accounts_have_churned(
     assert any(t.startswith("uses the product less than most accounts in the portfolio (") for t in texts)
     assert any(t.endswith("each metric weighted by how the accounts that left used it)") for t in texts)
     engine.dispose()
+
+
+def test_train_measures_a_weighted_scorecard_as_it_stood_at_the_validation_cutoff() -> None:
+    """The weights have seen churns; those after the cutoff are the validation outcomes, so the
+    baseline the model is compared on must not have learned from them."""
+    from services.signals.training import Dataset, scorecard_at
+
+    before, cutoff, after = NOW - 60 * DAY, NOW - 30 * DAY, NOW
+    data = Dataset()
+    churned_at = {f"early-{n}": before + DAY for n in range(25)} | {
+        f"late-{n}": cutoff + DAY for n in range(25)
+    }
+    accounts = [f"stay-{n}" for n in range(60)] + sorted(churned_at)
+    for when in (before, cutoff, after):
+        for account in accounts:
+            churn = churned_at.get(account)
+            if churn is not None and churn <= when:
+                continue  # gone: no more rows
+            low = account.startswith(("early", "late"))
+            data.rows.append(levels(reports=1.0 if low else 5.0 + int(account.split("-")[1]) % 4))
+            data.labels.append(0)
+            data.times.append(when)
+            data.accounts.append(account)
+    data.churned_at = churned_at
+    live = [data.rows[i] for i, t in enumerate(data.times) if t == after]
+    gone = [levels(reports=1.0)] * 50
+    card = load_scorecard()
+    weighted = card.with_peers(peers.fit(live, after.isoformat(), 20, churned=gone))
+    assert weighted.peers is not None and weighted.peers.churns == 50
+
+    at_cutoff = scorecard_at(weighted, data, cutoff, 20)
+    assert at_cutoff.peers is not None and at_cutoff.peers.weights
+    assert at_cutoff.peers.churns == 25  # only the churns known by the cutoff
+    assert at_cutoff.peers.fitted_at == cutoff.isoformat()
+    assert at_cutoff.peers.accounts == 60 + 25  # the accounts observed at the cutoff
+    plain = card.with_peers(peers.fit(live, after.isoformat(), 20))
+    assert scorecard_at(plain, data, cutoff, 20) is plain  # sees no outcome: kept as it is
