@@ -78,27 +78,36 @@ def _portfolio(accounts: int) -> list[Any]:
     return events
 
 
-def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_the_least_used(
-    database_url: str, tmp_path: Path
-) -> None:
-    """On SQLite and PostgreSQL (the features are streamed from a JSON column)."""
+def _learning(
+    database_url: str, tmp_path: Path, events: list[Any], clock: ManualClock, **settings: Any
+) -> tuple[Any, Any, ModelHolder, Any]:
+    """A signals processor with budget bands (20 live accounts are enough) over this stored history:
+    (engine, sessions, model holder, processor)."""
     from services.signals.handler import SignalsProcessor
 
     engine = make_engine(database_url)
     history_db = make_sessionmaker(engine)
-    store_history(history_db, _portfolio(40))
-    settings = SignalsSettings(
+    store_history(history_db, events)
+    configured = SignalsSettings(
         common=CommonSettings(database_url=database_url),
         model_dir=str(tmp_path / "models"),
         budget_bands=True,
         budget_min_accounts=20,
-        alert_budget=0.1,
-        red_budget=0.05,
         learn_check_interval_s=3600,
+        **settings,
     )
-    holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard())
+    holder = ModelHolder(ModelStore(Path(configured.model_dir)), load_scorecard())
+    return engine, history_db, holder, SignalsProcessor(configured, history_db, clock, holder)
+
+
+def test_the_learner_fits_the_reference_with_its_bands_and_the_portfolio_flags_the_least_used(
+    database_url: str, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL (the features are streamed from a JSON column)."""
     clock = ManualClock(NOW)
-    processor = SignalsProcessor(settings, history_db, clock, holder)
+    engine, history_db, holder, processor = _learning(
+        database_url, tmp_path, _portfolio(40), clock, alert_budget=0.1, red_budget=0.05
+    )
     accounts = [f"p-{n:03d}" for n in range(40)] + [f"t-{n}" for n in range(5)]
     with transaction(history_db) as session:
         processor.engine.rescore(session, accounts, NOW, "event")
@@ -179,22 +188,10 @@ def test_the_learner_weighs_the_reference_once_enough_accounts_have_churned(
     database_url: str, tmp_path: Path
 ) -> None:
     """On SQLite and PostgreSQL (the churned accounts' features are streamed from a JSON column)."""
-    from services.signals.handler import SignalsProcessor
     from tests.signals.test_outcomes import churned
 
-    engine = make_engine(database_url)
-    history_db = make_sessionmaker(engine)
     events, stayers, leavers = _two_metric_portfolio(60, peers.MIN_CHURNS)
-    store_history(history_db, events)
-    settings = SignalsSettings(
-        common=CommonSettings(database_url=database_url),
-        model_dir=str(tmp_path / "models"),
-        budget_bands=True,
-        budget_min_accounts=20,
-        learn_check_interval_s=3600,
-    )
-    holder = ModelHolder(ModelStore(Path(settings.model_dir)), load_scorecard())
-    processor = SignalsProcessor(settings, history_db, ManualClock(NOW), holder)
+    engine, history_db, holder, processor = _learning(database_url, tmp_path, events, ManualClock(NOW))
     with transaction(history_db) as session:
         processor.engine.rescore(session, stayers + leavers, NOW - DAY, "event")
     first = processor.learner.refit_peers()
