@@ -177,6 +177,47 @@ def study_at(
     return {"at": at.date().isoformat(), "horizon": None, "churning": int(churning.sum())}
 
 
+def cards_from(
+    rows: list[Observation], start: datetime, settings: SignalsSettings, budget: float
+) -> dict[str, Any]:
+    """The scorecard without, with an unweighted and with a weighted peer reference, all fitted
+    as of `start` (the weights from the churns known then), and the usage-level-only baseline,
+    on the same fully observed rows from `start` on: ROC AUC and recall at the budget per date."""
+    horizon = timedelta(days=settings.horizon_days)
+    end = max(r.as_of for r in rows)
+    valid = [r for r in rows if r.as_of >= start and r.as_of + horizon <= end]
+    y = np.array(
+        [int(r.churned_at is not None and r.as_of < r.churned_at <= r.as_of + horizon) for r in valid]
+    )
+    features = [r.features for r in valid]
+    live = [r.features for r in rows if r.as_of == start]
+    card = load_scorecard(settings.scorecard_path)
+    minimum = settings.budget_min_accounts
+    scorers: dict[str, Any] = {
+        "scorecard": card.probabilities,
+        "scorecard_peers_equal": card.with_peers(peers.fit(live, start.isoformat(), minimum)).probabilities,
+        "scorecard_peers_weighted": card.with_peers(
+            peers.fit(live, start.isoformat(), minimum, 0, churned_by(rows, start))
+        ).probabilities,
+        "naive_usage_level": training.naive_scores,
+    }
+    by_date: dict[datetime, list[int]] = {}
+    for i, row in enumerate(valid):
+        by_date.setdefault(row.as_of, []).append(i)
+    out: dict[str, Any] = {"from": start.date().isoformat(), "rows": len(valid), "churn_rows": int(y.sum())}
+    for name, score in scorers.items():
+        scores = np.asarray(score(features), dtype=float)
+        hits = 0
+        for index in by_date.values():
+            flagged = scores[index] >= share_threshold(scores[index], budget)
+            hits += int((flagged & (y[index] == 1)).sum())
+        out[name] = {
+            "roc_auc": round(float(roc_auc_score(y, scores)), 4),
+            "recall": round(hits / max(1, y.sum()), 4),
+        }
+    return out
+
+
 def _scorer(model: Any, names: list[str]) -> Any:
     return lambda feats: model.predict_proba(as_matrix(feats, names))[:, 1]
 
@@ -243,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="store_true", help="every candidate at every snapshot")
     parser.add_argument("--drop", nargs="*", default=[], help="feature name endings to leave out (ablation)")
     parser.add_argument(
+        "--cards",
+        metavar="DATE",
+        default=None,
+        help="only the scorecard variants and the naive baseline on the rows from DATE on (YYYY-MM-DD)",
+    )
+    parser.add_argument(
         "--no-margin", action="store_true", help="with --only: promote on any lead over the scorecard"
     )
     args = parser.parse_args(argv)
@@ -255,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     usable = [d for d in dates if d + horizon <= dates[-1]]
     # snapshots spread over the second to the last quarter of the usable dates (mid-stream)
     picks = np.linspace(len(usable) * 0.3, len(usable) - 1, args.snapshots).round().astype(int)
+    if args.cards:
+        since = datetime.fromisoformat(args.cards + "T00:00:00+00:00")
+        start = min((d for d in dates if d >= since), default=None)
+        if start is None:
+            parser.error(f"--cards: no observation on or after {args.cards}")
+        result = cards_from(rows, start, settings, budget)
+        (args.out / "live-cards.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result))
+        return 0
     if args.study:
         studies = [study_at(rows, usable[int(i)], settings, budget) for i in picks]
         (args.out / "live-study.json").write_text(json.dumps(studies, indent=2) + "\n")
