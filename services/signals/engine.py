@@ -16,11 +16,15 @@ from services.signals.drivers import PEERS_WEIGHTED, describe_changes, top_drive
 from services.signals.features import AccountInfo, compute_features, state_bounds
 from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
 from services.signals.modelstore import ModelHolder
-from services.signals.money import revenue_at_risk
+from services.signals.money import Rates, load_rates, revenue_at_risk
 from services.signals.peers import FEATURE as PEERS_FEATURE
 from services.signals.scoring import NO_DATA, band_for, should_publish
 from services.signals.statecache import CachedState, StateCache, Written, new_token
 from shared.contracts import CHURNED, Driver
+from shared.errors import ConfigError
+from shared.logging import get_logger
+
+log = get_logger("signals.engine")
 
 
 @dataclass
@@ -58,6 +62,22 @@ class RiskEngine:
     def __init__(self, settings: SignalsSettings, holder: ModelHolder) -> None:
         self.settings = settings
         self.holder = holder
+        self._rates: Rates | None = None
+        self._rates_error: str | None = None
+
+    def rates(self) -> Rates:
+        """The reporting currency's rates table (re-read when the file changes). A table that
+        became unreadable keeps the last good one, with one warning, rather than failing scores."""
+        try:
+            self._rates = load_rates(self.settings.rates_path, self.settings.reporting_currency)
+            self._rates_error = None
+        except ConfigError as exc:
+            if self._rates is None:
+                raise
+            if str(exc) != self._rates_error:
+                log.warning("signals.rates_unreadable", error=str(exc), kept=self._rates.digest)
+            self._rates_error = str(exc)
+        return self._rates
 
     @property
     def model_version(self) -> str:
@@ -247,7 +267,7 @@ class RiskEngine:
         """Band churned, once: one published history row; later calls only refresh the copied
         registry fields (the sweep brings a churned account here only after a registry change)."""
         if risk is not None and risk.band == CHURNED:
-            _copy_account(risk, account_id, account, 0.0)
+            _copy_account(risk, account_id, account, 0.0, self.rates())
             risk.state_token = token
             return None
         previous = risk
@@ -278,7 +298,7 @@ class RiskEngine:
         risk.score, risk.band, risk.model_version = 1.0, CHURNED, self.model_version
         risk.as_of, risk.scored_at = now, now
         risk.drivers, risk.changes, risk.features = [], list(history.changes), dict(features)
-        _copy_account(risk, account_id, account, 0.0)
+        _copy_account(risk, account_id, account, 0.0, self.rates())
         risk.state_token = token
         return history
 
@@ -368,11 +388,14 @@ class RiskEngine:
         risk.features = dict(result.features)
         if risk.changes is None:
             risk.changes = []
-        _copy_account(risk, account_id, account, result.score)
+        _copy_account(risk, account_id, account, result.score, self.rates())
 
 
-def _copy_account(risk: RiskScore, account_id: str, account: Account | None, score: float) -> None:
-    """The registry fields the portfolio shows, and revenue at risk (ARR x score; 0 once churned)."""
+def _copy_account(
+    risk: RiskScore, account_id: str, account: Account | None, score: float, rates: Rates
+) -> None:
+    """The registry fields the portfolio shows, and revenue at risk (ARR x score; 0 once churned)
+    with its ranking amount in the reporting currency."""
     live = account is not None and not account.deleted
     risk.account_version = account.version if account is not None else 0
     risk.name = account.name if live and account else account_id
@@ -382,6 +405,7 @@ def _copy_account(risk: RiskScore, account_id: str, account: Account | None, sco
     risk.owner_email = account.owner_email if live and account else None
     risk.owner_name = account.owner_name if live and account else None
     risk.revenue_at_risk = revenue_at_risk(risk.arr, score)
+    risk.ranking, risk.ranking_rates = rates.ranking(risk.revenue_at_risk, risk.currency), rates.digest
 
 
 def churned_accounts(outcomes: dict[str, SignalEvent]) -> dict[str, SignalEvent]:

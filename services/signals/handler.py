@@ -185,6 +185,7 @@ class SignalsProcessor(Processor[SignalsSettings]):
         before = now - timedelta(seconds=self.settings.relay_after_s)
         forget = repository.forget_published_accounts
         self.epoch.check(self.sessions, now, forget, on_first=forget)
+        self._refresh_ranking()
         try:
             with transaction(self.sessions) as session:
                 self.sweep(session, now)
@@ -206,6 +207,18 @@ class SignalsProcessor(Processor[SignalsSettings]):
         metrics.STATE_CACHE_ACCOUNTS.set(len(self.cache))
         metrics.STATE_CACHE_ROWS.set(self.cache.rows)
         return out
+
+    def _refresh_ranking(self) -> None:
+        """Scores ranked with another rates table (it changed, or they predate the column) are
+        converted again, a bounded batch a tick: the portfolio pages through its index again once
+        all are done (repository.portfolio). Any replica may do it: the rows it takes are locked
+        and skipped by the others."""
+        rates = self.engine.rates()
+        with transaction(self.sessions) as session:
+            if repository.ranking_current(session, rates):
+                return
+            converted = repository.refresh_ranking(session, rates)
+        log.info("signals.ranking_refreshed", scores=converted, rates=rates.digest, currency=rates.currency)
 
     def _revenue_gauges(self, session: Session, now: datetime) -> None:
         interval = timedelta(seconds=self.settings.revenue_gauges_interval_s)

@@ -32,7 +32,16 @@ class Account(Base):
     Outbox: `published_at` is NULL until `version` reached kamwatch.accounts."""
 
     __tablename__ = "accounts"
-    __table_args__ = (Index("ix_accounts_unpublished", "published_at", "updated_at"),)
+    __table_args__ = (
+        Index("ix_accounts_unpublished", "published_at", "updated_at"),
+        # The few deleted accounts, for the portfolio's anti-join (services/signals/repository.py).
+        Index(
+            "ix_accounts_deleted",
+            "id",
+            postgresql_where=text("deleted"),
+            sqlite_where=text("deleted"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -116,6 +125,17 @@ class RiskScore(Base):
         Index("ix_risk_scores_rar", "revenue_at_risk"),
         Index("ix_risk_scores_owner", "owner_email"),
         Index("ix_risk_scores_as_of", "as_of"),
+        # The portfolio's order (revenue at risk in the reporting currency, largest first, then
+        # id): a page is the first rows of this index. Its count reads the (band, account_id)
+        # index only, with the columns of the common filters (PostgreSQL: INCLUDE).
+        Index("ix_risk_scores_ranking", text("ranking DESC"), "account_id"),
+        Index("ix_risk_scores_ranking_rates", "ranking_rates"),
+        Index(
+            "ix_risk_scores_band_account",
+            "band",
+            "account_id",
+            postgresql_include=["tier", "owner_email", "owner_name"],
+        ),
     )
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -137,6 +157,11 @@ class RiskScore(Base):
     owner_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revenue_at_risk: Mapped[Decimal] = mapped_column(Money())  # ARR x score, in `currency`
+    # revenue_at_risk in the reporting currency (money.UNRANKED without a rate), converted with the
+    # rates whose digest is `ranking_rates`; the portfolio sorts by it while every row carries the
+    # digest of the rates it answers with (repository.portfolio, refresh_ranking).
+    ranking: Mapped[Decimal] = mapped_column(Money(), default=Decimal(-1), server_default=text("-1"))
+    ranking_rates: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # Which version of the account's buckets and entities the worker's in-memory copy must have
     # (services/signals/statecache.py); a new one on every state write, NULL = read the tables.
     state_token: Mapped[str | None] = mapped_column(String(40), nullable=True, default=None)

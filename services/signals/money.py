@@ -10,6 +10,7 @@ converted value (null in the API, ranked after every converted one)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -17,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Numeric, case, literal_column, null, type_coerce
+from sqlalchemy import Numeric, case, func, literal_column, null, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared.db import cents
 from shared.errors import ConfigError
 
 RATE_PLACES = Decimal("1e-10")
+# The stored ranking amount of an account whose currency has no rate: below every real amount
+# (revenue at risk is never negative), so it ranks last, as NULLS LAST does.
+UNRANKED = Decimal(-1)
 
 
 def revenue_at_risk(arr: Decimal | float | int, score: float) -> Decimal:
@@ -47,13 +51,27 @@ class Rates:
         rate = self.rate(currency)
         return None if amount is None or rate is None else cents(amount * rate)
 
-    def converted(self, amount_column: Any, currency_column: Any) -> ColumnElement[Any]:
-        """SQL: the amount in the reporting currency (NULL without a rate), for ORDER BY. The scale
-        of `shared.db.Money` differs per dialect (cents on SQLite) but not between rows."""
+    @functools.cached_property
+    def digest(self) -> str:
+        """Names the conversion (reporting currency and every rate; not the date, which changes
+        no amount): the stamp of the ranking amounts stored with each score."""
+        text = self.currency + ";" + ";".join(f"{c}={r}" for c, r in sorted(self.per_unit.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def ranking(self, amount: Decimal, currency: str) -> Decimal:
+        """The amount in the reporting currency as the portfolio ranks it: `convert`, or UNRANKED
+        without a rate."""
+        converted = self.convert(amount, currency)
+        return UNRANKED if converted is None else converted
+
+    def converted(self, amount_column: Any, currency_column: Any, places: int = 2) -> ColumnElement[Any]:
+        """SQL: the amount in the reporting currency (NULL without a rate) rounded as `convert`
+        rounds, for ORDER BY. `places`: 2 where `shared.db.Money` stores currency units
+        (PostgreSQL), 0 where it stores cents (SQLite)."""
         whens: dict[str, Any] = {c: literal_column(format(r, "f")) for c, r in sorted(self.per_unit.items())}
         whens[self.currency] = literal_column("1")
         factor = case(whens, value=currency_column, else_=null())
-        return type_coerce(amount_column, Numeric()) * factor
+        return func.round(type_coerce(amount_column, Numeric()) * factor, places)
 
     def describe(self) -> dict[str, Any]:
         return {"currency": self.currency, "date": self.date.isoformat()}

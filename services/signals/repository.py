@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session, aliased, defer
 
 from services.signals.models import (
     OUTCOME_FILTER,
@@ -36,10 +36,10 @@ from services.signals.models import (
     SignalEntity,
     SignalEvent,
 )
-from services.signals.money import Rates
+from services.signals.money import UNRANKED, Rates
 from services.signals.state import Counts, EntityRow
 from shared.contracts import CHURNED, AccountRecord
-from shared.db import insert_ignore, insert_ignore_json, upsert
+from shared.db import Money, insert_ignore, insert_ignore_json, upsert
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -546,12 +546,14 @@ def filtered(query: Select[Any], filters: AccountFilters, people: Any = Account)
 
 def portfolio_query(filters: AccountFilters, band: str | None, include_churned: bool = False) -> Select[Any]:
     """Live accounts: not deleted from the registry; churned ones only with `include_churned` or
-    when asked for by band."""
-    query = (
-        select(RiskScore)
-        .outerjoin(Account, Account.id == RiskScore.account_id)
-        .where(or_(Account.deleted.is_(None), Account.deleted.is_(False)))
-    )
+    when asked for by band. The registry is joined only for filters on its own columns; deleted
+    accounts are an anti-join on their partial index, so a page can stop at the first rows of
+    the ranking index."""
+    gone = aliased(Account)  # not the joined registry row: the subquery correlates on risk_scores only
+    deleted = select(gone.id).where(gone.id == RiskScore.account_id, gone.deleted)
+    query = select(RiskScore).where(~deleted.exists())
+    if filters.manager or filters.segment or filters.renewal:
+        query = query.outerjoin(Account, Account.id == RiskScore.account_id)
     if not include_churned and band != CHURNED:
         query = query.where(RiskScore.band != CHURNED)
     if band:
@@ -560,6 +562,40 @@ def portfolio_query(filters: AccountFilters, band: str | None, include_churned: 
 
 
 PortfolioKey = tuple[Decimal | float | None, str]  # (revenue at risk in the reporting currency, id)
+
+
+def _other_rates(digest: str) -> Any:
+    # `<>` cannot use an index; the two ranges can.
+    return or_(RiskScore.ranking_rates < digest, RiskScore.ranking_rates > digest)
+
+
+def ranking_current(session: Session, rates: Rates) -> bool:
+    """Whether every stored ranking amount was converted with `rates`: then the portfolio pages
+    through the ranking index; else it converts in the query (same order, every row read)."""
+    stale = select(RiskScore.account_id).where(_other_rates(rates.digest)).limit(1)
+    return session.scalar(stale) is None
+
+
+def refresh_ranking(session: Session, rates: Rates, limit: int = 2000) -> int:
+    """Convert up to `limit` stored ranking amounts made with another rates table (the table
+    changed, or rows predate the column); rows another transaction holds are left for the next
+    call (PostgreSQL: SKIP LOCKED, so a refresh never waits on a scoring batch). Returns how
+    many were converted."""
+    query = (
+        select(RiskScore.account_id, RiskScore.revenue_at_risk, RiskScore.currency)
+        .where(_other_rates(rates.digest))
+        .order_by(RiskScore.account_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(query).all()
+    if rows:
+        values = [
+            {"account_id": a, "ranking": rates.ranking(amount, currency), "ranking_rates": rates.digest}
+            for a, amount, currency in rows
+        ]
+        session.execute(update(RiskScore), values)
+    return len(rows)
 
 
 def portfolio(
@@ -574,50 +610,75 @@ def portfolio(
     """One page of the portfolio, largest revenue at risk in the reporting currency first (no
     rate for its currency: after the others), and the sort key of its last row. `after`: keyset
     pagination, the rows that sort after that key (no OFFSET: a deep page costs what the first
-    does); else `page` = (limit, offset)."""
+    does); else `page` = (limit, offset).
+
+    When every score's stored ranking amount was converted with `rates` (the usual case) the
+    page is read from the ranking index and counted apart; otherwise (the rates table changed
+    and the worker has not yet converted every row) the query converts each row itself."""
     limit, offset = page
     query = portfolio_query(filters, band, include_churned)
 
     def count() -> int:
-        return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        counted = select(func.count()).select_from(query.with_only_columns(RiskScore.account_id).subquery())
+        return int(session.scalar(counted) or 0)
 
-    # The key as the database computes it: a double on SQLite (cents x rate), read and compared as
-    # one, so a cursor lands exactly between equal amounts; NUMERIC (exact) on PostgreSQL.
+    stored = ranking_current(session, rates)
     sqlite = session.get_bind().dialect.name == "sqlite"
-    key_type: Any = Float() if sqlite else Numeric()
-    converted = type_coerce(rates.converted(RiskScore.revenue_at_risk, RiskScore.currency), key_type)
+    key_type: Any
+    converted: Any
+    if stored:
+        key_type, converted, none = Money(), RiskScore.ranking, RiskScore.ranking == UNRANKED
+    else:
+        # The key as the database computes it: a double on SQLite (cents x rate, rounded to the
+        # cent), read and compared as one, so a cursor lands exactly between equal amounts;
+        # NUMERIC on PostgreSQL. Rounded as stored amounts are, so both ways rank alike.
+        key_type = Float() if sqlite else Numeric()
+        places = 0 if sqlite else 2
+        converted = type_coerce(
+            rates.converted(RiskScore.revenue_at_risk, RiskScore.currency, places), key_type
+        )
+        none = converted.is_(None)
     columns: list[Any] = [RiskScore.account_id, converted]
     total: int | None = None
     if after is not None:
         total = count()  # every row the filters match, not only those after the cursor
         value, account_id = after
         if value is None:
-            query = query.where(converted.is_(None), RiskScore.account_id > account_id)
+            query = query.where(none, RiskScore.account_id > account_id)
         else:
-            bound = literal(float(value) if sqlite else value, key_type)
+            bound = literal(float(value) if sqlite and not stored else value, key_type)
             query = query.where(
                 or_(
                     converted < bound,
                     and_(converted == bound, RiskScore.account_id > account_id),
-                    converted.is_(None),
+                    none,
                 )
             )
         offset = 0
-    else:
+    elif not stored:
         columns.append(func.count().over())  # the total from the same scan as the page
     # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
     # (drivers, features) cost PostgreSQL most of the request; the page does not show features.
-    ordered = query.with_only_columns(*columns).order_by(converted.desc().nulls_last(), RiskScore.account_id)
+    order = converted.desc() if stored else converted.desc().nulls_last()
+    ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
     keys = session.execute(ordered.limit(limit).offset(offset)).all()
     if total is None:
-        total = int(keys[0][2]) if keys else count()
+        if not stored and keys:
+            total = int(keys[0][2])
+        elif stored and len(keys) < limit and (keys or not offset):
+            total = offset + len(keys)  # the last page: nothing beyond it to count
+        else:
+            total = count()
     if not keys:
         return [], total, None
     ids = [key[0] for key in keys]
     page_query = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
     found = {row.account_id: row for row in session.scalars(page_query.where(RiskScore.account_id.in_(ids)))}
     rows = [found[account_id] for account_id in ids if account_id in found]
-    return rows, total, (keys[-1][1], keys[-1][0])
+    last = keys[-1][1]
+    if stored and last == UNRANKED:
+        last = None
+    return rows, total, (last, keys[-1][0])
 
 
 def registry(

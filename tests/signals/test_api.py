@@ -109,15 +109,34 @@ def test_risk_needs_the_risk_read_scope(api: TestClient, db: sessionmaker[Sessio
     assert response.status_code == 403 and "risk:read" in response.json()["message"]
 
 
+def _keyset_pages(api: TestClient, auth: dict[str, str], limit: int) -> tuple[dict[str, Any], list[str], int]:
+    """The whole ranking in one page, and the ids of every keyset page of `limit` in turn."""
+    whole = _portfolio(api, auth, limit=500).json()
+    seen, after, pages = [], None, 0
+    while True:
+        params: dict[str, Any] = {"limit": limit} if after is None else {"limit": limit, "after": after}
+        page = _portfolio(api, auth, **params).json()
+        assert page["total"] == whole["total"]  # every matching account, not those after the cursor
+        seen += [i["account_id"] for i in page["items"]]
+        pages += 1
+        after = page["next_after"]
+        if after is None:
+            return whole, seen, pages
+
+
 def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
-    api: TestClient, auth: dict[str, str], db: sessionmaker[Session]
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session], signals_settings: Any
 ) -> None:
     """`after` = the previous page's next_after: the pages together are the one-page ranking,
     with no row twice or missing, across equal amounts, several currencies and a currency without
-    a rate (ranked last); a cursor that is not one is a 422 naming `after`."""
+    a rate (ranked last); a cursor that is not one is a 422 naming `after`. Rows written with
+    no stored ranking amount are ranked by converting in the query; once the worker has stored
+    them, the index gives the same ranking."""
     from decimal import Decimal
 
+    from services.signals import repository
     from services.signals.models import RiskScore
+    from services.signals.money import load_rates
 
     amounts = ["0", "0", "100", "100", "100", "250.50", "999.99", "12000", "100", "0.01", "3500"]
     currencies = ["EUR", "USD", "GBP", "XTS"]
@@ -141,20 +160,27 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
                     revenue_at_risk=Decimal(amount),
                 )
             )
-    whole = _portfolio(api, auth, limit=500).json()
-    assert whole["total"] == len(amounts) * 2 and whole["next_after"] is None
-    seen, after, pages = [], None, 0
-    while True:
-        params: dict[str, Any] = {"limit": 4} if after is None else {"limit": 4, "after": after}
-        page = _portfolio(api, auth, **params).json()
-        assert page["total"] == whole["total"]  # every matching account, not those after the cursor
-        seen += [i["account_id"] for i in page["items"]]
-        pages += 1
-        after = page["next_after"]
-        if after is None:
-            break
-    assert seen == [i["account_id"] for i in whole["items"]] and pages >= len(seen) // 4
-    assert whole["items"][-1]["currency"] == "XTS"  # no rate: after every ranked amount
+    rates = load_rates(signals_settings.rates_path, signals_settings.reporting_currency)
+    with transaction(db) as session:
+        assert not repository.ranking_current(session, rates)
+    converted, seen, pages = _keyset_pages(api, auth, 4)
+    assert converted["total"] == len(amounts) * 2 and converted["next_after"] is None
+    assert seen == [i["account_id"] for i in converted["items"]] and pages >= len(seen) // 4
+    assert converted["items"][-1]["currency"] == "XTS"  # no rate: after every ranked amount
+    with transaction(db) as session:
+        assert repository.refresh_ranking(session, rates, limit=5) == 5  # a bounded batch
+        assert not repository.ranking_current(session, rates)
+    with transaction(db) as session:
+        assert repository.refresh_ranking(session, rates) == len(amounts) * 2 - 5
+        assert repository.ranking_current(session, rates)
+    for limit in (4, 3):
+        whole, seen, pages = _keyset_pages(api, auth, limit)
+        assert whole["items"] == converted["items"] and whole["total"] == converted["total"]
+        assert seen == [i["account_id"] for i in whole["items"]] and pages >= len(seen) // limit
+    offset_page = _portfolio(api, auth, limit=5, offset=20).json()
+    assert [i["account_id"] for i in offset_page["items"]] == seen[20:]
+    assert offset_page["total"] == len(amounts) * 2 and offset_page["next_offset"] is None
+    whole = converted
     hostile = [["100", "a\u0000b"], ["NaN", "acct-01"], ["9" * 600, "acct-01"], ["1", "a\u2028b"]]
     forged = [base64.urlsafe_b64encode(json.dumps(c).encode()).decode() for c in hostile]
     for bad in ("not-a-cursor", "W10", "WzEsMl0", *forged):  # garbage, [], [1,2], forged cursors

@@ -4,6 +4,7 @@ ARR ceiling. Every test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.signals import repository
 from services.signals.config import SignalsSettings
 from services.signals.models import Account, RiskHistory, RiskScore
 from services.signals.money import load_rates, revenue_at_risk
@@ -102,6 +104,53 @@ def test_accounts_rank_by_revenue_at_risk_in_the_reporting_currency(
     risk = api.get("/v1/accounts/euro/risk", headers=auth).json()
     assert risk["revenue_at_risk_reporting"] == euro["revenue_at_risk_reporting"]
     assert risk["rates_date"] == "2026-10-30"
+
+
+def test_a_new_rates_table_reranks_the_portfolio_at_once_and_the_worker_stores_it(
+    api: TestClient,
+    auth: dict[str, str],
+    db: sessionmaker[Session],
+    processor: Any,
+    signals_settings: SignalsSettings,
+) -> None:
+    """Scores store their ranking amount; a new rates table is used by the very next portfolio
+    request (converting in the query) until the worker's tick has stored the new amounts. A
+    rates file that becomes unreadable keeps the last good table for scoring."""
+    _put(api, auth, "euro", arr="1000000.00", currency="EUR")
+    _put(api, auth, "sterling", arr="900000.00", currency="GBP")
+    store_history(db, full_story("euro", NOW) + full_story("sterling", NOW))
+    processor.tick()
+    path = Path(signals_settings.rates_path)
+    before = load_rates(str(path))
+    with transaction(db) as session:
+        assert repository.ranking_current(session, before)
+        ranked = {r.account_id: (r.ranking, r.ranking_rates) for r in session.scalars(select(RiskScore))}
+    for account_id, amount in ranked.items():
+        risk = api.get(f"/v1/accounts/{account_id}/risk", headers=auth).json()
+        assert (Decimal(str(risk["revenue_at_risk_reporting"])), before.digest) == amount
+    assert _ids(api.get("/v1/portfolio", headers=auth)) == ["sterling", "euro"]
+    path.write_text(RATES.replace('"1.10"', '"1.50"'))  # EUR 1,000,000 is now worth USD 1.5 M
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    after = load_rates(str(path))
+    assert after.digest != before.digest
+    with transaction(db) as session:
+        assert not repository.ranking_current(session, after)
+    assert _ids(api.get("/v1/portfolio", headers=auth)) == ["euro", "sterling"]  # before the worker
+    processor.tick()
+    with transaction(db) as session:
+        assert repository.ranking_current(session, after)
+        euro = session.get(RiskScore, "euro")
+        assert euro is not None and euro.ranking == after.ranking(euro.revenue_at_risk, "EUR")
+    assert _ids(api.get("/v1/portfolio", headers=auth)) == ["euro", "sterling"]
+    path.write_text("currency: USD\nrates: nonsense\n")
+    os.utime(path, ns=(path.stat().st_mtime_ns + 2 * 10**9,) * 2)
+    store_history(db, full_story("sterling", NOW + timedelta(days=1)))
+    with transaction(db) as session:  # scoring goes on with the last good table
+        processor.engine.rescore(session, ["sterling"], NOW + timedelta(days=1), "test")
+    with transaction(db) as session:
+        assert session.scalar(select(RiskScore.ranking_rates).where(RiskScore.account_id == "sterling")) == (
+            after.digest
+        )
 
 
 def test_the_reporting_currency_may_be_any_currency_of_the_table(tmp_path: Path) -> None:
