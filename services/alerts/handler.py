@@ -54,6 +54,8 @@ class AlertsProcessor(Processor[AlertsSettings]):
                 return
             account_record = read_contract_data(record.value, ACCOUNT_UPSERTED, AccountRecord)
             repository.upsert_account(session, account_values(account_record, now))
+            if repository.wake_waiting(session, account_record.id, now):
+                log.info("alert.account_arrived", account_id=account_record.id)
         else:
             self.lifecycle.on_risk(session, read_contract_data(record.value, RISK_CHANGED, RiskChange), now)
 

@@ -34,6 +34,20 @@ def upsert_account(session: Session, values: dict[str, Any]) -> None:
     session.flush()
 
 
+def wake_waiting(session: Session, account_id: str, now: datetime) -> int:
+    """Alerts of this account that nobody was told of yet for want of its registry record (opened
+    before the record reached alerts: no owner copied) are due now that a record arrived, rather
+    than at their next retry a minute later. Returns how many."""
+    waiting = update(Alert).where(
+        Alert.account_id == account_id,
+        Alert.level == 0,
+        Alert.owner_email.is_(None),
+        Alert.state == AlertState.open,  # not one somebody acknowledged or snoozed meanwhile
+        Alert.next_escalation_at > now,
+    )
+    return int(session.execute(waiting.values(next_escalation_at=now)).rowcount or 0)
+
+
 def get_account(session: Session, account_id: str) -> AlertAccount | None:
     account = session.get(AlertAccount, account_id)
     return None if account is None or account.deleted else account

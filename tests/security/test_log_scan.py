@@ -193,7 +193,13 @@ def test_logs_of_a_full_run_hold_no_secret_key_signature_or_e_mail(
         produce(common_settings.kafka_bootstrap, common_settings.topics.usage, [(ACCOUNT, encode(leak))])
         wait_for(lambda: count(sessions, DeadLetter) == 1, 60, "the hostile event dead-lettered")
         wait_for(lambda: count(sessions, StoredEvent) >= len(story) + 2, 90, "events stored")
-        wait_for(lambda: sinks.mails_to(people["owner"]["email"]), 90, "the owner's alert e-mail")
+        try:
+            wait_for(lambda: sinks.mails_to(people["owner"]["email"]), 90, "the owner's alert e-mail")
+        except AssertionError as exc:  # say why: the end of each service's log
+            ends = "\n".join(
+                f"--- {n} log ---\n{p.read_text(errors='replace')[-4000:]}" for n, p in logs.items()
+            )
+            raise AssertionError(f"{exc}\n{ends}") from None
         wait_for(lambda: count(sessions, Delivery, Delivery.state == "sent") >= 2, 60, "deliveries recorded")
         racers = _concurrent_new_accounts(services["signals"].url, key, people)
         # Error paths the run must also have logged (and logged without personal data).
