@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.signals import console_queries as queries
 from services.signals import repository
+from services.signals.api import RatesDep
 from services.signals.plan import AccountPlanIn, AccountPlanOut, plan_view, save_plan
 from services.signals.timeline import NOTABLE_KINDS, describe
 from shared.errors import NotFound, Unauthorized, ValidationFailed
@@ -48,6 +49,7 @@ def portfolio_board(
     session: SessionDep,
     clock: ClockDep,
     _auth: ReadAuth,
+    rates: RatesDep,
     owner: Annotated[str | None, Query(max_length=320, description="owner e-mail or name")] = None,
     band: Annotated[Literal["green", "amber", "red"] | None, Query()] = None,
     tier: Annotated[str | None, Query(max_length=50)] = None,
@@ -56,12 +58,13 @@ def portfolio_board(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
-    """Scored accounts by revenue at risk with their recent score trend, renewal and segment,
-    plus totals by band over the same filters (without the band filter)."""
+    """Scored accounts (not deleted) by revenue at risk in the reporting currency, as
+    /v1/portfolio ranks them, with their recent score trend, renewal and segment, plus totals by
+    band and currency over the same filters (without the band filter)."""
     today = clock.now().date()
     window = (today, today + timedelta(days=renewal_within_days)) if renewal_within_days is not None else None
     filters = queries.BoardFilters(owner, band, tier, segment, window)
-    rows, total = queries.board(session, filters, limit, offset)
+    rows, total = queries.board(session, filters, limit, offset, rates)
     trends = queries.trends(session, [risk.account_id for risk, _ in rows], MAX_TREND)
     totals = queries.board_totals(session, filters)
     items = [

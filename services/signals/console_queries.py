@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.signals.models import Account, AccountPlan, RiskHistory, RiskScore, SignalEntity, SignalEvent
+from services.signals.money import Rates
+from services.signals.repository import not_deleted, ranking_key
 from shared.auth import ApiKey, lookup_scopes
 from shared.events import EVENT_TYPES
 
@@ -50,12 +52,15 @@ def _filtered(query: Any, filters: BoardFilters, with_band: bool) -> Any:
 
 
 def board(
-    session: Session, filters: BoardFilters, limit: int, offset: int
+    session: Session, filters: BoardFilters, limit: int, offset: int, rates: Rates
 ) -> tuple[list[tuple[RiskScore, Account | None]], int]:
+    """Accounts not deleted from the registry, largest revenue at risk in the reporting currency
+    first, as /v1/portfolio ranks them (the stored ranking amount when current)."""
     base = select(RiskScore, Account).outerjoin(Account, Account.id == RiskScore.account_id)
-    query = _filtered(base, filters, with_band=True)
+    query = _filtered(base.where(not_deleted()), filters, with_band=True)
     total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    page = query.order_by(RiskScore.revenue_at_risk.desc(), RiskScore.account_id).limit(limit).offset(offset)
+    _stored, _key, _type, order = ranking_key(session, rates)
+    page = query.order_by(order, RiskScore.account_id).limit(limit).offset(offset)
     return [(risk, account) for risk, account in session.execute(page)], total
 
 
@@ -68,7 +73,8 @@ def board_totals(session: Session, filters: BoardFilters) -> list[dict[str, Any]
         func.coalesce(func.sum(RiskScore.arr), 0.0),
         func.coalesce(func.sum(RiskScore.revenue_at_risk), 0.0),
     ).outerjoin(Account, Account.id == RiskScore.account_id)
-    query = _filtered(query, filters, with_band=False).group_by(RiskScore.band, RiskScore.currency)
+    query = _filtered(query.where(not_deleted()), filters, with_band=False)
+    query = query.group_by(RiskScore.band, RiskScore.currency)
     return [
         {
             "band": band,

@@ -544,14 +544,34 @@ def filtered(query: Select[Any], filters: AccountFilters, people: Any = Account)
     return query
 
 
+def not_deleted() -> Any:
+    """WHERE: the score's account was not deleted from the registry (an anti-join on the partial
+    index of deleted accounts; an aliased registry, so a query may join its own)."""
+    gone = aliased(Account)
+    return ~select(gone.id).where(gone.id == RiskScore.account_id, gone.deleted).exists()
+
+
+def ranking_key(session: Session, rates: Rates) -> tuple[bool, Any, Any, Any]:
+    """How to rank scores by revenue at risk in the reporting currency: (stored, key, key type,
+    descending order). Stored (every score's ranking amount converted with `rates`): the indexed
+    column. Otherwise the key as the database computes it: a double on SQLite (cents x rate,
+    rounded to the cent), read and compared as one, so a cursor lands exactly between equal
+    amounts; NUMERIC on PostgreSQL; rounded as stored amounts are, so both ways rank alike."""
+    if ranking_current(session, rates):
+        return True, RiskScore.ranking, Money(), RiskScore.ranking.desc()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    key_type = Float() if sqlite else Numeric()
+    places = 0 if sqlite else 2
+    converted = type_coerce(rates.converted(RiskScore.revenue_at_risk, RiskScore.currency, places), key_type)
+    return False, converted, key_type, converted.desc().nulls_last()
+
+
 def portfolio_query(filters: AccountFilters, band: str | None, include_churned: bool = False) -> Select[Any]:
     """Live accounts: not deleted from the registry; churned ones only with `include_churned` or
     when asked for by band. The registry is joined only for filters on its own columns; deleted
     accounts are an anti-join on their partial index, so a page can stop at the first rows of
     the ranking index."""
-    gone = aliased(Account)  # not the joined registry row: the subquery correlates on risk_scores only
-    deleted = select(gone.id).where(gone.id == RiskScore.account_id, gone.deleted)
-    query = select(RiskScore).where(~deleted.exists())
+    query = select(RiskScore).where(not_deleted())
     if filters.manager or filters.segment or filters.renewal:
         query = query.outerjoin(Account, Account.id == RiskScore.account_id)
     if not include_churned and band != CHURNED:
@@ -622,22 +642,9 @@ def portfolio(
         counted = select(func.count()).select_from(query.with_only_columns(RiskScore.account_id).subquery())
         return int(session.scalar(counted) or 0)
 
-    stored = ranking_current(session, rates)
+    stored, converted, key_type, order = ranking_key(session, rates)
     sqlite = session.get_bind().dialect.name == "sqlite"
-    key_type: Any
-    converted: Any
-    if stored:
-        key_type, converted, none = Money(), RiskScore.ranking, RiskScore.ranking == UNRANKED
-    else:
-        # The key as the database computes it: a double on SQLite (cents x rate, rounded to the
-        # cent), read and compared as one, so a cursor lands exactly between equal amounts;
-        # NUMERIC on PostgreSQL. Rounded as stored amounts are, so both ways rank alike.
-        key_type = Float() if sqlite else Numeric()
-        places = 0 if sqlite else 2
-        converted = type_coerce(
-            rates.converted(RiskScore.revenue_at_risk, RiskScore.currency, places), key_type
-        )
-        none = converted.is_(None)
+    none = converted == UNRANKED if stored else converted.is_(None)
     columns: list[Any] = [RiskScore.account_id, converted]
     total: int | None = None
     if after is not None:
@@ -659,7 +666,6 @@ def portfolio(
         columns.append(func.count().over())  # the total from the same scan as the page
     # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
     # (drivers, features) cost PostgreSQL most of the request; the page does not show features.
-    order = converted.desc() if stored else converted.desc().nulls_last()
     ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
     keys = session.execute(ordered.limit(limit).offset(offset)).all()
     if total is None:

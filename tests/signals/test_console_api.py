@@ -109,3 +109,21 @@ def test_timeline_in_words_contacts_with_departures_and_the_board(
     me = api.get("/v1/auth/whoami", headers=_key(db, "risk:read")).json()
     assert me["scopes"] == ["risk:read"] and me["name"] == "reader"
     assert api.get("/v1/auth/whoami", headers={"Authorization": "Bearer kw_nope_x"}).status_code == 401
+
+
+def test_the_board_ranks_in_the_reporting_currency_as_the_portfolio_and_drops_deleted_accounts(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session], processor: Any
+) -> None:
+    # Same story, same score: JPY 90 M (USD 571,500 at the shipped rate) ranks below EUR 1 M
+    # (USD 1.035 M) although its own figure is 90 times larger; a deleted account leaves both.
+    _register(api, auth, "euro", arr="1000000.00", currency="EUR")
+    _register(api, auth, "yen", arr="90000000.00", currency="JPY")
+    _register(api, auth, "gone", arr="5000000.00", currency="USD")
+    store_history(db, full_story("euro", NOW) + full_story("yen", NOW) + full_story("gone", NOW))
+    processor.tick()
+    _register(api, auth, "gone", arr="5000000.00", currency="USD", deleted=True)
+    board = api.get("/v1/portfolio/board", headers=auth).json()
+    portfolio = api.get("/v1/portfolio", headers=auth).json()
+    assert [i["account_id"] for i in board["items"]] == ["euro", "yen"] and board["total"] == 2
+    assert [i["account_id"] for i in portfolio["items"]] == ["euro", "yen"]
+    assert {t["currency"] for t in board["totals"]} == {"EUR", "JPY"}
