@@ -45,7 +45,8 @@ def wake_waiting(session: Session, account_id: str, now: datetime) -> int:
         Alert.state == AlertState.open,  # not one somebody acknowledged or snoozed meanwhile
         Alert.next_escalation_at > now,
     )
-    return int(session.execute(waiting.values(next_escalation_at=now)).rowcount or 0)
+    done: Any = session.execute(waiting.values(next_escalation_at=now))
+    return int(done.rowcount or 0)
 
 
 def get_account(session: Session, account_id: str) -> AlertAccount | None:

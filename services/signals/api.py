@@ -32,6 +32,7 @@ from services.signals.schemas import (
     RegistryOut,
     RiskOut,
 )
+from shared.cache import TtlMemo
 from shared.contracts import AccountRecord, mask_people
 from shared.errors import NotFound, Problem, TransientError, ValidationFailed
 from shared.events import ACCOUNT_ID_PATTERN
@@ -61,6 +62,7 @@ async def _rates(settings: SettingsDep) -> Rates:
 
 
 RatesDep = Annotated[Rates, Depends(_rates)]
+TotalsDep = Annotated[TtlMemo[int], Depends(app_part("portfolio_totals"))]
 MAX_CSV_BYTES = 10 * 1024 * 1024
 router.include_router(kam_router)  # the KAM numbers: revenue, renewals, post-mortems
 
@@ -271,6 +273,7 @@ async def get_portfolio(
     reader: ReaderDep,
     filters: FiltersDep,
     rates: RatesDep,
+    totals: TotalsDep,
     band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
@@ -297,25 +300,32 @@ async def get_portfolio(
         )
     key = _decode_after(after) if after is not None else None
 
-    def page(session: Session) -> tuple[list[PortfolioItem], int, repository.PortfolioKey | None]:
-        rows, total, last = repository.portfolio(
-            session, filters, band, (limit, offset), rates, include_churned=include == "churned", after=key
+    def page(session: Session) -> tuple[list[PortfolioItem], repository.PortfolioPage]:
+        found = repository.portfolio(
+            session,
+            filters,
+            band,
+            (limit, offset),
+            rates,
+            include_churned=include == "churned",
+            after=key,
+            totals=totals.get,
         )
         items = [
-            PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates)) for row in rows
+            PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates))
+            for row in found.rows
         ]
-        return items, total, last
+        return items, found
 
-    items, total, last = await reader(page)
-    # With a cursor the rows before it are not counted: a full page may be the last one.
-    more = len(items) == limit if key is not None else offset + len(items) < total
+    items, found = await reader(page)
+    more = found.more and found.last is not None
     return PortfolioOut(
         items=items,
-        total=total,
+        total=found.total,
         limit=limit,
         offset=offset,
         next_offset=offset + len(items) if more and key is None else None,
-        next_after=_encode_after(last) if more and last is not None else None,
+        next_after=_encode_after(found.last) if more and found.last is not None else None,
         reporting_currency=rates.currency,
         rates_date=rates.date,
     )

@@ -13,6 +13,7 @@ from services.signals.handler import SignalsProcessor
 from services.signals.modelstore import ModelHolder, ModelStore
 from services.signals.money import load_rates
 from services.signals.scoring import load_scorecard
+from shared.cache import TtlMemo
 from shared.clock import Clock
 from shared.kafka import Publisher, make_producer
 from shared.runtime import build_service
@@ -63,7 +64,7 @@ def create_app(
         clock=clock,
         with_consumer=with_consumer,
         publisher=api_publisher(settings),
-        parts={"models": holder},
+        parts={"models": holder, "portfolio_totals": TtlMemo(settings.portfolio_total_cache_s)},
         max_body_bytes=max(settings.max_body_bytes, 10 * 1024 * 1024),  # CSV imports
     )
 

@@ -591,9 +591,14 @@ def _other_rates(digest: str) -> Any:
 
 def ranking_current(session: Session, rates: Rates) -> bool:
     """Whether every stored ranking amount was converted with `rates`: then the portfolio pages
-    through the ranking index; else it converts in the query (same order, every row read)."""
-    stale = select(RiskScore.account_id).where(_other_rates(rates.digest)).limit(1)
-    return session.scalar(stale) is None
+    through the ranking index; else it converts in the query (same order, every row read).
+    The smallest and largest digest are the two ends of their index, whatever the planner's
+    statistics say (a `WHERE digest <> ... LIMIT 1` became a scan of the whole table on a table
+    not yet analysed)."""
+    low, high = session.execute(
+        select(func.min(RiskScore.ranking_rates), func.max(RiskScore.ranking_rates))
+    ).one()
+    return low is None or low == high == rates.digest
 
 
 def refresh_ranking(session: Session, rates: Rates, limit: int = 2000) -> int:
@@ -618,6 +623,17 @@ def refresh_ranking(session: Session, rates: Rates, limit: int = 2000) -> int:
     return len(rows)
 
 
+@dataclass(frozen=True)
+class PortfolioPage:
+    """One page of the portfolio: its rows, how many rows the filters match, whether a next
+    page exists, and the sort key of the last row (the next keyset cursor)."""
+
+    rows: list[RiskScore]
+    total: int
+    more: bool
+    last: PortfolioKey | None
+
+
 def portfolio(
     session: Session,
     filters: AccountFilters,
@@ -626,15 +642,18 @@ def portfolio(
     rates: Rates,
     include_churned: bool = False,
     after: PortfolioKey | None = None,
-) -> tuple[list[RiskScore], int, PortfolioKey | None]:
+    totals: Callable[[Any, Callable[[], int]], int] | None = None,
+) -> PortfolioPage:
     """One page of the portfolio, largest revenue at risk in the reporting currency first (no
-    rate for its currency: after the others), and the sort key of its last row. `after`: keyset
-    pagination, the rows that sort after that key (no OFFSET: a deep page costs what the first
-    does); else `page` = (limit, offset).
+    rate for its currency: after the others). `after`: keyset pagination, the rows that sort
+    after that key (no OFFSET: a deep page costs what the first does); else `page` = (limit,
+    offset). Whether more rows follow is read with the page (one row more), never from the total.
 
     When every score's stored ranking amount was converted with `rates` (the usual case) the
-    page is read from the ranking index and counted apart; otherwise (the rates table changed
-    and the worker has not yet converted every row) the query converts each row itself."""
+    page is read from the ranking index and the total is counted apart, through `totals(key,
+    count)` when given (a short-lived memo per filter set: `SignalsSettings.portfolio_total_cache_s`)
+    and not at all on a last page; otherwise (the rates table changed and the worker has not yet
+    converted every row) the query converts each row itself and counts in the same scan."""
     limit, offset = page
     query = portfolio_query(filters, band, include_churned)
 
@@ -642,13 +661,16 @@ def portfolio(
         counted = select(func.count()).select_from(query.with_only_columns(RiskScore.account_id).subquery())
         return int(session.scalar(counted) or 0)
 
+    def counted() -> int:
+        return totals((filters, band, include_churned), count) if totals is not None else count()
+
     stored, converted, key_type, order = ranking_key(session, rates)
     sqlite = session.get_bind().dialect.name == "sqlite"
     none = converted == UNRANKED if stored else converted.is_(None)
     columns: list[Any] = [RiskScore.account_id, converted]
     total: int | None = None
     if after is not None:
-        total = count()  # every row the filters match, not only those after the cursor
+        total = counted()  # every row the filters match, not only those after the cursor
         value, account_id = after
         if value is None:
             query = query.where(none, RiskScore.account_id > account_id)
@@ -667,16 +689,17 @@ def portfolio(
     # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
     # (drivers, features) cost PostgreSQL most of the request; the page does not show features.
     ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
-    keys = session.execute(ordered.limit(limit).offset(offset)).all()
+    keys = session.execute(ordered.limit(limit + 1).offset(offset)).all()
+    more, keys = len(keys) > limit, keys[:limit]
     if total is None:
         if not stored and keys:
             total = int(keys[0][2])
-        elif stored and len(keys) < limit and (keys or not offset):
+        elif not more and (keys or not offset):
             total = offset + len(keys)  # the last page: nothing beyond it to count
         else:
-            total = count()
+            total = counted()
     if not keys:
-        return [], total, None
+        return PortfolioPage([], total, False, None)
     ids = [key[0] for key in keys]
     page_query = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
     found = {row.account_id: row for row in session.scalars(page_query.where(RiskScore.account_id.in_(ids)))}
@@ -684,7 +707,7 @@ def portfolio(
     last = keys[-1][1]
     if stored and last == UNRANKED:
         last = None
-    return rows, total, (last, keys[-1][0])
+    return PortfolioPage(rows, total, more, (last, keys[-1][0]))
 
 
 def registry(

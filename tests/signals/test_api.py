@@ -109,6 +109,36 @@ def test_risk_needs_the_risk_read_scope(api: TestClient, db: sessionmaker[Sessio
     assert response.status_code == 403 and "risk:read" in response.json()["message"]
 
 
+def _store_scores(
+    db: sessionmaker[Session], amounts: list[str], currencies: list[str], first: int = 0
+) -> None:
+    """Scores written directly (no stored ranking amount), one per amount, currencies in turn."""
+    from decimal import Decimal
+
+    from services.signals.models import RiskScore
+
+    with transaction(db) as session:
+        for n, amount in enumerate(amounts, start=first):
+            session.add(
+                RiskScore(
+                    account_id=f"acct-{n:02d}",
+                    score=0.5,
+                    band="amber",
+                    model_version="m",
+                    as_of=NOW,
+                    scored_at=NOW,
+                    drivers=[],
+                    changes=[],
+                    features={},
+                    name=f"Account {n}",
+                    arr=Decimal(amount) * 2,
+                    currency=currencies[n % len(currencies)],
+                    tier="strategic",
+                    revenue_at_risk=Decimal(amount),
+                )
+            )
+
+
 def _keyset_pages(api: TestClient, auth: dict[str, str], limit: int) -> tuple[dict[str, Any], list[str], int]:
     """The whole ranking in one page, and the ids of every keyset page of `limit` in turn."""
     whole = _portfolio(api, auth, limit=500).json()
@@ -132,34 +162,11 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
     a rate (ranked last); a cursor that is not one is a 422 naming `after`. Rows written with
     no stored ranking amount are ranked by converting in the query; once the worker has stored
     them, the index gives the same ranking."""
-    from decimal import Decimal
-
     from services.signals import repository
-    from services.signals.models import RiskScore
     from services.signals.money import load_rates
 
     amounts = ["0", "0", "100", "100", "100", "250.50", "999.99", "12000", "100", "0.01", "3500"]
-    currencies = ["EUR", "USD", "GBP", "XTS"]
-    with transaction(db) as session:
-        for n, amount in enumerate(amounts * 2):
-            session.add(
-                RiskScore(
-                    account_id=f"acct-{n:02d}",
-                    score=0.5,
-                    band="amber",
-                    model_version="m",
-                    as_of=NOW,
-                    scored_at=NOW,
-                    drivers=[],
-                    changes=[],
-                    features={},
-                    name=f"Account {n}",
-                    arr=Decimal(amount) * 2,
-                    currency=currencies[n % len(currencies)],
-                    tier="strategic",
-                    revenue_at_risk=Decimal(amount),
-                )
-            )
+    _store_scores(db, amounts * 2, ["EUR", "USD", "GBP", "XTS"])
     rates = load_rates(signals_settings.rates_path, signals_settings.reporting_currency)
     with transaction(db) as session:
         assert not repository.ranking_current(session, rates)
@@ -188,3 +195,37 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
         assert response.status_code == 422 and "after" in response.json()["message"], response.text
     both = _portfolio(api, auth, after=whole["items"][0]["account_id"], offset=3)
     assert both.status_code == 422 and "not both" in both.json()["message"]
+
+
+def test_the_portfolio_total_is_memoised_briefly_but_pages_always_follow_the_live_rows(
+    db: sessionmaker[Session], auth: dict[str, str], signals_settings: Any, clock: Any
+) -> None:
+    """`total` is counted at most every `portfolio_total_cache_s` per filter set; whether a next
+    page exists comes from the page itself (one row more), so a stale total never cuts a walk
+    short, and a last page counts its own rows."""
+    from services.signals import repository
+    from services.signals.app import create_app
+    from services.signals.money import load_rates
+
+    settings = signals_settings.model_copy(update={"portfolio_total_cache_s": 60.0})
+    rates = load_rates(settings.rates_path, settings.reporting_currency)
+    _store_scores(db, ["300", "200", "100"], ["USD"])
+    with TestClient(create_app(settings, clock=clock, with_consumer=False)) as api:
+        with transaction(db) as session:
+            repository.refresh_ranking(session, rates)
+        first = _portfolio(api, auth, limit=2).json()
+        assert first["total"] == 3 and first["next_offset"] == 2
+        _store_scores(db, ["400", "50"], ["USD"], first=3)  # two more accounts, within the minute
+        with transaction(db) as session:
+            repository.refresh_ranking(session, rates)
+        again = _portfolio(api, auth, limit=2).json()
+        assert [i["account_id"] for i in again["items"]] == ["acct-03", "acct-00"]  # live rows
+        assert again["total"] == 3  # the memoised count
+        walked, offset = [], 0
+        while offset is not None:
+            page = _portfolio(api, auth, limit=2, offset=offset).json()
+            walked += [i["account_id"] for i in page["items"]]
+            offset = page["next_offset"]
+        assert walked == ["acct-03", "acct-00", "acct-01", "acct-02", "acct-04"]
+        assert page["total"] == 5  # the last page counts its own rows
+        assert _portfolio(api, auth, limit=2, tier="strategic").json()["total"] == 5  # another filter set
