@@ -81,14 +81,14 @@ class Reader:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self.factory = factory
 
-    async def __call__(self, work: Callable[[Session], T], *, one_statement: bool = False) -> T:
-        """`one_statement`: the work reads with a single statement (a lookup by key), so it needs
-        no transaction of its own; on PostgreSQL it runs in autocommit, saving the BEGIN and
-        COMMIT round trips."""
+    async def __call__(self, work: Callable[[Session], T], *, autocommit: bool = False) -> T:
+        """`autocommit`: the work needs no transaction of its own (a lookup by key, or reads that
+        need no common snapshot: under READ COMMITTED they would not share one anyway); on
+        PostgreSQL it runs in autocommit, saving the BEGIN and COMMIT round trips."""
 
         def run() -> T:
             with transaction(self.factory) as session:
-                if one_statement and session.get_bind().dialect.name == "postgresql":
+                if autocommit and session.get_bind().dialect.name == "postgresql":
                     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
                 return work(session)
 

@@ -62,7 +62,7 @@ async def _rates(settings: SettingsDep) -> Rates:
 
 
 RatesDep = Annotated[Rates, Depends(_rates)]
-TotalsDep = Annotated[TtlMemo[int], Depends(app_part("portfolio_totals"))]
+PortfolioMemoDep = Annotated[TtlMemo[Any], Depends(app_part("portfolio_memo"))]
 MAX_CSV_BYTES = 10 * 1024 * 1024
 router.include_router(kam_router)  # the KAM numbers: revenue, renewals, post-mortems
 
@@ -200,7 +200,7 @@ async def get_risk(account_id: str, _auth: ReadAuth, reader: ReaderDep, rates: R
         risk = _risk_or_404(session, account_id)
         return RiskOut.model_validate(risk).model_copy(update=reporting_money(risk, rates))
 
-    return await reader(answer, one_statement=True)  # a second one only to word a 404
+    return await reader(answer, autocommit=True)  # one lookup; a second one only to word a 404
 
 
 @router.get("/accounts/{account_id}/risk/history", tags=["risk"], response_model=HistoryOut)
@@ -273,7 +273,7 @@ async def get_portfolio(
     reader: ReaderDep,
     filters: FiltersDep,
     rates: RatesDep,
-    totals: TotalsDep,
+    memo: PortfolioMemoDep,
     band: Annotated[Band | None, Query(description="only this band (churned: accounts that left)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # BIGINT: larger is a 422, not a 500
@@ -309,7 +309,7 @@ async def get_portfolio(
             rates,
             include_churned=include == "churned",
             after=key,
-            totals=totals.get,
+            memo=memo.get,
         )
         items = [
             PortfolioItem.model_validate(row).model_copy(update=reporting_money(row, rates))
@@ -317,7 +317,9 @@ async def get_portfolio(
         ]
         return items, found
 
-    items, found = await reader(page)
+    # Autocommit: the ranking check, the page and the count need no common snapshot (the total
+    # may be a memo anyway); whether more rows follow is read with the page itself.
+    items, found = await reader(page, autocommit=True)
     more = found.more and found.last is not None
     return PortfolioOut(
         items=items,

@@ -64,7 +64,7 @@ def create_app(
         clock=clock,
         with_consumer=with_consumer,
         publisher=api_publisher(settings),
-        parts={"models": holder, "portfolio_totals": TtlMemo(settings.portfolio_total_cache_s)},
+        parts={"models": holder, "portfolio_memo": TtlMemo(settings.portfolio_cache_s)},
         max_body_bytes=max(settings.max_body_bytes, 10 * 1024 * 1024),  # CSV imports
     )
 

@@ -92,11 +92,14 @@ class SignalsSettings(ServiceSettings):
         description="keep amber-or-red at ALERT_BUDGET of the live portfolio (red at RED_BUDGET), "
         "whatever scorer is in use; thresholds refitted every LEARN_CHECK_INTERVAL_S",
     )
-    portfolio_total_cache_s: float = Field(
+    portfolio_cache_s: float = Field(
         default=2.0,
         ge=0,
         le=60,
-        description="GET /v1/portfolio counts `total` at most this often per filter set (0: every request)",
+        description=(
+            "GET /v1/portfolio counts `total` per filter set, and checks that every stored ranking "
+            "amount is current, at most this often (0: on every request)"
+        ),
     )
     budget_min_accounts: int = Field(default=100, ge=10, description="smaller portfolios keep fixed bands")
     peer_usage: bool = Field(

@@ -551,13 +551,14 @@ def not_deleted() -> Any:
     return ~select(gone.id).where(gone.id == RiskScore.account_id, gone.deleted).exists()
 
 
-def ranking_key(session: Session, rates: Rates) -> tuple[bool, Any, Any, Any]:
+def ranking_key(session: Session, rates: Rates, current: bool | None = None) -> tuple[bool, Any, Any, Any]:
     """How to rank scores by revenue at risk in the reporting currency: (stored, key, key type,
     descending order). Stored (every score's ranking amount converted with `rates`): the indexed
     column. Otherwise the key as the database computes it: a double on SQLite (cents x rate,
     rounded to the cent), read and compared as one, so a cursor lands exactly between equal
-    amounts; NUMERIC on PostgreSQL; rounded as stored amounts are, so both ways rank alike."""
-    if ranking_current(session, rates):
+    amounts; NUMERIC on PostgreSQL; rounded as stored amounts are, so both ways rank alike.
+    `current`: the answer of `ranking_current` if the caller has it."""
+    if current if current is not None else ranking_current(session, rates):
         return True, RiskScore.ranking, Money(), RiskScore.ranking.desc()
     sqlite = session.get_bind().dialect.name == "sqlite"
     key_type = Float() if sqlite else Numeric()
@@ -634,6 +635,9 @@ class PortfolioPage:
     last: PortfolioKey | None
 
 
+Memo = Callable[[Any, Callable[[], Any]], Any]  # (key, load) -> value, e.g. shared.cache.TtlMemo.get
+
+
 def portfolio(
     session: Session,
     filters: AccountFilters,
@@ -642,7 +646,7 @@ def portfolio(
     rates: Rates,
     include_churned: bool = False,
     after: PortfolioKey | None = None,
-    totals: Callable[[Any, Callable[[], int]], int] | None = None,
+    memo: Memo | None = None,
 ) -> PortfolioPage:
     """One page of the portfolio, largest revenue at risk in the reporting currency first (no
     rate for its currency: after the others). `after`: keyset pagination, the rows that sort
@@ -650,27 +654,27 @@ def portfolio(
     offset). Whether more rows follow is read with the page (one row more), never from the total.
 
     When every score's stored ranking amount was converted with `rates` (the usual case) the
-    page is read from the ranking index and the total is counted apart, through `totals(key,
-    count)` when given (a short-lived memo per filter set: `SignalsSettings.portfolio_total_cache_s`)
-    and not at all on a last page; otherwise (the rates table changed and the worker has not yet
-    converted every row) the query converts each row itself and counts in the same scan."""
+    page is one statement over the ranking index and the total is counted apart, not at all on
+    a last page. Otherwise (the rates table changed and the worker has not yet converted every
+    row) the query converts each row itself and counts in the same scan. `memo` (a short-lived
+    memo: `SignalsSettings.portfolio_cache_s`) keeps the answer of the ranking check and each
+    filter set's count for a few seconds instead of asking the database on every request."""
     limit, offset = page
-    query = portfolio_query(filters, band, include_churned)
+    query = matching = portfolio_query(filters, band, include_churned)
 
-    def count() -> int:
-        counted = select(func.count()).select_from(query.with_only_columns(RiskScore.account_id).subquery())
-        return int(session.scalar(counted) or 0)
+    def count() -> int:  # every row the filters match (with a cursor: not only those after it)
+        narrow = matching.with_only_columns(RiskScore.account_id).subquery()
+        return int(session.scalar(select(func.count()).select_from(narrow)) or 0)
 
-    def counted() -> int:
-        return totals((filters, band, include_churned), count) if totals is not None else count()
+    def remembered(key: Any, load: Callable[[], Any]) -> Any:
+        return memo(key, load) if memo is not None else load()
 
-    stored, converted, key_type, order = ranking_key(session, rates)
+    current = remembered(("ranking", rates.digest), lambda: ranking_current(session, rates))
+    stored, converted, key_type, order = ranking_key(session, rates, current)
     sqlite = session.get_bind().dialect.name == "sqlite"
     none = converted == UNRANKED if stored else converted.is_(None)
-    columns: list[Any] = [RiskScore.account_id, converted]
     total: int | None = None
     if after is not None:
-        total = counted()  # every row the filters match, not only those after the cursor
         value, account_id = after
         if value is None:
             query = query.where(none, RiskScore.account_id > account_id)
@@ -684,26 +688,34 @@ def portfolio(
                 )
             )
         offset = 0
-    elif not stored:
-        columns.append(func.count().over())  # the total from the same scan as the page
-    # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
-    # (drivers, features) cost PostgreSQL most of the request; the page does not show features.
-    ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
-    keys = session.execute(ordered.limit(limit + 1).offset(offset)).all()
-    more, keys = len(keys) > limit, keys[:limit]
+    if stored:  # the page's rows straight from the ranking index (features are not shown)
+        ordered = query.options(defer(RiskScore.features), defer(RiskScore.changes)).order_by(
+            order, RiskScore.account_id
+        )
+        found = list(session.scalars(ordered.limit(limit + 1).offset(offset)))
+        more, rows = len(found) > limit, found[:limit]
+        keys = [(r.account_id, r.ranking) for r in rows]
+    else:
+        # Sort the narrow keys only, then load the page's rows by primary key: sorting whole rows
+        # (drivers, features) cost PostgreSQL most of the request.
+        columns = [RiskScore.account_id, converted, func.count().over()]  # total from the same scan
+        ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
+        narrow = session.execute(ordered.limit(limit + 1).offset(offset)).all()
+        more, narrow = len(narrow) > limit, narrow[:limit]
+        if narrow and after is None:
+            total = int(narrow[0][2])
+        keys = [(k[0], k[1]) for k in narrow]
+        by_id = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
+        wanted = [k[0] for k in keys]
+        loaded = {r.account_id: r for r in session.scalars(by_id.where(RiskScore.account_id.in_(wanted)))}
+        rows = [loaded[a] for a in wanted if a in loaded]
     if total is None:
-        if not stored and keys:
-            total = int(keys[0][2])
-        elif not more and (keys or not offset):
+        if not more and after is None and (keys or not offset):
             total = offset + len(keys)  # the last page: nothing beyond it to count
         else:
-            total = counted()
+            total = remembered(("total", filters, band, include_churned), count)
     if not keys:
         return PortfolioPage([], total, False, None)
-    ids = [key[0] for key in keys]
-    page_query = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
-    found = {row.account_id: row for row in session.scalars(page_query.where(RiskScore.account_id.in_(ids)))}
-    rows = [found[account_id] for account_id in ids if account_id in found]
     last = keys[-1][1]
     if stored and last == UNRANKED:
         last = None

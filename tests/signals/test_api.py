@@ -6,9 +6,11 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.signals.config import SignalsSettings
 from shared.auth import create_key
 from shared.db import transaction
 from tests.helpers import NOW
@@ -16,6 +18,13 @@ from tests.signals.streams import full_story, healthy_history
 from tests.signals.test_training import store_history
 
 OWNERS = {"kim": ("Kim", "kim@example.com"), "lee": ("Lee", "lee@example.com")}
+
+
+@pytest.fixture
+def signals_settings(signals_settings: SignalsSettings) -> SignalsSettings:
+    """No portfolio memo: every request checks the stored rankings and counts, so a test that
+    changes them sees the converting and the indexed way each at once."""
+    return signals_settings.model_copy(update={"portfolio_cache_s": 0.0})
 
 
 def _register(api: TestClient, auth: dict[str, str], account: str, arr: str, tier: str, owner: str) -> None:
@@ -200,14 +209,14 @@ def test_portfolio_keyset_pages_equal_one_page_across_ties_and_currencies(
 def test_the_portfolio_total_is_memoised_briefly_but_pages_always_follow_the_live_rows(
     db: sessionmaker[Session], auth: dict[str, str], signals_settings: Any, clock: Any
 ) -> None:
-    """`total` is counted at most every `portfolio_total_cache_s` per filter set; whether a next
+    """`total` is counted at most every `portfolio_cache_s` per filter set; whether a next
     page exists comes from the page itself (one row more), so a stale total never cuts a walk
     short, and a last page counts its own rows."""
     from services.signals import repository
     from services.signals.app import create_app
     from services.signals.money import load_rates
 
-    settings = signals_settings.model_copy(update={"portfolio_total_cache_s": 60.0})
+    settings = signals_settings.model_copy(update={"portfolio_cache_s": 60.0})
     rates = load_rates(settings.rates_path, settings.reporting_currency)
     _store_scores(db, ["300", "200", "100"], ["USD"])
     with TestClient(create_app(settings, clock=clock, with_consumer=False)) as api:
