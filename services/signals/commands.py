@@ -242,6 +242,7 @@ def run_backtest(
             start,
             out_dir,
             progress,
+            settings.budget_min_accounts,
         )
     finally:
         engine.dispose()

@@ -121,8 +121,8 @@ class PeerReference:
         )
 
 
-def _levels(row: Mapping[str, float]) -> dict[str, float]:
-    """An account's levels only: a few numbers per account."""
+def levels(row: Mapping[str, float]) -> dict[str, float]:
+    """An account's levels only: a few numbers per account (all that `fit` reads of a row)."""
     return {n: float(v) for n, v in row.items() if n == OVERALL or n.endswith("." + LEVEL)}
 
 
@@ -136,21 +136,21 @@ def fit(
     """The reference of these live accounts' features, with weights learned from the `churned`
     accounts' last features when MIN_CHURNS of them have usage; None with fewer than
     `min_accounts` accounts that have usage, or no usage input that tells accounts apart."""
-    levels: dict[str, list[float]] = {}
+    logs: dict[str, list[float]] = {}
     kept: list[dict[str, float]] = []
     for row in rows:
         if not has_usage(row):
             continue
-        kept.append(_levels(row))
+        kept.append(levels(row))
         for name, value in kept[-1].items():
             if value > 0:
-                levels.setdefault(name, []).append(math.log1p(value))
+                logs.setdefault(name, []).append(math.log1p(value))
     users = len(kept)
     if users < max(1, min_accounts):
         return None
-    wide = {n: v for n, v in levels.items() if n != OVERALL and len(v) >= MIN_COVERAGE * users}
-    if not wide and OVERALL in levels:
-        wide = {OVERALL: levels[OVERALL]}
+    wide = {n: v for n, v in logs.items() if n != OVERALL and len(v) >= MIN_COVERAGE * users}
+    if not wide and OVERALL in logs:
+        wide = {OVERALL: logs[OVERALL]}
     inputs = {}
     for name, values in wide.items():
         padded = sorted(values + [0.0] * (users - len(values)))  # accounts that do not use it: 0
@@ -162,7 +162,7 @@ def fit(
         return None
     # The mean over metrics is put on the portfolio's own scale: correlated metrics average out
     # less than independent ones, so its spread is measured, not assumed.
-    cases = [_levels(row) for row in churned if has_usage(row)]
+    cases = [levels(row) for row in churned if has_usage(row)]
     weights = _weights(PeerReference(inputs, users), kept, cases)
     draft = PeerReference(inputs, users, weights=weights)
     means = sorted(draft._mean(row) for row in kept)

@@ -106,6 +106,13 @@ def _intro(report: dict[str, Any]) -> list[str]:
                 "The model was scored with its fit on the training rows only: its deployed fit "
                 "learned from these dates."
             )
+        card = report.get("scorecard", {})
+        if card.get("as_of"):
+            lines.append(
+                f"The scorecard is {card.get('version')}: its peer reference fitted again as of "
+                f"{card['as_of']}, on the accounts observed then and the churns known by then (the "
+                f"one in use, {card.get('in_use')}, learned from churns these dates measure)."
+            )
     if "thresholds" in report:
         bands = report["thresholds"]
         lines.append(

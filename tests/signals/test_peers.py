@@ -253,3 +253,47 @@ def test_train_measures_a_weighted_scorecard_as_it_stood_at_the_validation_cutof
     assert at_cutoff.peers.accounts == 60 + 25  # the accounts observed at the cutoff
     plain = card.with_peers(peers.fit(live, after.isoformat(), 20))
     assert scorecard_at(plain, data, cutoff, 20) is plain  # sees no outcome: kept as it is
+
+
+def test_backtest_measures_a_weighted_scorecard_as_it_stood_on_its_first_date(database_url: str) -> None:
+    """`kamwatch backtest` replays dates the weights in use have learned from; it measures the
+    scorecard with its reference fitted again on the first date: the accounts observed then and
+    the churns known by then (on SQLite and PostgreSQL)."""
+    from services.signals.backtest import scorecard_at_start
+    from tests.signals.test_outcomes import churned
+
+    stayers = [f"s-{n:03d}" for n in range(60)]
+    early, late = [f"e-{n:03d}" for n in range(25)], [f"l-{n:03d}" for n in range(25)]
+    leaving = {**dict.fromkeys(early, 40), **dict.fromkeys(late, 10)}  # days ago
+    events: list[Any] = []
+    for account in stayers + early + late:
+        n = int(account[2:])
+        reports, errors = (3.0 + n % 6, 1.0 + n % 4) if account in stayers else (1.0 + n % 2, 5.0 + n % 3)
+        for d in range(100 - leaving.get(account, 0)):
+            for metric, quantity in (("reports", reports), ("errors", errors)):
+                data = {"metric": metric, "quantity": quantity, "active_users": 3}
+                when = NOW - (100 - d) * DAY
+                events.append(event("usage.recorded", account, when, data, id=f"{account}-{metric}-{d}"))
+    events += [churned(account, days_ago=days) for account, days in leaving.items()]
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        store_history(sessions, events)
+        card = load_scorecard()
+        rows = [levels(reports=5.0 + n % 4, errors=1.0 + n % 3) for n in range(40)]
+        weighted = card.with_peers(peers.fit(rows, NOW.isoformat(), 20, churned=[levels(reports=1.0)] * 30))
+        assert weighted.peers is not None and weighted.peers.weights
+        since = NOW - 25 * DAY
+        then, start = scorecard_at_start(sessions, weighted, 30 * DAY, 7 * DAY, since, 20, False)
+        assert start is not None and since <= start < since + 7 * DAY
+        assert then.peers is not None and then.peers.fitted_at == start.isoformat()
+        assert then.peers.churns == len(early)  # the late leavers had not left yet
+        assert then.peers.accounts == len(stayers) + len(late)  # observed on that date
+        assert (
+            then.peers.weights["usage.reports.level_84d"] > 0 > then.peers.weights["usage.errors.level_84d"]
+        )
+        assert then.version != weighted.version
+        plain = card.with_peers(peers.fit(rows, NOW.isoformat(), 20))
+        assert scorecard_at_start(sessions, plain, 30 * DAY, 7 * DAY, since, 20, False) == (plain, None)
+    finally:
+        engine.dispose()
