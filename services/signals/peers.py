@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 FEATURE = "usage_vs_peers"
 LEVEL = "level_84d"
@@ -183,6 +182,9 @@ def _weights(
     magnitudes sum to 1 and rounded, so that the same accounts give the same reference."""
     if len(cases) < MIN_CHURNS:
         return {}
+    # Imported here: scikit-learn costs the scoring service about 100 MB it needs only for a fit.
+    from sklearn.linear_model import LogisticRegression
+
     x = np.array([draft.spreads(row) for row in live + cases])
     y = np.r_[np.zeros(len(live)), np.ones(len(cases))]
     model = LogisticRegression(C=PENALTY, max_iter=1000).fit(x, y)
