@@ -34,7 +34,9 @@ def _features(
     if response.status_code != 200:
         return None
     features: dict[str, float] = response.json()["features"]
-    return features if all(features[k] == v for k, v in expected.items()) else None
+    # .get: the sweep may score a registered account before its first events are applied (band
+    # no_data, no features yet); that is "not yet", not a failure of the probe.
+    return features if all(features.get(k) == v for k, v in expected.items()) else None
 
 
 def test_decline_turns_green_account_red_with_drivers_in_words(
