@@ -121,8 +121,6 @@ class RiskScore(Base):
 
     __tablename__ = "risk_scores"
     __table_args__ = (
-        Index("ix_risk_scores_band_rar", "band", "revenue_at_risk"),
-        Index("ix_risk_scores_rar", "revenue_at_risk"),
         Index("ix_risk_scores_owner", "owner_email"),
         Index("ix_risk_scores_as_of", "as_of"),
         # The portfolio's order (revenue at risk in the reporting currency, largest first, then
@@ -130,6 +128,11 @@ class RiskScore(Base):
         # index only, with the columns of the common filters (PostgreSQL: INCLUDE).
         Index("ix_risk_scores_ranking", text("ranking DESC"), "account_id"),
         Index("ix_risk_scores_ranking_rates", "ranking_rates"),
+        # Filtered pages (band; tier and owner in any case) are the first rows of their own index.
+        Index("ix_risk_scores_band_ranking", "band", text("ranking DESC"), "account_id"),
+        Index("ix_risk_scores_tier_ranking", text("lower(tier)"), text("ranking DESC"), "account_id"),
+        Index("ix_risk_scores_owner_email_lower", text("lower(owner_email)")),
+        Index("ix_risk_scores_owner_name_lower", text("lower(owner_name)")),
         Index(
             "ix_risk_scores_band_account",
             "band",
