@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, Numeric, Table, create_engine, event, exc, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Executable,
+    MetaData,
+    Numeric,
+    Table,
+    create_engine,
+    event,
+    exc,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -113,9 +127,58 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
-    return create_engine(url, **kwargs)
+    ping_after_s = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_s)
+    return engine
+
+
+PING_AFTER_IDLE_S = 2.0
+T = TypeVar("T")
+# A read written once for both ways of running it (shared.web.Reader.plan): a generator that
+# yields each statement (or a statement and its parameters), is sent that statement's rows
+# (SQLAlchemy Row objects), and returns the answer.
+ReadStep = Executable | tuple[Executable, dict[str, Any]]
+ReadPlan = Generator[ReadStep, list[Any], T]
+
+
+def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine | None:
+    """An asyncio engine on the same PostgreSQL database (psycopg's async connections), for read
+    routes that run their statements on the event loop; None for SQLite, whose routes keep the
+    worker threads. Same JSON, parameter hiding and idle ping as make_engine."""
+    if not url.startswith("postgresql"):
+        return None
+    kwargs.setdefault("json_serializer", _json_text)
+    kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("pool_size", 5)
+    ping_after_s = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
+    engine = create_async_engine(url, **kwargs)
+    _ping_when_idle(engine.sync_engine, ping_after_s)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Check a pooled connection before use only when it sat idle for `idle_s` or more (a server
+    restart or a firewall may have closed it meanwhile). `pool_pre_ping` checks on every
+    checkout: a round trip per request, as much as the one query of GET /risk. A connection that
+    dies between two busy uses fails its statement instead; SQLAlchemy then invalidates the
+    pool, and the caller's retry or 503 applies (shared.db.is_transient)."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["kamwatch_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("kamwatch_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure: the pool discards it and connects afresh
+            raise exc.DisconnectionError(f"pooled connection failed its ping when idle: {error}") from error
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

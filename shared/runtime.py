@@ -13,11 +13,12 @@ from typing import Any
 import anyio.to_thread
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.auth import KeyCache
 from shared.clock import Clock, clock_from_env
-from shared.db import make_engine, make_sessionmaker, ping
+from shared.db import make_async_engine, make_engine, make_sessionmaker, ping
 from shared.kafka import BatchHandler, BatchLoop, Publisher, make_consumer, make_producer
 from shared.logging import get_logger
 from shared.settings import ServiceSettings
@@ -70,7 +71,12 @@ def pool_for(url: str, api_threads: int) -> dict[str, int]:
     return {"pool_size": api_threads + 2, "max_overflow": 2}
 
 
-def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None], api_threads: int = 40) -> Any:
+def lifespan_with(
+    consumer: ConsumerThread | None,
+    on_stop: Callable[[], None],
+    api_threads: int = 40,
+    async_engine: AsyncEngine | None = None,
+) -> Any:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Synchronous routes run on AnyIO's worker threads: as many as the pool has connections.
@@ -83,6 +89,8 @@ def lifespan_with(consumer: ConsumerThread | None, on_stop: Callable[[], None], 
             if consumer is not None:
                 consumer.stop()
             on_stop()
+            if async_engine is not None:
+                await async_engine.dispose()
 
     return lifespan
 
@@ -127,6 +135,12 @@ def build_service(
     common = settings.common
     engine = make_engine(common.database_url, **pool_for(common.database_url, common.api_threads))
     sessions = make_sessionmaker(engine)
+    # The hot read routes' statements run on the event loop (PostgreSQL; shared.web.Reader.plan):
+    # a pool of half as many connections, each held for one statement (a process that serves
+    # none of those routes never opens one).
+    async_engine = make_async_engine(
+        common.database_url, pool_size=max(2, common.api_threads // 2), max_overflow=2
+    )
     batch_handler = handler(sessions, clock)
     consumer = ConsumerThread(consumer_loop(settings, topics, batch_handler)) if with_consumer else None
 
@@ -144,12 +158,13 @@ def build_service(
         title=f"kamwatch {name}",
         version="1.0.0",
         description=description,
-        lifespan=lifespan_with(consumer, on_stop, common.api_threads),
+        lifespan=lifespan_with(consumer, on_stop, common.api_threads, async_engine),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
     state = {"settings": settings, "sessions": sessions, "clock": clock, "publisher": publisher}
+    state["async_engine"] = async_engine
     state["key_cache"] = KeyCache(ttl_s=common.api_key_cache_s)
     state |= {"processor": batch_handler, "consumer": consumer, **(parts or {})}
     for key, value in state.items():

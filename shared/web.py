@@ -16,13 +16,15 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Executable, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import KeyCache, lookup_scopes
 from shared.clock import Clock
-from shared.db import transaction
+from shared.db import ReadPlan, ReadStep, transaction
 from shared.errors import AppError, Forbidden, Problem, Unauthorized, ValidationFailed, problems_from, summary
 from shared.kafka import Publisher
 from shared.logging import get_logger
@@ -76,10 +78,36 @@ class Reader:
     """A read-only unit of work in one transaction on one worker thread: `await reader(work)`
     runs `work(session)` there, then commits and closes. A read route built on it costs one
     thread hop in all (a route on SessionDep costs two: the route, then the commit); on this
-    2-core machine the hand-offs to worker threads, not the queries, bounded the Risk API."""
+    2-core machine the hand-offs to worker threads, not the queries, bounded the Risk API.
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    `await reader.plan(steps)` runs a ReadPlan in autocommit: on PostgreSQL on the event loop
+    (asyncio connections, no worker thread at all), on SQLite on one worker thread."""
+
+    def __init__(self, factory: sessionmaker[Session], async_engine: AsyncEngine | None = None) -> None:
         self.factory = factory
+        self.async_engine = async_engine
+
+    @property
+    def dialect(self) -> str:
+        bind = self.factory.kw["bind"]
+        return str(bind.dialect.name)
+
+    async def plan(self, steps: ReadPlan[T]) -> T:
+        """Drive `steps`: each statement it yields is executed and its rows sent back."""
+        if self.async_engine is None:
+
+            def run(session: Session) -> T:
+                return _drive(steps, lambda step: list(session.execute(*_statement(step))))
+
+            return await self(run, autocommit=True)
+        async with self.async_engine.connect() as connection:
+            rows: list[Row[Any]] | None = None
+            try:
+                while True:
+                    statement = next(steps) if rows is None else steps.send(rows)
+                    rows = list(await connection.execute(*_statement(statement)))
+            except StopIteration as done:
+                return done.value
 
     async def __call__(self, work: Callable[[Session], T], *, autocommit: bool = False) -> T:
         """`autocommit`: the work needs no transaction of its own (a lookup by key, or reads that
@@ -95,8 +123,22 @@ class Reader:
         return await run_in_threadpool(run)
 
 
+def _statement(step: ReadStep) -> tuple[Executable, dict[str, Any] | None]:
+    return step if isinstance(step, tuple) else (step, None)
+
+
+def _drive(steps: ReadPlan[T], execute: Callable[[ReadStep], list[Row[Any]]]) -> T:
+    rows: list[Row[Any]] | None = None
+    try:
+        while True:
+            statement = next(steps) if rows is None else steps.send(rows)
+            rows = execute(statement)
+    except StopIteration as done:
+        return done.value
+
+
 async def _reader(request: Request) -> Reader:
-    return Reader(request.app.state.sessions)
+    return Reader(request.app.state.sessions, getattr(request.app.state, "async_engine", None))
 
 
 async def _clock(request: Request) -> Clock:

@@ -98,7 +98,8 @@ class SignalsSettings(ServiceSettings):
         le=60,
         description=(
             "GET /v1/portfolio counts `total` per filter set, and checks that every stored ranking "
-            "amount is current, at most this often (0: on every request)"
+            "amount is current, at most this often; the API looks at the rates file as often "
+            "(0: on every request)"
         ),
     )
     budget_min_accounts: int = Field(default=100, ge=10, description="smaller portfolios keep fixed bands")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from typing import Any
 from sqlalchemy import (
     Float,
     Numeric,
+    Row,
     Select,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -25,7 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm import Session, aliased
 
 from services.signals.models import (
     OUTCOME_FILTER,
@@ -38,8 +41,9 @@ from services.signals.models import (
 )
 from services.signals.money import UNRANKED, Rates
 from services.signals.state import Counts, EntityRow
+from shared.cache import TtlMemo
 from shared.contracts import CHURNED, AccountRecord
-from shared.db import Money, insert_ignore, insert_ignore_json, upsert
+from shared.db import Money, ReadPlan, insert_ignore, insert_ignore_json, upsert
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -425,6 +429,57 @@ def get_risk(session: Session, account_id: str) -> RiskScore | None:
     return session.get(RiskScore, account_id)
 
 
+# What a risk answer shows (GET /v1/accounts/{id}/risk): no features, read as plain columns.
+RISK_COLUMNS = (
+    RiskScore.account_id,
+    RiskScore.name,
+    RiskScore.score,
+    RiskScore.band,
+    RiskScore.drivers,
+    RiskScore.changes,
+    RiskScore.model_version,
+    RiskScore.as_of,
+    RiskScore.scored_at,
+    RiskScore.arr,
+    RiskScore.currency,
+    RiskScore.tier,
+    RiskScore.revenue_at_risk,
+)
+# The texts of an account's first three drivers, read out of the JSON by the database: a page
+# then decodes no driver list. NULL where the account has fewer drivers.
+TOP_DRIVER_COLUMNS = tuple(
+    RiskScore.drivers[(i, "text")].as_string().label(f"top_driver_{i}") for i in range(3)
+)
+# What a portfolio item shows (GET /v1/portfolio); api._portfolio_item reads a row by position.
+PORTFOLIO_COLUMNS = (
+    RiskScore.account_id,
+    RiskScore.name,
+    RiskScore.score,
+    RiskScore.band,
+    RiskScore.model_version,
+    RiskScore.as_of,
+    RiskScore.scored_at,
+    RiskScore.arr,
+    RiskScore.currency,
+    RiskScore.tier,
+    RiskScore.revenue_at_risk,
+    RiskScore.owner_name,
+    RiskScore.owner_email,
+    *TOP_DRIVER_COLUMNS,
+)
+
+
+# Built once: building the statement cost a quarter of the lookup's Python time.
+_RISK_ANSWER = select(*RISK_COLUMNS).where(RiskScore.account_id == bindparam("account_id"))
+
+
+def risk_answer(account_id: str) -> ReadPlan[Row[Any] | None]:
+    """The columns of one account's risk answer (RISK_COLUMNS), or None: one indexed lookup that
+    builds no ORM object and leaves the features unread (a read plan: shared.web.Reader.plan)."""
+    rows = yield _RISK_ANSWER, {"account_id": account_id}
+    return rows[0] if rows else None
+
+
 def unpublished_history(
     session: Session, *, account_ids: Sequence[str] = (), before: datetime | None = None, limit: int = 1000
 ) -> list[RiskHistory]:
@@ -558,9 +613,14 @@ def ranking_key(session: Session, rates: Rates, current: bool | None = None) -> 
     rounded to the cent), read and compared as one, so a cursor lands exactly between equal
     amounts; NUMERIC on PostgreSQL; rounded as stored amounts are, so both ways rank alike.
     `current`: the answer of `ranking_current` if the caller has it."""
-    if current if current is not None else ranking_current(session, rates):
+    stored = current if current is not None else ranking_current(session, rates)
+    return _ranking_key(session.get_bind().dialect.name, rates, stored)
+
+
+def _ranking_key(dialect: str, rates: Rates, stored: bool) -> tuple[bool, Any, Any, Any]:
+    if stored:
         return True, RiskScore.ranking, Money(), RiskScore.ranking.desc()
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    sqlite = dialect == "sqlite"
     key_type = Float() if sqlite else Numeric()
     places = 0 if sqlite else 2
     converted = type_coerce(rates.converted(RiskScore.revenue_at_risk, RiskScore.currency, places), key_type)
@@ -582,6 +642,26 @@ def portfolio_query(filters: AccountFilters, band: str | None, include_churned: 
     return filtered(query, filters, people=RiskScore)
 
 
+@functools.lru_cache(maxsize=256)
+def _portfolio_query(filters: AccountFilters, band: str | None, include_churned: bool) -> Select[Any]:
+    """portfolio_query, built once per filter set: building the statement (columns coerced, the
+    anti-join aliased) cost a page more Python time than PostgreSQL took to answer it."""
+    return portfolio_query(filters, band, include_churned)
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_page(
+    filters: AccountFilters, band: str | None, include_churned: bool, limit: int, offset: int
+) -> Select[Any]:
+    """A page's statement over the stored ranking (one more row than asked: is there a next
+    page?). Kept, so SQLAlchemy finds its compiled form without walking it again."""
+    query = _portfolio_query(filters, band, include_churned)
+    ordered = query.with_only_columns(*PORTFOLIO_COLUMNS, RiskScore.ranking).order_by(
+        RiskScore.ranking.desc(), RiskScore.account_id
+    )
+    return ordered.limit(limit + 1).offset(offset)
+
+
 PortfolioKey = tuple[Decimal | float | None, str]  # (revenue at risk in the reporting currency, id)
 
 
@@ -596,9 +676,14 @@ def ranking_current(session: Session, rates: Rates) -> bool:
     The smallest and largest digest are the two ends of their index, whatever the planner's
     statistics say (a `WHERE digest <> ... LIMIT 1` became a scan of the whole table on a table
     not yet analysed)."""
-    low, high = session.execute(
-        select(func.min(RiskScore.ranking_rates), func.max(RiskScore.ranking_rates))
-    ).one()
+    return _ranking_is(session.execute(_RANKING_DIGESTS).one(), rates)
+
+
+_RANKING_DIGESTS = select(func.min(RiskScore.ranking_rates), func.max(RiskScore.ranking_rates))
+
+
+def _ranking_is(digests: Any, rates: Rates) -> bool:
+    low, high = digests
     return low is None or low == high == rates.digest
 
 
@@ -629,29 +714,27 @@ class PortfolioPage:
     """One page of the portfolio: its rows, how many rows the filters match, whether a next
     page exists, and the sort key of the last row (the next keyset cursor)."""
 
-    rows: list[RiskScore]
+    rows: list[Row[Any]]  # PORTFOLIO_COLUMNS
     total: int
     more: bool
     last: PortfolioKey | None
 
 
-Memo = Callable[[Any, Callable[[], Any]], Any]  # (key, load) -> value, e.g. shared.cache.TtlMemo.get
-
-
 def portfolio(
-    session: Session,
+    dialect: str,
     filters: AccountFilters,
     band: str | None,
     page: tuple[int, int],
     rates: Rates,
     include_churned: bool = False,
     after: PortfolioKey | None = None,
-    memo: Memo | None = None,
-) -> PortfolioPage:
+    memo: TtlMemo[Any] | None = None,
+) -> ReadPlan[PortfolioPage]:
     """One page of the portfolio, largest revenue at risk in the reporting currency first (no
-    rate for its currency: after the others). `after`: keyset pagination, the rows that sort
-    after that key (no OFFSET: a deep page costs what the first does); else `page` = (limit,
-    offset). Whether more rows follow is read with the page (one row more), never from the total.
+    rate for its currency: after the others), as a read plan (shared.web.Reader.plan runs it
+    on the event loop on PostgreSQL). `after`: keyset pagination, the rows that sort after that
+    key (no OFFSET: a deep page costs what the first does); else `page` = (limit, offset).
+    Whether more rows follow is read with the page (one row more), never from the total.
 
     When every score's stored ranking amount was converted with `rates` (the usual case) the
     page is one statement over the ranking index and the total is counted apart, not at all on
@@ -660,18 +743,16 @@ def portfolio(
     memo: `SignalsSettings.portfolio_cache_s`) keeps the answer of the ranking check and each
     filter set's count for a few seconds instead of asking the database on every request."""
     limit, offset = page
-    query = matching = portfolio_query(filters, band, include_churned)
-
-    def count() -> int:  # every row the filters match (with a cursor: not only those after it)
-        narrow = matching.with_only_columns(RiskScore.account_id).subquery()
-        return int(session.scalar(select(func.count()).select_from(narrow)) or 0)
-
-    def remembered(key: Any, load: Callable[[], Any]) -> Any:
-        return memo(key, load) if memo is not None else load()
-
-    current = remembered(("ranking", rates.digest), lambda: ranking_current(session, rates))
-    stored, converted, key_type, order = ranking_key(session, rates, current)
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = matching = _portfolio_query(filters, band, include_churned)
+    remembered = memo.peek(("ranking", rates.digest)) if memo is not None else None
+    if remembered is None:
+        current = _ranking_is((yield _RANKING_DIGESTS)[0], rates)
+        if memo is not None:
+            memo.put(("ranking", rates.digest), current)
+    else:
+        current = remembered[0]
+    stored, converted, key_type, order = _ranking_key(dialect, rates, current)
+    sqlite = dialect == "sqlite"
     none = converted == UNRANKED if stored else converted.is_(None)
     total: int | None = None
     if after is not None:
@@ -688,11 +769,14 @@ def portfolio(
                 )
             )
         offset = 0
-    if stored:  # the page's rows straight from the ranking index (features are not shown)
-        ordered = query.options(defer(RiskScore.features), defer(RiskScore.changes)).order_by(
-            order, RiskScore.account_id
-        )
-        found = list(session.scalars(ordered.limit(limit + 1).offset(offset)))
+    if stored:  # the page's rows straight from the ranking index, as plain columns
+        if after is None:
+            found = yield _stored_page(filters, band, include_churned, limit, offset)
+        else:
+            ordered = query.with_only_columns(*PORTFOLIO_COLUMNS, RiskScore.ranking).order_by(
+                order, RiskScore.account_id
+            )
+            found = yield ordered.limit(limit + 1).offset(offset)
         more, rows = len(found) > limit, found[:limit]
         keys = [(r.account_id, r.ranking) for r in rows]
     else:
@@ -700,20 +784,30 @@ def portfolio(
         # (drivers, features) cost PostgreSQL most of the request.
         columns = [RiskScore.account_id, converted, func.count().over()]  # total from the same scan
         ordered = query.with_only_columns(*columns).order_by(order, RiskScore.account_id)
-        narrow = session.execute(ordered.limit(limit + 1).offset(offset)).all()
+        narrow = yield ordered.limit(limit + 1).offset(offset)
         more, narrow = len(narrow) > limit, narrow[:limit]
         if narrow and after is None:
             total = int(narrow[0][2])
         keys = [(k[0], k[1]) for k in narrow]
-        by_id = select(RiskScore).options(defer(RiskScore.features), defer(RiskScore.changes))
         wanted = [k[0] for k in keys]
-        loaded = {r.account_id: r for r in session.scalars(by_id.where(RiskScore.account_id.in_(wanted)))}
+        loaded: dict[str, Row[Any]] = {}
+        if wanted:
+            by_id = select(*PORTFOLIO_COLUMNS).where(RiskScore.account_id.in_(wanted))
+            loaded = {r.account_id: r for r in (yield by_id)}
         rows = [loaded[a] for a in wanted if a in loaded]
     if total is None:
         if not more and after is None and (keys or not offset):
             total = offset + len(keys)  # the last page: nothing beyond it to count
-        else:
-            total = remembered(("total", filters, band, include_churned), count)
+        else:  # every row the filters match (with a cursor: not only those after it)
+            count_key = ("total", filters, band, include_churned)
+            counted = memo.peek(count_key) if memo is not None else None
+            if counted is None:
+                narrow_ids = matching.with_only_columns(RiskScore.account_id).subquery()
+                total = int((yield select(func.count()).select_from(narrow_ids))[0][0] or 0)
+                if memo is not None:
+                    memo.put(count_key, total)
+            else:
+                total = counted[0]
     if not keys:
         return PortfolioPage([], total, False, None)
     last = keys[-1][1]

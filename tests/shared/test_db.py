@@ -79,3 +79,30 @@ def test_json_batch_insert_keeps_order_text_and_skips_known_keys(postgres_url: s
         with engine.begin() as connection:
             connection.execute(text("DROP TABLE IF EXISTS json_batch"))
         engine.dispose()
+
+
+def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_when_dead(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping on a busy connection (a round trip per request); one that idled is checked before
+    use, and a dead one is replaced instead of failing the caller's statement."""
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0, ping_after_idle_s=3600)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
+    try:
+        for _ in range(3):
+            with engine.connect() as connection:
+                pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert pings == []  # used again at once: never pinged
+        killer = make_engine(postgres_url)  # the server drops the pooled connection
+        with killer.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        killer.dispose()
+        for record in engine.pool._pool.queue:  # type: ignore[attr-defined]
+            record.info["kamwatch_idle_since"] -= 7200  # as if it had idled for two hours
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+        assert len(pings) == 1
+    finally:
+        engine.dispose()

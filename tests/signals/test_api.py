@@ -8,10 +8,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.signals.config import SignalsSettings
+from services.signals.models import RiskScore
+from services.signals.schemas import PortfolioOut, RiskOut
 from shared.auth import create_key
+from shared.contracts import Driver
 from shared.db import transaction
 from tests.helpers import NOW
 from tests.signals.streams import full_story, healthy_history
@@ -77,6 +81,33 @@ def test_portfolio_ranks_by_revenue_at_risk_with_filters_and_pages(
     assert second["next_offset"] is None
     beyond = _portfolio(api, auth, offset=10).json()  # past the end: still the total
     assert beyond["items"] == [] and beyond["total"] == 3 and beyond["next_offset"] is None
+
+
+def test_risk_and_portfolio_answers_are_exactly_their_documented_schemas(
+    api: TestClient, auth: dict[str, str], db: sessionmaker[Session], processor: Any
+) -> None:
+    """The two hot routes render their JSON from table columns, not through the response
+    models: each answer must still be what RiskOut / PortfolioOut would send, field for field,
+    with the drivers and top drivers the score holds."""
+    _register(api, auth, "mid-risky", "300000", "strategic", "lee")
+    _register(api, auth, "big-healthy", "900000", "key", "kim")
+    store_history(db, full_story("mid-risky", NOW) + healthy_history("big-healthy", NOW))
+    processor.tick()
+    with transaction(db) as session:
+        stored = {r.account_id: r for r in session.scalars(select(RiskScore))}
+    for account_id, score in stored.items():
+        risk = api.get(f"/v1/accounts/{account_id}/risk", headers=auth).json()
+        assert RiskOut.model_validate(risk).model_dump(mode="json") == risk
+        assert risk["drivers"] == [Driver.model_validate(d).model_dump() for d in score.drivers]
+        assert risk["changes"] == score.changes
+    assert len(stored["mid-risky"].drivers) >= 3  # the top drivers below are cut to three
+    for params in ({}, {"band": "red"}, {"tier": "KEY"}, {"owner": "KIM@example.com"}, {"limit": 1}):
+        page = _portfolio(api, auth, **params).json()
+        assert PortfolioOut.model_validate(page).model_dump(mode="json") == page
+        assert page["items"], params
+        for item in page["items"]:
+            assert item["top_drivers"] == [d["text"] for d in stored[item["account_id"]].drivers[:3]]
+            assert item["owner"] == OWNERS["lee" if item["account_id"] == "mid-risky" else "kim"][0]
 
 
 def test_risk_history_and_features_of_one_account(

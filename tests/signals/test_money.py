@@ -41,7 +41,9 @@ rates:
 def signals_settings(signals_settings: SignalsSettings, tmp_path: Path) -> SignalsSettings:
     path = tmp_path / "rates.yaml"
     path.write_text(RATES)
-    return signals_settings.model_copy(update={"rates_path": str(path)})
+    # portfolio_cache_s=0: the API looks at the rates file on every request (by default at most
+    # every 2 s), so a test can change it and ask at once.
+    return signals_settings.model_copy(update={"rates_path": str(path), "portfolio_cache_s": 0})
 
 
 def _put(api: TestClient, auth: dict[str, str], account: str, **fields: Any) -> Any:
