@@ -147,9 +147,12 @@ ReadPlan = Generator[ReadStep, list[Any], T]
 def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine | None:
     """An asyncio engine on the same PostgreSQL database (psycopg's async connections), for read
     routes that run their statements on the event loop; None for SQLite, whose routes keep the
-    worker threads. Same JSON, parameter hiding and idle ping as make_engine."""
+    worker threads. Autocommit: each statement reads the latest committed rows, with no BEGIN
+    and no ROLLBACK round trip around it. Same JSON, parameter hiding and idle ping as
+    make_engine."""
     if not url.startswith("postgresql"):
         return None
+    kwargs.setdefault("isolation_level", "AUTOCOMMIT")
     kwargs.setdefault("json_serializer", _json_text)
     kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("pool_size", 5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import exc, text
 
@@ -89,7 +91,12 @@ def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_when_dead(
     engine = make_engine(postgres_url, pool_size=1, max_overflow=0, ping_after_idle_s=3600)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
-    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn))
+
+    def counted_ping(connection: Any) -> bool:
+        pings.append(connection)
+        return bool(real_ping(connection))
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted_ping)
     try:
         for _ in range(3):
             with engine.connect() as connection:
@@ -106,3 +113,25 @@ def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_when_dead(
         assert len(pings) == 1
     finally:
         engine.dispose()
+
+
+def test_the_async_read_engine_runs_each_statement_in_autocommit(postgres_url: str) -> None:
+    """Reader.plan's statements on PostgreSQL: no transaction around them (a BEGIN and a
+    ROLLBACK would double the round trips of a one-lookup route)."""
+    import asyncio
+
+    from shared.db import make_async_engine
+
+    async def autocommit() -> object:
+        engine = make_async_engine(postgres_url)
+        assert engine is not None
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                raw = await connection.get_raw_connection()
+                return raw.driver_connection.autocommit  # type: ignore[union-attr]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(autocommit()) is True
+    assert make_async_engine("sqlite:///unused.db") is None
