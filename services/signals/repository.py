@@ -429,14 +429,9 @@ def get_risk(session: Session, account_id: str) -> RiskScore | None:
     return session.get(RiskScore, account_id)
 
 
-# What a risk answer shows (GET /v1/accounts/{id}/risk): no features, read as plain columns.
-RISK_COLUMNS = (
-    RiskScore.account_id,
-    RiskScore.name,
-    RiskScore.score,
-    RiskScore.band,
-    RiskScore.drivers,
-    RiskScore.changes,
+# The columns both hot answers show, before and after what differs.
+_ANSWER_HEAD = (RiskScore.account_id, RiskScore.name, RiskScore.score, RiskScore.band)
+_ANSWER_TAIL = (
     RiskScore.model_version,
     RiskScore.as_of,
     RiskScore.scored_at,
@@ -445,6 +440,8 @@ RISK_COLUMNS = (
     RiskScore.tier,
     RiskScore.revenue_at_risk,
 )
+# What a risk answer shows (GET /v1/accounts/{id}/risk): no features, read as plain columns.
+RISK_COLUMNS = (*_ANSWER_HEAD, RiskScore.drivers, RiskScore.changes, *_ANSWER_TAIL)
 # The texts of an account's first three drivers, read out of the JSON by the database: a page
 # then decodes no driver list. NULL where the account has fewer drivers.
 TOP_DRIVER_COLUMNS = tuple(
@@ -452,17 +449,8 @@ TOP_DRIVER_COLUMNS = tuple(
 )
 # What a portfolio item shows (GET /v1/portfolio); api._portfolio_item reads a row by position.
 PORTFOLIO_COLUMNS = (
-    RiskScore.account_id,
-    RiskScore.name,
-    RiskScore.score,
-    RiskScore.band,
-    RiskScore.model_version,
-    RiskScore.as_of,
-    RiskScore.scored_at,
-    RiskScore.arr,
-    RiskScore.currency,
-    RiskScore.tier,
-    RiskScore.revenue_at_risk,
+    *_ANSWER_HEAD,
+    *_ANSWER_TAIL,
     RiskScore.owner_name,
     RiskScore.owner_email,
     *TOP_DRIVER_COLUMNS,
