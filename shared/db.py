@@ -114,12 +114,18 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Build an engine for a sqlite:/// or postgresql+psycopg:// URL."""
+def _engine_defaults(kwargs: dict[str, Any]) -> float:
+    """Fill the defaults every engine shares; return the idle time before a ping."""
     kwargs.setdefault("json_serializer", _json_text)
     # Statement parameters hold e-mail addresses, webhook URLs and payloads: an exception (and
     # the log line carrying it) must not repeat them.
     kwargs.setdefault("hide_parameters", True)
+    return float(kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S))
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Build an engine for a sqlite:/// or postgresql+psycopg:// URL."""
+    ping_after_s = _engine_defaults(kwargs)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -128,7 +134,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_size", 5)
-    ping_after_s = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_after_s)
@@ -152,11 +157,9 @@ def make_async_engine(url: str, **kwargs: Any) -> AsyncEngine | None:
     make_engine."""
     if not url.startswith("postgresql"):
         return None
+    ping_after_s = _engine_defaults(kwargs)
     kwargs.setdefault("isolation_level", "AUTOCOMMIT")
-    kwargs.setdefault("json_serializer", _json_text)
-    kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("pool_size", 5)
-    ping_after_s = kwargs.pop("ping_after_idle_s", PING_AFTER_IDLE_S)
     engine = create_async_engine(url, **kwargs)
     _ping_when_idle(engine.sync_engine, ping_after_s)
     return engine

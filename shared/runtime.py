@@ -136,8 +136,8 @@ def build_service(
     engine = make_engine(common.database_url, **pool_for(common.database_url, common.api_threads))
     sessions = make_sessionmaker(engine)
     # The hot read routes' statements run on the event loop (PostgreSQL; shared.web.Reader.plan):
-    # a pool of half as many connections, each held for one statement (a process that serves
-    # none of those routes never opens one).
+    # a pool of half as many connections, each held for one read (a process that serves none of
+    # those routes never opens one).
     async_engine = make_async_engine(
         common.database_url, pool_size=max(2, common.api_threads // 2), max_overflow=2
     )

@@ -265,13 +265,13 @@ async def _filters(
 FiltersDep = Annotated[repository.AccountFilters, Depends(_filters)]
 
 
-def reporting_money(risk: Any, rates: Rates) -> dict[str, Any]:
+def reporting_money(rates: Rates, currency: str, arr: Decimal, at_risk: Decimal) -> dict[str, Any]:
     """The *_reporting fields of an answer: the amounts converted at the rates table's date."""
     return {
         "reporting_currency": rates.currency,
         "rates_date": rates.date.isoformat(),
-        "arr_reporting": _number(rates.convert(risk.arr, risk.currency)),
-        "revenue_at_risk_reporting": _number(rates.convert(risk.revenue_at_risk, risk.currency)),
+        "arr_reporting": _number(rates.convert(arr, currency)),
+        "revenue_at_risk_reporting": _number(rates.convert(at_risk, currency)),
     }
 
 
@@ -295,7 +295,7 @@ DRIVER_FIELDS = tuple(Driver.model_fields)
 def _risk_body(row: Any, rates: Rates) -> dict[str, Any]:
     """RiskOut of a row of repository.RISK_COLUMNS, fields in the schema's order."""
     return {
-        **reporting_money(row, rates),
+        **reporting_money(rates, row.currency, row.arr, row.revenue_at_risk),
         "account_id": row.account_id,
         "name": row.name,
         "score": float(row.score),
@@ -318,10 +318,7 @@ def _portfolio_item(row: Any, rates: Rates) -> dict[str, Any]:
     (account_id, name, score, band, model, as_of, scored_at, arr, currency, tier, at_risk) = row[:11]
     owner_name, owner_email, first, second, third = row[11:16]
     return {
-        "reporting_currency": rates.currency,
-        "rates_date": rates.date.isoformat(),
-        "arr_reporting": _number(rates.convert(arr, currency)),
-        "revenue_at_risk_reporting": _number(rates.convert(at_risk, currency)),
+        **reporting_money(rates, currency, arr, at_risk),
         "account_id": account_id,
         "name": name,
         "score": float(score),

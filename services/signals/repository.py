@@ -708,6 +708,19 @@ class PortfolioPage:
     last: PortfolioKey | None
 
 
+def _remembered(
+    memo: TtlMemo[Any] | None, key: Any, statement: Any, value_of: Callable[[list[Any]], Any]
+) -> ReadPlan[Any]:
+    """The value `memo` keeps for `key`, else `value_of` the statement's rows (then kept)."""
+    hit = memo.peek(key) if memo is not None else None
+    if hit is not None:
+        return hit[0]
+    value = value_of((yield statement))
+    if memo is not None:
+        memo.put(key, value)
+    return value
+
+
 def portfolio(
     dialect: str,
     filters: AccountFilters,
@@ -732,13 +745,9 @@ def portfolio(
     filter set's count for a few seconds instead of asking the database on every request."""
     limit, offset = page
     query = matching = _portfolio_query(filters, band, include_churned)
-    remembered = memo.peek(("ranking", rates.digest)) if memo is not None else None
-    if remembered is None:
-        current = _ranking_is((yield _RANKING_DIGESTS)[0], rates)
-        if memo is not None:
-            memo.put(("ranking", rates.digest), current)
-    else:
-        current = remembered[0]
+    current = yield from _remembered(
+        memo, ("ranking", rates.digest), _RANKING_DIGESTS, lambda rows: _ranking_is(rows[0], rates)
+    )
     stored, converted, key_type, order = _ranking_key(dialect, rates, current)
     sqlite = dialect == "sqlite"
     none = converted == UNRANKED if stored else converted.is_(None)
@@ -787,15 +796,13 @@ def portfolio(
         if not more and after is None and (keys or not offset):
             total = offset + len(keys)  # the last page: nothing beyond it to count
         else:  # every row the filters match (with a cursor: not only those after it)
-            count_key = ("total", filters, band, include_churned)
-            counted = memo.peek(count_key) if memo is not None else None
-            if counted is None:
-                narrow_ids = matching.with_only_columns(RiskScore.account_id).subquery()
-                total = int((yield select(func.count()).select_from(narrow_ids))[0][0] or 0)
-                if memo is not None:
-                    memo.put(count_key, total)
-            else:
-                total = counted[0]
+            narrow_ids = matching.with_only_columns(RiskScore.account_id).subquery()
+            total = yield from _remembered(
+                memo,
+                ("total", filters, band, include_churned),
+                select(func.count()).select_from(narrow_ids),
+                lambda rows: int(rows[0][0] or 0),
+            )
     if not keys:
         return PortfolioPage([], total, False, None)
     last = keys[-1][1]
