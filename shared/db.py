@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -280,18 +280,95 @@ def upsert(
     conflict_columns: Sequence[str],
     update_columns: Sequence[str],
 ) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE SET <update_columns> = the new row's, in one statement
-    per chunk of rows (PostgreSQL and SQLite). Each key may appear once in `rows`."""
+    """INSERT ... ON CONFLICT DO UPDATE SET <update_columns> = the new row's (PostgreSQL and
+    SQLite). Each key may appear once in `rows`; every row has the same keys. On PostgreSQL the
+    rows travel as one JSON parameter (`write_json`)."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table)
+    if dialect == "postgresql":
+        write_json(session, table, rows, conflict_columns, update_columns)
+        return
+    statement = sqlite.insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(conflict_columns),
         set_={name: statement.excluded[name] for name in update_columns},
     )
     session.execute(statement, list(rows))
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """A plain INSERT of many rows, in the order given (serial ids follow it); every row has the
+    same keys. PostgreSQL: one JSON parameter (`write_json`)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        write_json(session, table, rows)
+        return
+    session.execute(table.insert(), list(rows))
+
+
+def write_json(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    conflict_columns: Sequence[str] = (),
+    update_columns: Sequence[str] = (),
+) -> None:
+    """PostgreSQL: INSERT (ON CONFLICT DO UPDATE when conflict columns are given) of many rows as
+    one short statement whose one parameter is a JSON array, in the order given. What an
+    executemany costs instead: a multi-row VALUES list is too long for the driver's query cache
+    and is parsed again every batch, and a pipelined executemany sends one Bind/Execute per row.
+    Values go through the columns' own bind processing (shared.db.UTCDateTime, Money), JSON
+    columns keep the canonical text the engine's serializer writes (`_json_text`)."""
+    dialect = session.get_bind().dialect
+    names = tuple(rows[0])
+    binders = [_binder(table.c[name].type, dialect) for name in names]
+    values = [[bind(row[name]) for name, bind in zip(names, binders, strict=True)] for row in rows]
+    statement = _json_write(table, names, tuple(conflict_columns), tuple(update_columns), dialect)
+    document = json.dumps(
+        values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
+    session.execute(statement, {"rows": document})
+
+
+def _binder(column_type: Any, dialect: Any) -> Any:
+    if isinstance(column_type, TypeDecorator):
+        return functools.partial(column_type.process_bind_param, dialect=dialect)
+    return lambda value: value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; kamwatch stores timezone-aware UTC only")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | Decimal):
+        return value.isoformat() if isinstance(value, date) else str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+@functools.lru_cache(maxsize=64)
+def _json_write(
+    table: Table, names: tuple[str, ...], conflict: tuple[str, ...], update: tuple[str, ...], dialect: Any
+) -> Any:
+    fields = []
+    for i, name in enumerate(names):
+        column_type = table.c[name].type
+        sql_type = column_type.compile(dialect=dialect)
+        if sql_type in ("JSON", "JSONB"):  # the element's own text: no re-serialising
+            fields.append(f"CAST(doc->{i} AS {sql_type})")
+        else:
+            fields.append(f"CAST(doc->>{i} AS {sql_type})")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 (table metadata only)
+        f"SELECT {', '.join(fields)} FROM json_array_elements(CAST(:rows AS json)) "
+        "WITH ORDINALITY AS batch(doc, position) ORDER BY position"
+    )
+    if conflict:
+        sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in update)
+        sql += f" ON CONFLICT ({', '.join(conflict)}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+    return text(sql)
 
 
 def _insert_ignore_statement(session: Session, table: Table, conflict_columns: Sequence[str]) -> Any:

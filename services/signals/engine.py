@@ -14,10 +14,11 @@ from services.signals import metrics, repository
 from services.signals.config import SignalsSettings
 from services.signals.drivers import PEERS_WEIGHTED, describe_changes, top_drivers
 from services.signals.features import AccountInfo, compute_features, state_bounds
-from services.signals.models import Account, RiskHistory, RiskScore, SignalEvent
+from services.signals.models import Account, RiskHistory, SignalEvent
 from services.signals.modelstore import ModelHolder
 from services.signals.money import Rates, load_rates, revenue_at_risk
 from services.signals.peers import FEATURE as PEERS_FEATURE
+from services.signals.repository import RiskRow
 from services.signals.scoring import NO_DATA, band_for, should_publish
 from services.signals.statecache import CachedState, StateCache, Written, new_token
 from shared.contracts import CHURNED, Driver
@@ -45,7 +46,7 @@ class Locked:
     order every writer takes them in: no deadlock)."""
 
     accounts: dict[str, Account]
-    risks: dict[str, RiskScore]
+    risks: dict[str, RiskRow]
 
 
 def account_info(account: Account | None) -> AccountInfo:
@@ -142,12 +143,12 @@ class RiskEngine:
         `written`: the state rows this transaction wrote (apply_signals). With a `cache`, an
         account's state comes from the worker's memory when its token matches, else from the
         tables; without one (rebuild) the state is read and every token is cleared. `locked` and
-        `copies`: what the caller already locked and took from the cache (the batch handler)."""
+        `copies`: what the caller already locked and took from the cache (the batch handler).
+        The scores and history rows are written in bulk at the end (repository.write_risk)."""
         written = written or {}
         locked = locked or self.lock(session, account_ids)
         accounts, risks = locked.accounts, locked.risks
         churns = churned_accounts(repository.latest_outcomes(session, account_ids))
-        to_publish = []
         ordered = sorted(set(account_ids))
         live = [a for a in ordered if a not in churns]
         seen: set[str] = set()
@@ -165,38 +166,44 @@ class RiskEngine:
                 cache.stage(account_id, None)
         # only accounts without recent state need the (index-only) look for any event at all
         seen |= repository.accounts_with_events(session, [a for a in live if a not in seen])
+        rates = self.rates()
+        scores: list[RiskRow] = []
+        history: list[RiskHistory] = []
         for account_id in ordered:
             account, risk = accounts.get(account_id), risks.get(account_id)
-            token = tokens.get(account_id, risk.state_token if risk else None)
+            token = tokens.get(account_id, risk["state_token"] if risk else None)
             if account_id in churns:
-                row = self._churned(session, account_id, account, risk, churns[account_id], now, token)
+                features = repository.risk_features(session, account_id) if risk else {}
+                row, change = self._churned(account_id, account, risk, churns[account_id], now, features)
             elif account_id not in seen:
-                row = self._store(session, account_id, account, risk, NO_DATA_ASSESSMENT, now, token)
+                row, change = self._store(account_id, account, risk, NO_DATA_ASSESSMENT, now)
             else:
-                assessment = self.assess(*computed[account_id])
-                row = self._store(session, account_id, account, risk, assessment, now, token)
-            if row is not None and row.publish:
-                to_publish.append(row)
+                row, change = self._store(account_id, account, risk, self.assess(*computed[account_id]), now)
+            _copy_account(row, account_id, account, row["score"] if row["band"] != CHURNED else 0.0, rates)
+            row["state_token"] = token
+            scores.append(row)
+            if change is not None:
+                history.append(change)
+        repository.write_risk(session, scores, [_history_values(h) for h in history])
         metrics.SCORES.labels(trigger).inc(len(live))
-        session.flush()
-        return to_publish
+        return [h for h in history if h.publish]
 
     @staticmethod
     def lock(session: Session, account_ids: list[str]) -> Locked:
         return Locked(
             repository.accounts_by_id(session, account_ids, lock=True),
-            repository.risk_for(session, account_ids, lock=True),
+            repository.locked_risks(session, account_ids),
         )
 
     @staticmethod
     def copies(
-        cache: StateCache, account_ids: list[str], risks: dict[str, RiskScore], now: datetime
+        cache: StateCache, account_ids: list[str], risks: dict[str, RiskRow], now: datetime
     ) -> dict[str, CachedState]:
         """The valid in-memory copies of these accounts (their token matches the locked row)."""
         found = {}
         for account_id in account_ids:
             risk = risks.get(account_id)
-            copy = cache.get(account_id, risk.state_token if risk else None, now)
+            copy = cache.get(account_id, risk["state_token"] if risk else None, now)
             if copy is not None:
                 found[account_id] = copy
         return found
@@ -208,7 +215,7 @@ class RiskEngine:
         copies: dict[str, CachedState],
         live: list[str],
         accounts: dict[str, Account],
-        risks: dict[str, RiskScore],
+        risks: dict[str, RiskRow],
         now: datetime,
         written: Written,
         seen: set[str],
@@ -231,7 +238,7 @@ class RiskEngine:
         entities = repository.entities_of(session, missing, since) if missing else {}
         for account_id in missing:
             risk = risks.get(account_id)
-            token = (risk.state_token if risk is not None else None) or new_token()
+            token = (risk["state_token"] if risk is not None else None) or new_token()
             if account_id in written:
                 token = new_token()
             found = {(e.kind, e.entity_id): e for e in entities.get(account_id, [])}
@@ -256,33 +263,26 @@ class RiskEngine:
 
     def _churned(
         self,
-        session: Session,
         account_id: str,
         account: Account | None,
-        risk: RiskScore | None,
+        risk: RiskRow | None,
         churn: SignalEvent,
         now: datetime,
-        token: str | None = None,
-    ) -> RiskHistory | None:
+        features: dict[str, float],
+    ) -> tuple[RiskRow, RiskHistory | None]:
         """Band churned, once: one published history row; later calls only refresh the copied
-        registry fields (the sweep brings a churned account here only after a registry change)."""
-        if risk is not None and risk.band == CHURNED:
-            _copy_account(risk, account_id, account, 0.0, self.rates())
-            risk.state_token = token
-            return None
-        previous = risk
-        if risk is None:
-            risk = RiskScore(account_id=account_id, published_score=None, published_band=None, changes=[])
-            session.add(risk)
+        registry fields (the sweep brings a churned account here only after a registry change).
+        `features`: the account's as last scored, kept in its churned row."""
+        if risk is not None and risk["band"] == CHURNED:
+            return {**risk, "features": features}, None
         reason = json.loads(churn.payload).get("data", {}).get("reason")
         said = f"account churned on {churn.event_time.date().isoformat()}" + (f": {reason}" if reason else "")
-        features = dict(previous.features) if previous is not None else {}
         history = RiskHistory(
             account_id=account_id,
             score=1.0,
             band=CHURNED,
-            previous_score=previous.score if previous else None,
-            previous_band=previous.band if previous else None,
+            previous_score=risk["score"] if risk else None,
+            previous_band=risk["band"] if risk else None,
             model_version=self.model_version,
             as_of=now,
             scored_at=now,
@@ -292,55 +292,57 @@ class RiskEngine:
             publish=True,
             published_at=None,
         )
-        session.add(history)
         metrics.RISK_CHANGES.labels(CHURNED).inc()
-        risk.published_score, risk.published_band = 1.0, CHURNED
-        risk.score, risk.band, risk.model_version = 1.0, CHURNED, self.model_version
-        risk.as_of, risk.scored_at = now, now
-        risk.drivers, risk.changes, risk.features = [], list(history.changes), dict(features)
-        _copy_account(risk, account_id, account, 0.0, self.rates())
-        risk.state_token = token
-        return history
+        row: RiskRow = {
+            "account_id": account_id,
+            "published_score": 1.0,
+            "published_band": CHURNED,
+            "score": 1.0,
+            "band": CHURNED,
+            "model_version": self.model_version,
+            "as_of": now,
+            "scored_at": now,
+            "drivers": [],
+            "changes": [said],
+            "features": dict(features),
+        }
+        return row, history
 
     def _store(
         self,
-        session: Session,
         account_id: str,
         account: Account | None,
-        risk: RiskScore | None,
+        risk: RiskRow | None,
         result: Assessment,
         now: datetime,
-        token: str | None = None,
-    ) -> RiskHistory | None:
-        changed = risk is None or (risk.score, risk.band, risk.model_version) != (
+    ) -> tuple[RiskRow, RiskHistory | None]:
+        """The account's new row, and a history row when its score, band or model changed."""
+        changed = risk is None or (risk["score"], risk["band"], risk["model_version"]) != (
             result.score,
             result.band,
             self.model_version,
         )
-        if risk is None:
-            risk = RiskScore(account_id=account_id, published_score=None, published_band=None)
-            session.add(risk)
-            previous = None
-        elif risk.band == NO_DATA:
+        row: RiskRow = dict(risk) if risk is not None else {"published_score": None, "published_band": None}
+        row["account_id"] = account_id
+        if risk is None or risk["band"] == NO_DATA:
             previous = None  # the first real score (never published before)
         else:
             previous = {
-                "score": risk.score,
-                "band": risk.band,
-                "drivers": risk.drivers,
-                "model_version": risk.model_version,
+                "score": risk["score"],
+                "band": risk["band"],
+                "drivers": risk["drivers"],
+                "model_version": risk["model_version"],
             }
-        history = self._history(risk, previous, result, now) if changed else None
-        if history is not None:
-            session.add(history)
-        self._fill(risk, account_id, account, result, now)
-        risk.state_token = token
-        if history is not None:
-            risk.changes = history.changes
-        return history
+        history = self._history(row, previous, result, now) if changed else None
+        row["score"], row["band"], row["model_version"] = result.score, result.band, self.model_version
+        row["as_of"], row["scored_at"] = now, now
+        row["drivers"] = [d.model_dump() for d in result.drivers]
+        row["features"] = dict(result.features)
+        row["changes"] = history.changes if history is not None else (row.get("changes") or [])
+        return row, history
 
     def _history(
-        self, risk: RiskScore, previous: dict[str, Any] | None, result: Assessment, now: datetime
+        self, row: RiskRow, previous: dict[str, Any] | None, result: Assessment, now: datetime
     ) -> RiskHistory:
         if result.band == NO_DATA:
             changes = ["no events received yet: scored once the first one arrives"]
@@ -355,16 +357,16 @@ class RiskEngine:
             and should_publish(
                 result.score,
                 result.band,
-                risk.published_score,
-                risk.published_band,
+                row["published_score"],
+                row["published_band"],
                 self.settings.publish_step,
             )
         ) or (result.band != NO_DATA and _new_driver(previous, result.drivers))
         if publish:
-            risk.published_score, risk.published_band = result.score, result.band
+            row["published_score"], row["published_band"] = result.score, result.band
             metrics.RISK_CHANGES.labels(result.band).inc()
         return RiskHistory(
-            account_id=risk.account_id,
+            account_id=row["account_id"],
             score=result.score,
             band=result.band,
             previous_score=previous["score"] if previous else None,
@@ -379,33 +381,28 @@ class RiskEngine:
             published_at=None,
         )
 
-    def _fill(
-        self, risk: RiskScore, account_id: str, account: Account | None, result: Assessment, now: datetime
-    ) -> None:
-        risk.score, risk.band, risk.model_version = result.score, result.band, self.model_version
-        risk.as_of, risk.scored_at = now, now
-        risk.drivers = [d.model_dump() for d in result.drivers]
-        risk.features = dict(result.features)
-        if risk.changes is None:
-            risk.changes = []
-        _copy_account(risk, account_id, account, result.score, self.rates())
+
+_HISTORY_COLUMNS = tuple(c.name for c in RiskHistory.__table__.c if c.name != "id")
 
 
-def _copy_account(
-    risk: RiskScore, account_id: str, account: Account | None, score: float, rates: Rates
-) -> None:
+def _history_values(history: RiskHistory) -> dict[str, Any]:
+    return {name: getattr(history, name) for name in _HISTORY_COLUMNS}
+
+
+def _copy_account(row: RiskRow, account_id: str, account: Account | None, score: float, rates: Rates) -> None:
     """The registry fields the portfolio shows, and revenue at risk (ARR x score; 0 once churned)
     with its ranking amount in the reporting currency."""
     live = account is not None and not account.deleted
-    risk.account_version = account.version if account is not None else 0
-    risk.name = account.name if live and account else account_id
-    risk.arr = account.arr if live and account else Decimal(0)
-    risk.currency = account.currency if live and account else "USD"
-    risk.tier = account.tier if live and account else "unregistered"
-    risk.owner_email = account.owner_email if live and account else None
-    risk.owner_name = account.owner_name if live and account else None
-    risk.revenue_at_risk = revenue_at_risk(risk.arr, score)
-    risk.ranking, risk.ranking_rates = rates.ranking(risk.revenue_at_risk, risk.currency), rates.digest
+    row["account_version"] = account.version if account is not None else 0
+    row["name"] = account.name if live and account else account_id
+    row["arr"] = account.arr if live and account else Decimal(0)
+    row["currency"] = account.currency if live and account else "USD"
+    row["tier"] = account.tier if live and account else "unregistered"
+    row["owner_email"] = account.owner_email if live and account else None
+    row["owner_name"] = account.owner_name if live and account else None
+    row["revenue_at_risk"] = revenue_at_risk(row["arr"], score)
+    row["ranking"] = rates.ranking(row["revenue_at_risk"], row["currency"])
+    row["ranking_rates"] = rates.digest
 
 
 def churned_accounts(outcomes: dict[str, SignalEvent]) -> dict[str, SignalEvent]:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.signals import repository
-from services.signals.models import Account, RiskHistory, RiskScore
+from services.signals.models import Account, RiskHistory
 from services.signals.money import revenue_at_risk
 from services.signals.scoring import NO_DATA
 from shared.contracts import ACCOUNT_UPSERTED, CHURNED, RISK_CHANGED, Driver, RiskChange, contract_event
@@ -50,7 +50,7 @@ def risk_messages(
 ) -> list[OutMessage]:
     """risk.changed per row; `received`: per account, when the earliest event behind the change
     reached kamwatch (for the pipeline latency metric downstream)."""
-    current = repository.risk_for(session, [r.account_id for r in rows])
+    current = repository.risk_extras(session, [r.account_id for r in rows])
     arrivals = received or {}
     return [
         risk_message(topic, row, current.get(row.account_id), arrivals.get(row.account_id)) for row in rows
@@ -58,7 +58,7 @@ def risk_messages(
 
 
 def risk_message(
-    topic: str, row: RiskHistory, current: RiskScore | None = None, received_at: datetime | None = None
+    topic: str, row: RiskHistory, current: Any = None, received_at: datetime | None = None
 ) -> OutMessage:
     """risk.changed for one history row, keyed by account id; `extra` carries the account's name,
     tier, ARR and revenue at risk (no personal data)."""

@@ -43,7 +43,7 @@ from services.signals.money import UNRANKED, Rates
 from services.signals.state import Counts, EntityRow
 from shared.cache import TtlMemo
 from shared.contracts import CHURNED, AccountRecord
-from shared.db import Money, ReadPlan, insert_ignore, insert_ignore_json, upsert
+from shared.db import Money, ReadPlan, insert_ignore, insert_ignore_json, insert_rows, upsert
 
 CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
@@ -422,6 +422,52 @@ def risk_for(session: Session, account_ids: Iterable[str], lock: bool = False) -
         if lock:
             query = query.with_for_update()
         found.update({r.account_id: r for r in session.scalars(query)})
+    return found
+
+
+# A risk_scores row as the engine reads and writes it: plain values by column name. The features
+# are left out of the locked read (parsing them was most of its cost); only a churn copies them.
+RiskRow = dict[str, Any]
+_RISK_ROW_COLUMNS = tuple(c for c in RiskScore.__table__.c if c.name != "features")
+_RISK_WRITE_KEY = ("account_id",)
+_RISK_UPDATE = tuple(c.name for c in RiskScore.__table__.c if c.name not in _RISK_WRITE_KEY)
+
+
+def locked_risks(session: Session, account_ids: Iterable[str]) -> dict[str, RiskRow]:
+    """The risk rows of these accounts without their features, locked (FOR UPDATE, in id order:
+    the order every writer takes them in)."""
+    found: dict[str, RiskRow] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(*_RISK_ROW_COLUMNS).where(RiskScore.account_id.in_(chunk))
+        query = query.order_by(RiskScore.account_id).with_for_update()
+        found.update({row.account_id: row._asdict() for row in session.execute(query)})
+    return found
+
+
+def risk_features(session: Session, account_id: str) -> dict[str, float]:
+    found = session.scalar(select(RiskScore.features).where(RiskScore.account_id == account_id))
+    return dict(found or {})
+
+
+def write_risk(session: Session, scores: Sequence[RiskRow], history: Sequence[dict[str, Any]]) -> None:
+    """The engine's writes of one transaction: every scored account's whole row (an upsert) and
+    the new history rows, in order. One statement each on PostgreSQL."""
+    rows = sorted(scores, key=lambda r: r["account_id"])
+    upsert(session, RiskScore.__table__, rows, _RISK_WRITE_KEY, _RISK_UPDATE)  # type: ignore[arg-type]
+    insert_rows(session, RiskHistory.__table__, history)  # type: ignore[arg-type]
+
+
+def risk_extras(session: Session, account_ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """What a risk.changed message copies from the current row (name, tier, ARR, currency)."""
+    columns = (RiskScore.account_id, RiskScore.name, RiskScore.tier, RiskScore.arr, RiskScore.currency)
+    found: dict[str, Row[Any]] = {}
+    for chunk in _chunks(sorted(set(account_ids))):
+        found.update(
+            {
+                row.account_id: row
+                for row in session.execute(select(*columns).where(RiskScore.account_id.in_(chunk)))
+            }
+        )
     return found
 
 

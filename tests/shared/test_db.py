@@ -135,3 +135,90 @@ def test_the_async_read_engine_runs_each_statement_in_autocommit(postgres_url: s
 
     assert asyncio.run(autocommit()) is True
     assert make_async_engine("sqlite:///unused.db") is None
+
+
+def test_bulk_upsert_and_insert_store_what_a_row_by_row_write_would(database_url: str) -> None:
+    """shared.db.upsert and insert_rows (signals' state and risk writes): on PostgreSQL the rows
+    travel as one JSON document, so every value must come back as the column's own bind
+    processing stores it: money rounded to cents, timezone-aware timestamps, exact floats, dates,
+    booleans, NULLs, and JSON as the canonical text the engine writes; an upsert replaces the
+    listed columns only; serial ids follow the order given; a naive timestamp is refused."""
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    from sqlalchemy import (
+        JSON,
+        BigInteger,
+        Boolean,
+        Column,
+        Date,
+        Float,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        select,
+    )
+
+    from shared.db import Money, UTCDateTime, _json_text, insert_rows, make_sessionmaker, transaction, upsert
+
+    metadata = MetaData()
+    kept = Table(
+        "bulk_kept",
+        metadata,
+        Column("key", String(20), primary_key=True),
+        Column("amount", Money()),
+        Column("at", UTCDateTime()),
+        Column("day", Date()),
+        Column("doc", JSON()),
+        Column("flag", Boolean()),
+        Column("ratio", Float()),
+        Column("note", String(50), nullable=True),
+    )
+    log = Table(
+        "bulk_log",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("key", String(20)),
+    )
+    engine = make_engine(database_url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    doc = {"z": [1, 2.5, None], "a": "ünïcödé \" ' \\ \n", "m": {"y": True, "b": 1e-07}}
+    first = {
+        "key": "k1",
+        "amount": Decimal("1.005"),
+        "at": at,
+        "day": date(2026, 2, 28),
+        "doc": doc,
+        "flag": True,
+        "ratio": 0.1 + 0.2,
+        "note": None,
+    }
+    second = {**first, "key": "k2", "amount": Decimal("-3.333"), "flag": False, "note": "x", "ratio": 1 / 3}
+    try:
+        with transaction(sessions) as session:
+            upsert(session, kept, [first, second], ("key",), ("amount", "doc", "flag", "ratio", "note"))
+            insert_rows(session, log, [{"key": k} for k in ("c", "a", "b")])
+        changed = {**first, "amount": Decimal("7"), "doc": {"new": 1}, "day": date(2000, 1, 1), "note": "n"}
+        with transaction(sessions) as session:
+            upsert(session, kept, [changed], ("key",), ("amount", "doc", "note"))
+            insert_rows(session, log, [{"key": "d"}])
+        with engine.connect() as connection:
+            rows = {r.key: r._asdict() for r in connection.execute(select(kept))}
+            order = [r.key for r in connection.execute(select(log).order_by(log.c.id))]
+            texts = list(
+                connection.execute(text("SELECT key, CAST(doc AS text) FROM bulk_kept ORDER BY key"))
+            )
+        assert rows["k1"] == {**first, "amount": Decimal("7.00"), "doc": {"new": 1}, "note": "n"}
+        assert rows["k2"] == {**second, "amount": Decimal("-3.33")}
+        assert rows["k1"]["at"].tzinfo is not None and rows["k1"]["ratio"] == 0.1 + 0.2
+        assert texts == [("k1", _json_text({"new": 1})), ("k2", _json_text(doc))]
+        assert order == ["c", "a", "b", "d"]
+        with pytest.raises((ValueError, exc.StatementError)), transaction(sessions) as session:
+            upsert(session, kept, [{**first, "at": at.replace(tzinfo=None)}], ("key",), ("at",))
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
