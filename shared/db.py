@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Table,
+    bindparam,
     create_engine,
     event,
     exc,
@@ -214,7 +215,7 @@ def insert_ignore_json(
     returning: Sequence[str],
 ) -> list[Any]:
     """PostgreSQL: INSERT ... ON CONFLICT DO NOTHING RETURNING for many rows in one short statement
-    whose one parameter is a JSON array of the rows (each a list in `columns` order, given as
+    whose one parameter is a JSON array of the rows (`columns` gives each one's SQL type as
     {name: SQL type}), inserted in the order given. A multi-row VALUES list is too long for the
     driver's query cache and is parsed again every time, and text-format array parameters
     (unnest) are escaped item by item in Python; json.dumps and PostgreSQL's JSON parser are C.
@@ -223,7 +224,7 @@ def insert_ignore_json(
     if not rows:
         return []
     names = list(columns)
-    values = [[_json_value(row[name], name) for name in names] for row in rows]
+    values = [{f"c{i}": _json_value(row[name], name) for i, name in enumerate(names)} for row in rows]
     statement = _json_insert(table, tuple(columns.items()), tuple(conflict_columns), tuple(returning))
     return list(session.execute(statement, {"rows": json.dumps(values, ensure_ascii=False)}))
 
@@ -240,12 +241,23 @@ def _json_value(value: Any, name: str) -> Any:
 def _json_insert(
     table: str, columns: tuple[tuple[str, str], ...], conflict: tuple[str, ...], returning: tuple[str, ...]
 ) -> Any:
-    fields = ", ".join(f"CAST(doc->>{i} AS {sql_type})" for i, (_, sql_type) in enumerate(columns))
     return text(
-        f"INSERT INTO {table} ({', '.join(name for name, _ in columns)}) "  # noqa: S608 (constants only)
-        f"SELECT {fields} FROM json_array_elements(CAST(:rows AS json)) "
-        "WITH ORDINALITY AS batch(doc, position) "
-        f"ORDER BY position ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+        f"INSERT INTO {table} ({', '.join(name for name, _ in columns)}) "
+        f"{_json_rows([sql_type for _, sql_type in columns])} "
+        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+    )
+
+
+def _json_rows(sql_types: Sequence[str]) -> str:
+    """SELECT c0, c1, ... of the rows in the JSON parameter :rows (an array of objects with keys
+    c0, c1, ...), in the array's order. json_to_recordset parses the document once (reading
+    `doc->>i` per column re-parses each element up to its i-th value: three times slower on wide
+    rows), and a json-typed field keeps its value's text byte for byte."""
+    names = [f"c{i}" for i in range(len(sql_types))]
+    definition = ", ".join(f"{name} {sql_type}" for name, sql_type in zip(names, sql_types, strict=True))
+    return (
+        f"SELECT {', '.join(names)} FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) "  # noqa: S608
+        f"AS ({definition})) WITH ORDINALITY AS batch ORDER BY ordinality"
     )
 
 
@@ -297,15 +309,21 @@ def upsert(
     session.execute(statement, list(rows))
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def insert_rows(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], returning: Sequence[str] = ()
+) -> list[Any]:
     """A plain INSERT of many rows, in the order given (serial ids follow it); every row has the
-    same keys. PostgreSQL: one JSON parameter (`write_json`)."""
+    same keys. `returning`: columns of the inserted rows to return (in no promised order).
+    PostgreSQL: one JSON parameter (`write_json`)."""
     if not rows:
-        return
+        return []
     if session.get_bind().dialect.name == "postgresql":
-        write_json(session, table, rows)
-        return
+        return write_json(session, table, rows, returning=returning)
+    if returning:
+        statement = table.insert().returning(*(table.c[name] for name in returning))
+        return list(session.execute(statement, list(rows)))
     session.execute(table.insert(), list(rows))
+    return []
 
 
 def write_json(
@@ -314,22 +332,66 @@ def write_json(
     rows: Sequence[dict[str, Any]],
     conflict_columns: Sequence[str] = (),
     update_columns: Sequence[str] = (),
-) -> None:
+    returning: Sequence[str] = (),
+) -> list[Any]:
     """PostgreSQL: INSERT (ON CONFLICT DO UPDATE when conflict columns are given) of many rows as
     one short statement whose one parameter is a JSON array, in the order given. What an
     executemany costs instead: a multi-row VALUES list is too long for the driver's query cache
     and is parsed again every batch, and a pipelined executemany sends one Bind/Execute per row.
     Values go through the columns' own bind processing (shared.db.UTCDateTime, Money), JSON
-    columns keep the canonical text the engine's serializer writes (`_json_text`)."""
+    columns keep the canonical text the engine's serializer writes (`_json_text`); None in a JSON
+    column is stored as SQL NULL (not JSON null)."""
     dialect = session.get_bind().dialect
     names = tuple(rows[0])
     binders = [_binder(table.c[name].type, dialect) for name in names]
-    values = [[bind(row[name]) for name, bind in zip(names, binders, strict=True)] for row in rows]
-    statement = _json_write(table, names, tuple(conflict_columns), tuple(update_columns), dialect)
+    keys = [f"c{i}" for i in range(len(names))]
+    values = [
+        {key: bind(row[name]) for key, name, bind in zip(keys, names, binders, strict=True)} for row in rows
+    ]
+    statement = _json_write(
+        table, names, tuple(conflict_columns), tuple(update_columns), tuple(returning), dialect
+    )
     document = json.dumps(
         values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
     )
-    session.execute(statement, {"rows": document})
+    result = session.execute(statement, {"rows": document})
+    return list(result) if returning else []
+
+
+def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """UPDATE many rows found by their `key` column, each with its own values (every row has the
+    same keys). PostgreSQL: one statement joining the rows of one JSON parameter; SQLite: an
+    executemany."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        renamed = [{f"b_{name}": value for name, value in row.items()} for row in rows]
+        values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names if name != key}
+        statement = table.update().where(table.c[key] == bindparam(f"b_{key}")).values(values)
+        session.execute(statement, renamed)
+        return
+    binders = [_binder(table.c[name].type, dialect) for name in names]
+    keys = [f"c{i}" for i in range(len(names))]
+    document = json.dumps(
+        [{k: bind(row[name]) for k, name, bind in zip(keys, names, binders, strict=True)} for row in rows],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=_json_default,
+    )
+    session.execute(_json_update(table, names, key, dialect), {"rows": document})
+
+
+@functools.lru_cache(maxsize=32)
+def _json_update(table: Table, names: tuple[str, ...], key: str, dialect: Any) -> Any:
+    sql_types = [table.c[name].type.compile(dialect=dialect) for name in names]
+    sets = ", ".join(f"{name} = batch.c{i}" for i, name in enumerate(names) if name != key)
+    return text(
+        f"UPDATE {table.name} SET {sets} FROM ({_json_rows(sql_types)}) AS batch "  # noqa: S608
+        f"WHERE {table.name}.{key} = batch.c{names.index(key)}"
+    )
 
 
 def _binder(column_type: Any, dialect: Any) -> Any:
@@ -350,24 +412,20 @@ def _json_default(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _json_write(
-    table: Table, names: tuple[str, ...], conflict: tuple[str, ...], update: tuple[str, ...], dialect: Any
+    table: Table,
+    names: tuple[str, ...],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+    returning: tuple[str, ...],
+    dialect: Any,
 ) -> Any:
-    fields = []
-    for i, name in enumerate(names):
-        column_type = table.c[name].type
-        sql_type = column_type.compile(dialect=dialect)
-        if sql_type in ("JSON", "JSONB"):  # the element's own text: no re-serialising
-            fields.append(f"CAST(doc->{i} AS {sql_type})")
-        else:
-            fields.append(f"CAST(doc->>{i} AS {sql_type})")
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608 (table metadata only)
-        f"SELECT {', '.join(fields)} FROM json_array_elements(CAST(:rows AS json)) "
-        "WITH ORDINALITY AS batch(doc, position) ORDER BY position"
-    )
+    sql_types = [table.c[name].type.compile(dialect=dialect) for name in names]
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) {_json_rows(sql_types)}"
     if conflict:
         sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in update)
         sql += f" ON CONFLICT ({', '.join(conflict)}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
     return text(sql)
 
 

@@ -17,7 +17,7 @@ from services.ingest.models import (
     ParkedEvent,
     StoredEvent,
 )
-from shared.db import insert_ignore, insert_ignore_json, insert_ignore_returning
+from shared.db import insert_ignore, insert_ignore_json, insert_ignore_returning, update_rows
 
 EventKey = tuple[str, str]  # (source, event id)
 Origin = tuple[str, int, int]  # (topic, partition, offset)
@@ -135,7 +135,8 @@ def mark_events_published(session: Session, positions: Sequence[tuple[int, int, 
         rows = [
             {"id": i, "published_at": now, "kafka_partition": p, "kafka_offset": o} for i, p, o in positions
         ]
-        session.execute(update(StoredEvent), rows)
+        # one statement for the batch (an ORM bulk update by key sends one UPDATE per row)
+        update_rows(session, StoredEvent.__table__, rows, "id")  # type: ignore[arg-type]
 
 
 def mark_applied(session: Session, partition: int, below: int, now: datetime) -> int:

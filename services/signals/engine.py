@@ -137,7 +137,8 @@ class RiskEngine:
         locked: Locked | None = None,
         copies: dict[str, CachedState] | None = None,
     ) -> list[RiskHistory]:
-        """Score each account as of `now`; return the new history rows to publish. A churned
+        """Score each account as of `now`; return the new history rows to publish (with their
+        ids; not attached to the session). A churned
         account (its latest outcome is `account.churned`) is not scored: it moves to band churned.
 
         `written`: the state rows this transaction wrote (apply_signals). With a `cache`, an
@@ -184,7 +185,9 @@ class RiskEngine:
             scores.append(row)
             if change is not None:
                 history.append(change)
-        repository.write_risk(session, scores, [_history_values(h) for h in history])
+        ids = repository.write_risk(session, scores, [_history_values(h) for h in history])
+        for change in history:
+            change.id = ids[change.account_id]
         metrics.SCORES.labels(trigger).inc(len(live))
         return [h for h in history if h.publish]
 
@@ -376,7 +379,9 @@ class RiskEngine:
             scored_at=now,
             drivers=[d.model_dump() for d in result.drivers],
             changes=changes,
-            features=result.features,
+            # the feature vector travels with risk.changed (alerts' suppression rules read it);
+            # a row that is not published keeps its drivers and changes only (docs/architecture.md)
+            features=result.features if publish else {},
             publish=publish,
             published_at=None,
         )

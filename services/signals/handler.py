@@ -15,6 +15,7 @@ from services.signals.config import SignalsSettings
 from services.signals.engine import RiskEngine
 from services.signals.events import Signal, event_row, parse_signal
 from services.signals.learning import Learner
+from services.signals.models import RiskHistory
 from services.signals.modelstore import ModelHolder
 from services.signals.outbox import account_message, risk_messages
 from services.signals.outcomes import apply_renewals
@@ -77,6 +78,18 @@ def apply_signals(
     return written
 
 
+def _outbox(session: Session, touched: list[str], changes: list[RiskHistory]) -> list[RiskHistory]:
+    """The touched accounts' history rows to publish now, in id order: the rows this batch wrote,
+    as they are in memory, unless older rows of those accounts still wait (a publish that failed
+    before): then all of them from the table, so each account's changes go out in order."""
+    if not touched:
+        return []
+    waiting = repository.unpublished_ids(session, touched)
+    if waiting == sorted(change.id for change in changes):
+        return sorted(changes, key=lambda change: change.id)
+    return repository.unpublished_history(session, account_ids=touched)
+
+
 def _arrival_ms(record: Any) -> int | None:
     """When the event reached kamwatch: ingest's kw_received_ms header, else the record's timestamp."""
     for name, value in record.headers or ():
@@ -126,8 +139,10 @@ class SignalsProcessor(Processor[SignalsSettings]):
                 copies = self.engine.copies(self.cache, touched, locked.risks, now)
                 written = apply_signals(session, fresh, copies)
                 renewed = apply_renewals(session, fresh, now)
-                self.engine.rescore(session, touched, now, "event", self.cache, written, locked, copies)
-                pending = repository.unpublished_history(session, account_ids=touched) if touched else []
+                changes = self.engine.rescore(
+                    session, touched, now, "event", self.cache, written, locked, copies
+                )
+                pending = _outbox(session, touched, changes)
                 out = risk_messages(session, self.topics.risk, pending, _arrivals(records))
                 out += [account_message(self.topics.accounts, a) for a in renewed]
         except BaseException:

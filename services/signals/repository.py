@@ -449,12 +449,30 @@ def risk_features(session: Session, account_id: str) -> dict[str, float]:
     return dict(found or {})
 
 
-def write_risk(session: Session, scores: Sequence[RiskRow], history: Sequence[dict[str, Any]]) -> None:
+def write_risk(
+    session: Session, scores: Sequence[RiskRow], history: Sequence[dict[str, Any]]
+) -> dict[str, int]:
     """The engine's writes of one transaction: every scored account's whole row (an upsert) and
-    the new history rows, in order. One statement each on PostgreSQL."""
+    the new history rows (at most one per account), in order. One statement each on PostgreSQL.
+    Returns each new history row's id by account."""
     rows = sorted(scores, key=lambda r: r["account_id"])
     upsert(session, RiskScore.__table__, rows, _RISK_WRITE_KEY, _RISK_UPDATE)  # type: ignore[arg-type]
-    insert_rows(session, RiskHistory.__table__, history)  # type: ignore[arg-type]
+    table = RiskHistory.__table__
+    inserted = insert_rows(session, table, history, ("id", "account_id"))  # type: ignore[arg-type]
+    return {account_id: int(row_id) for row_id, account_id in inserted}
+
+
+def unpublished_ids(session: Session, account_ids: Sequence[str]) -> list[int]:
+    """The ids of these accounts' history rows still waiting to be published (the outbox)."""
+    found: list[int] = []
+    for chunk in _chunks(sorted(set(account_ids))):
+        query = select(RiskHistory.id).where(
+            RiskHistory.publish.is_(True),
+            RiskHistory.published_at.is_(None),
+            RiskHistory.account_id.in_(chunk),
+        )
+        found += session.scalars(query)
+    return sorted(found)
 
 
 def risk_extras(session: Session, account_ids: Iterable[str]) -> dict[str, Row[Any]]:
@@ -517,12 +535,17 @@ def risk_answer(account_id: str) -> ReadPlan[Row[Any] | None]:
 def unpublished_history(
     session: Session, *, account_ids: Sequence[str] = (), before: datetime | None = None, limit: int = 1000
 ) -> list[RiskHistory]:
+    """History rows waiting to be published, in id order: of these accounts (every one of them),
+    or scored before `before`; at most `limit`."""
     query = select(RiskHistory).where(RiskHistory.publish.is_(True), RiskHistory.published_at.is_(None))
-    if account_ids:
-        query = query.where(RiskHistory.account_id.in_(list(account_ids)[:CHUNK]))
     if before is not None:
         query = query.where(RiskHistory.scored_at <= before)
-    return list(session.scalars(query.order_by(RiskHistory.id).limit(limit)))
+    if not account_ids:
+        return list(session.scalars(query.order_by(RiskHistory.id).limit(limit)))
+    found: list[RiskHistory] = []
+    for chunk in _chunks(sorted(set(account_ids))):
+        found += session.scalars(query.where(RiskHistory.account_id.in_(chunk)).order_by(RiskHistory.id))
+    return sorted(found, key=lambda row: row.id)[:limit]
 
 
 def mark_history_published(session: Session, ids: Sequence[int], now: datetime) -> None:

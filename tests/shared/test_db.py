@@ -138,11 +138,12 @@ def test_the_async_read_engine_runs_each_statement_in_autocommit(postgres_url: s
 
 
 def test_bulk_upsert_and_insert_store_what_a_row_by_row_write_would(database_url: str) -> None:
-    """shared.db.upsert and insert_rows (signals' state and risk writes): on PostgreSQL the rows
-    travel as one JSON document, so every value must come back as the column's own bind
-    processing stores it: money rounded to cents, timezone-aware timestamps, exact floats, dates,
-    booleans, NULLs, and JSON as the canonical text the engine writes; an upsert replaces the
-    listed columns only; serial ids follow the order given; a naive timestamp is refused."""
+    """shared.db.upsert, insert_rows and update_rows (signals' and ingest's writes): on
+    PostgreSQL the rows travel as one JSON document, so every value must come back as the
+    column's own bind processing stores it: money rounded to cents, timezone-aware timestamps,
+    exact floats, dates, booleans, NULLs, and JSON as the canonical text the engine writes; an
+    upsert replaces the listed columns only; serial ids follow the order given; a naive timestamp
+    is refused."""
     from datetime import UTC, date, datetime
     from decimal import Decimal
 
@@ -160,7 +161,16 @@ def test_bulk_upsert_and_insert_store_what_a_row_by_row_write_would(database_url
         select,
     )
 
-    from shared.db import Money, UTCDateTime, _json_text, insert_rows, make_sessionmaker, transaction, upsert
+    from shared.db import (
+        Money,
+        UTCDateTime,
+        _json_text,
+        insert_rows,
+        make_sessionmaker,
+        transaction,
+        update_rows,
+        upsert,
+    )
 
     metadata = MetaData()
     kept = Table(
@@ -217,6 +227,13 @@ def test_bulk_upsert_and_insert_store_what_a_row_by_row_write_would(database_url
         assert rows["k1"]["at"].tzinfo is not None and rows["k1"]["ratio"] == 0.1 + 0.2
         assert texts == [("k1", _json_text({"new": 1})), ("k2", _json_text(doc))]
         assert order == ["c", "a", "b", "d"]
+        with transaction(sessions) as session:  # update_rows: rows by their key, its own values
+            update_rows(session, kept, [{"key": "k2", "note": "u", "amount": Decimal("2.495")}], "key")
+            update_rows(session, kept, [{"key": "k1", "note": None, "amount": Decimal(0)}], "key")
+        with engine.connect() as connection:
+            rows = {r.key: r._asdict() for r in connection.execute(select(kept))}
+        assert rows["k2"] == {**second, "amount": Decimal("2.50"), "note": "u"}
+        assert rows["k1"]["note"] is None and rows["k1"]["amount"] == Decimal("0.00")
         with pytest.raises((ValueError, exc.StatementError)), transaction(sessions) as session:
             upsert(session, kept, [{**first, "at": at.replace(tzinfo=None)}], ("key",), ("at",))
     finally:
