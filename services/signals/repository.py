@@ -415,16 +415,6 @@ def state_counts(session: Session) -> dict[str, int]:
 
 
 # --- risk --------------------------------------------------------------------------------------------
-def risk_for(session: Session, account_ids: Iterable[str], lock: bool = False) -> dict[str, RiskScore]:
-    found: dict[str, RiskScore] = {}
-    for chunk in _chunks(sorted(set(account_ids))):
-        query = select(RiskScore).where(RiskScore.account_id.in_(chunk)).order_by(RiskScore.account_id)
-        if lock:
-            query = query.with_for_update()
-        found.update({r.account_id: r for r in session.scalars(query)})
-    return found
-
-
 # A risk_scores row as the engine reads and writes it: plain values by column name. The features
 # are left out of the locked read (parsing them was most of its cost); only a churn copies them.
 RiskRow = dict[str, Any]

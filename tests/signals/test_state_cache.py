@@ -39,7 +39,7 @@ def _stored_features(db: sessionmaker[Session], settings: SignalsSettings, now: 
 
 def _scored_features(db: sessionmaker[Session]) -> dict[str, float]:
     with transaction(db) as session:
-        return dict(repository.risk_for(session, [ACCOUNT])[ACCOUNT].features)
+        return repository.risk_features(session, ACCOUNT)
 
 
 def _new_processor(
