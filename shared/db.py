@@ -343,18 +343,10 @@ def write_json(
     column is stored as SQL NULL (not JSON null)."""
     dialect = session.get_bind().dialect
     names = tuple(rows[0])
-    binders = [_binder(table.c[name].type, dialect) for name in names]
-    keys = [f"c{i}" for i in range(len(names))]
-    values = [
-        {key: bind(row[name]) for key, name, bind in zip(keys, names, binders, strict=True)} for row in rows
-    ]
     statement = _json_write(
         table, names, tuple(conflict_columns), tuple(update_columns), tuple(returning), dialect
     )
-    document = json.dumps(
-        values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    )
-    result = session.execute(statement, {"rows": document})
+    result = session.execute(statement, {"rows": _json_document(table, names, rows, dialect)})
     return list(result) if returning else []
 
 
@@ -372,16 +364,22 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
         statement = table.update().where(table.c[key] == bindparam(f"b_{key}")).values(values)
         session.execute(statement, renamed)
         return
+    session.execute(
+        _json_update(table, names, key, dialect), {"rows": _json_document(table, names, rows, dialect)}
+    )
+
+
+def _json_document(table: Table, names: tuple[str, ...], rows: Sequence[dict[str, Any]], dialect: Any) -> str:
+    """The :rows parameter of `_json_rows`: each row as {c0: ..., c1: ...} in `names` order, its
+    values through the columns' own bind processing, nested JSON in canonical form (`_json_text`)."""
     binders = [_binder(table.c[name].type, dialect) for name in names]
     keys = [f"c{i}" for i in range(len(names))]
-    document = json.dumps(
-        [{k: bind(row[name]) for k, name, bind in zip(keys, names, binders, strict=True)} for row in rows],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=_json_default,
+    values = [
+        {key: bind(row[name]) for key, name, bind in zip(keys, names, binders, strict=True)} for row in rows
+    ]
+    return json.dumps(
+        values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
     )
-    session.execute(_json_update(table, names, key, dialect), {"rows": document})
 
 
 @functools.lru_cache(maxsize=32)
