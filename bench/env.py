@@ -37,6 +37,35 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: 
         time.sleep(every_s)
 
 
+def consumer_lag(service: Service) -> int | None:
+    """The service's consumer lag (kamwatch_consumer_lag_messages summed), None before it has any."""
+    body = httpx.get(f"{service.url}/metrics", timeout=5).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("kamwatch_consumer_lag_messages{")
+    ]
+    return int(sum(values)) if values else None
+
+
+def wait_drained(services: list[Service], timeout_s: float, what: str, tick_s: float = 5.0) -> None:
+    """Wait until every service's consumer lag is 0 and stays 0 for more than one tick (the gauge
+    is set once a tick, so one zero reading can predate the last burst)."""
+    deadline = time.monotonic() + timeout_s
+    zero_since: float | None = None
+    while True:
+        now = time.monotonic()
+        if all(consumer_lag(s) == 0 for s in services):
+            zero_since = now if zero_since is None else zero_since
+            if now - zero_since > tick_s + 1:
+                return
+        else:
+            zero_since = None
+        if now > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
 class Schema:
     """A fresh schema in the `test` database, migrated; dropped on close."""
 

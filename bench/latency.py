@@ -29,6 +29,7 @@ from bench.env import (
     service_env,
     start_service,
     topic_settings,
+    wait_drained,
     wait_until,
 )
 from bench.stats import percentile
@@ -177,6 +178,9 @@ def warm_up(stack: Stack, workload: Workload, history: list[Message], probes: li
         "alerts to hold every account's first score",
         0.5,
     )
+    # Every consumer caught up: alerts worked through the warm-up's risk changes for seconds
+    # after each account had its first score, which delayed the first rate's notifications.
+    wait_drained(stack.services, 300, "every consumer to drain the warm-up")
 
 
 def plan_for(messages: list[Message], probes: list[Probe], common: CommonSettings) -> list[dict[str, str]]:
