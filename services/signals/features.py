@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 from services.signals.state import KEY_ROLES, USAGE_PREFIX, USERS_PREFIX, Counts, EntityRow, parse_iso
@@ -61,30 +62,49 @@ class Window:
     def __init__(self, buckets: Mapping[date, Counts], today: date) -> None:
         self.buckets = buckets
         self.today = today
+        day = today.toordinal()
         self._by_ago = {
-            (today - d).days: c for d, c in buckets.items() if 0 <= (today - d).days <= HISTORY_DAYS
+            ago: c for d, c in buckets.items() if 0 <= (ago := day - d.toordinal()) <= HISTORY_DAYS
         }
-        self._series: dict[str, list[int | None]] | None = None
+        self._days: list[Counts] | None = None
+        self._names: set[str] | None = None
+        self._series: dict[str, list[int | None]] = {}
 
     def series(self, name: str) -> list[int | None]:
-        """Index = days ago; None where the day has no such counter. Every counter's series is
-        built in one pass over the days the first time any is asked for."""
-        if self._series is None:
-            self._series = {}
-            for ago, counts in self._by_ago.items():
-                for counter, value in counts.items():
-                    values = self._series.get(counter)
-                    if values is None:
-                        values = self._series[counter] = [None] * (HISTORY_DAYS + 1)
-                    values[ago] = value
+        """Index = days ago; None where the day has no such counter. Built on first use, one
+        counter at a time, at C speed (map over the days); a counter no day holds is not built
+        at all. Building every counter's series in one Python loop over the days was the
+        largest cost of a live re-score."""
         values = self._series.get(name)
         if values is None:
-            values = self._series[name] = [None] * (HISTORY_DAYS + 1)
+            if name not in self.names():
+                values = [None] * (HISTORY_DAYS + 1)
+            else:
+                values = list(map(dict.get, self._day_list(), repeat(name)))
+            self._series[name] = values
         return values
+
+    def counts(self, name: str) -> list[int]:
+        """Like `series`, with 0 where the day has no such counter."""
+        if name not in self.names():
+            return [0] * (HISTORY_DAYS + 1)
+        return list(map(dict.get, self._day_list(), repeat(name), repeat(0)))
+
+    def _day_list(self) -> list[Counts]:
+        if self._days is None:
+            empty: Counts = {}
+            self._days = [self._by_ago.get(ago, empty) for ago in range(HISTORY_DAYS + 1)]
+        return self._days
+
+    def names(self) -> set[str]:
+        """The counters some day of the window holds."""
+        if self._names is None:
+            self._names = set().union(*self._by_ago.values())
+        return self._names
 
     def total(self, name: str, length: int, start_ago: int = 0) -> int:
         """Sum over `length` days ending `start_ago` days before the as-of day."""
-        return sum(v for v in self.series(name)[start_ago : start_ago + length] if v)
+        return sum(filter(None, self.series(name)[start_ago : start_ago + length]))
 
     def ago(self, day: date) -> int:
         return (self.today - day).days
@@ -184,11 +204,12 @@ def account_features(
 def metrics_in(window: Window) -> list[str]:
     """The account's busiest metrics over the last 84 days (volume, then name: deterministic)."""
     volume: dict[str, int] = {}
-    for ago, counts in window._by_ago.items():
-        if ago < 28 + METRIC_BASELINE_DAYS:
-            for name, value in counts.items():
-                if name.startswith(USAGE_PREFIX):
-                    volume[name[len(USAGE_PREFIX) :]] = volume.get(name[len(USAGE_PREFIX) :], 0) + value
+    cut = len(USAGE_PREFIX)
+    for name in window.names():
+        if name.startswith(USAGE_PREFIX):
+            total = sum(filter(None, window.series(name)[: 28 + METRIC_BASELINE_DAYS]))
+            if total or any(v is not None for v in window.series(name)[: 28 + METRIC_BASELINE_DAYS]):
+                volume[name[cut:]] = total
     ranked = sorted(volume.items(), key=lambda item: (-item[1], item[0]))
     return [metric for metric, _ in ranked[:MAX_METRICS]]
 
@@ -202,7 +223,8 @@ def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
     features: dict[str, float] = {}
     used_now = used_before = 0
     for metric in metrics_in(window):
-        series = [(v or 0) / 1000 for v in window.series(USAGE_PREFIX + metric)]
+        # Milli-units as stored (integers: sums are exact and fast); levels divide by 1000 once.
+        series = window.counts(USAGE_PREFIX + metric)
         level28 = _mean_known(series, 0, 28, known)
         baseline = _mean_known(series, 28, METRIC_BASELINE_DAYS, known)
         used_now += any(series[:28])
@@ -219,7 +241,7 @@ def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
             "per_user_28d": (level28 or 0.0) / (sum(users) / len(users)) if users else 0.0,
         }
         features.update({metric_feature(metric, kind): value for kind, value in values.items()})
-    all_usage = [(v or 0) / 1000 for v in window.series("usage_milli")]
+    all_usage = window.counts("usage_milli")
     features["usage_breadth_28d"] = float(used_now)
     features["usage_breadth_change"] = float(used_now - used_before) if known > 28 else 0.0
     features["usage_active_days_28d"] = _active_share(all_usage, known)
@@ -227,10 +249,11 @@ def metric_features(window: Window, spans: list[EntityRow]) -> dict[str, float]:
     return features
 
 
-def _mean_known(series: list[float], start_ago: int, length: int, known: int) -> float | None:
-    """Mean per day over [start_ago, start_ago + length), counting only days since first usage."""
+def _mean_known(milli: list[int], start_ago: int, length: int, known: int) -> float | None:
+    """Mean units per day over [start_ago, start_ago + length), counting only days since first
+    usage (`milli`: the daily milli-units)."""
     days = min(start_ago + length, known) - start_ago
-    return sum(series[start_ago : start_ago + days]) / days if days > 0 else None
+    return sum(milli[start_ago : start_ago + days]) / 1000 / days if days > 0 else None
 
 
 def _change(now: float | None, baseline: float | None) -> float:
@@ -242,12 +265,12 @@ def _change(now: float | None, baseline: float | None) -> float:
     return min(now / baseline, 10.0)
 
 
-def _active_share(series: list[float], known: int) -> float:
+def _active_share(series: list[int], known: int) -> float:
     days = min(28, known)
     return sum(1 for v in series[:days] if v > 0) / days if days > 0 else 0.0
 
 
-def _weekly_trend(series: list[float], known: int) -> float:
+def _weekly_trend(series: list[int], known: int) -> float:
     """Least-squares slope of weekly totals over up to 8 full weeks, as a fraction of the mean
     week, per week (-0.1 = falling by a tenth of a usual week every week); clipped to [-1, 1]."""
     weeks = min(8, known // 7)
