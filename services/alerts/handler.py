@@ -37,27 +37,30 @@ class AlertsProcessor(Processor[AlertsSettings]):
         now = self.clock.now()
         ordered = sorted(records, key=lambda r: r.topic != self.topics.accounts)
         dead: list[OutMessage] = []
+        changes: list[RiskChange] = []
         with transaction(self.sessions) as session:
             for record in ordered:
                 try:
-                    self._apply(session, record, now)
+                    if record.topic == self.topics.accounts:
+                        self._apply_account(session, record, now)
+                    else:
+                        changes.append(read_contract_data(record.value, RISK_CHANGED, RiskChange))
                 except EventInvalid as error:
                     dead.append(self._dead_letter(record, error))
+            # After every registry record of the batch (as before: they sort first), in order.
+            self.lifecycle.on_risks(session, changes, now)
         return dead
 
-    def _apply(self, session: Session, record: Any, now: Any) -> None:
-        if record.topic == self.topics.accounts:
-            if record.value is None:  # tombstone on the compacted topic
-                account = repository.get_account(session, (record.key or b"").decode("utf-8", "replace"))
-                if account is not None:
-                    account.deleted = True
-                return
-            account_record = read_contract_data(record.value, ACCOUNT_UPSERTED, AccountRecord)
-            repository.upsert_account(session, account_values(account_record, now))
-            if repository.wake_waiting(session, account_record.id, now):
-                log.info("alert.account_arrived", account_id=account_record.id)
-        else:
-            self.lifecycle.on_risk(session, read_contract_data(record.value, RISK_CHANGED, RiskChange), now)
+    def _apply_account(self, session: Session, record: Any, now: Any) -> None:
+        if record.value is None:  # tombstone on the compacted topic
+            account = repository.get_account(session, (record.key or b"").decode("utf-8", "replace"))
+            if account is not None:
+                account.deleted = True
+            return
+        account_record = read_contract_data(record.value, ACCOUNT_UPSERTED, AccountRecord)
+        repository.upsert_account(session, account_values(account_record, now))
+        if repository.wake_waiting(session, account_record.id, now):
+            log.info("alert.account_arrived", account_id=account_record.id)
 
     def _dead_letter(self, record: Any, error: EventInvalid) -> OutMessage:
         metrics.INVALID_RECORDS.labels(record.topic).inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from services.alerts.escalation import (
 from services.alerts.messages import trigger_words
 from services.alerts.models import Alert, AlertAccount, AlertTask
 from services.alerts.policy import SEVERITY_RANK, Policy
+from services.alerts.repository import ScoreView
 from services.alerts.states import ALLOWED, AlertAction, AlertState
 from shared.contracts import CHURNED, AccountRecord, RiskChange
 from shared.errors import Conflict, ValidationFailed
@@ -207,15 +209,33 @@ class Lifecycle:
 
     # --- risk changes -----------------------------------------------------------------------
     def on_risk(self, session: Session, change: RiskChange, now: datetime) -> None:
-        if repository.seen_before(session, change.account_id, change.as_of, change.score):
+        self.on_risks(session, [change], now)
+
+    def on_risks(self, session: Session, changes: Sequence[RiskChange], now: datetime) -> None:
+        """A batch's risk changes, in order. What each reads (its earlier scores, whether the
+        account churned or has an active alert) is read for the whole batch at once
+        (repository.score_view): five statements a change were most of the alerts consumer's
+        time at 1,000 events/s. Accounts with an alert or a churn record are still read, and
+        locked, change by change."""
+        rule = self.policy.triggers.score_rise
+        lookback = rule.within if rule is not None else timedelta(0)
+        view = repository.score_view(session, [(c.account_id, c.as_of) for c in changes], lookback)
+        for change in changes:
+            self._on_risk(session, change, now, view)
+        view.flush(session)
+
+    def _on_risk(self, session: Session, change: RiskChange, now: datetime, view: ScoreView) -> None:
+        account_id = change.account_id
+        if view.seen_before(account_id, change.as_of, change.score):
             return  # redelivered: everything it caused is already in the tables
-        repository.record_score(session, change.account_id, change.as_of, change.score)
+        view.record(account_id, change.as_of, change.score)
         if change.band == CHURNED:
+            view.touch(account_id)
             self.on_churn(session, change, now)
             return
-        if self._churn_blocks(session, change, now):
+        if account_id in view.churned and self._churn_blocks(session, change, now):
             return
-        active = repository.active_alerts(session, change.account_id)
+        active = repository.active_alerts(session, account_id) if account_id in view.alerted else []
         for alert in active:
             alert.risk, alert.score, alert.band, alert.updated_at = (
                 change.model_dump_json(),
@@ -229,19 +249,12 @@ class Lifecycle:
                 self.resolve(session, alert, SYSTEM, now, why)
             return
         present = {f.trigger for a in active for f in triggers_of(a)}
-        new = [
-            f
-            for f in evaluate(self.policy, change, self._earlier(session, change))
-            if f.trigger not in present
-        ]
-        if new:
-            self._open_or_group(session, change, active, new, now)
-
-    def _earlier(self, session: Session, change: RiskChange) -> list[float]:
         rule = self.policy.triggers.score_rise
-        if rule is None:
-            return []
-        return repository.scores_between(session, change.account_id, change.as_of - rule.within, change.as_of)
+        earlier = view.between(account_id, change.as_of - rule.within, change.as_of) if rule else []
+        new = [f for f in evaluate(self.policy, change, earlier) if f.trigger not in present]
+        if new:
+            view.touch(account_id)
+            self._open_or_group(session, change, active, new, now)
 
     def _open_or_group(
         self, session: Session, change: RiskChange, active: list[Alert], new: list[Fired], now: datetime

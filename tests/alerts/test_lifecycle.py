@@ -15,7 +15,8 @@ from services.alerts import repository
 from services.alerts.app import create_app
 from services.alerts.config import AlertsSettings
 from services.alerts.lifecycle import Lifecycle, account_values
-from services.alerts.models import Alert, Delivery
+from services.alerts.models import Alert, ChurnedAccount, Delivery
+from services.alerts.models import RiskScore as RiskScoreRow
 from services.alerts.policy import load_policy
 from shared.auth import create_key
 from shared.clock import ManualClock
@@ -360,3 +361,58 @@ def test_each_alerts_replica_escalates_only_the_accounts_on_its_partitions(
     assert theirs == every - mine and mine | theirs == set(accounts)
     with transaction(db) as session:
         assert repository.due_alerts(session, due_at, owns=Ownership(frozenset(), 3).owns) == []
+
+
+def _story(account_id: str) -> list[RiskChange]:
+    """Amber, the same change redelivered, a rise to red, back to green (resolves), red again,
+    churned, then a change after the churn (ignored): every branch a change can take."""
+    bands = [
+        ("amber", 0.45, "green", 0.2),
+        ("amber", 0.45, "green", 0.2),  # redelivered (same as-of time below)
+        ("red", 0.8, "amber", 0.45),
+        ("green", 0.1, "red", 0.8),
+        ("red", 0.85, "green", 0.1),
+        ("churned", 1.0, "red", 0.85),
+        ("amber", 0.5, "churned", 1.0),
+    ]
+    times = [T0, T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
+    times += [T0 + timedelta(hours=3), T0 + timedelta(hours=4), T0 + timedelta(hours=3, minutes=30)]
+    return [
+        risk(band, score, previous, at).model_copy(
+            update={"account_id": account_id, "previous_score": previous_score}
+        )
+        for (band, score, previous, previous_score), at in zip(bands, times, strict=True)
+    ]
+
+
+def test_a_batch_of_changes_ends_as_the_same_changes_one_by_one(db, lifecycle: Lifecycle) -> None:
+    """on_risks reads the batch's scores, churn records and active alerts once: what it leaves in
+    the tables is what the changes leave when each is its own batch (redelivery inside the
+    batch, score-rise baseline from an earlier change of the batch, churn, resolve)."""
+    person = {"name": "Olivia", "email": "o@example.com", "slack_webhook": "http://127.0.0.1:9/hooks/o"}
+    with transaction(db) as session:
+        for account_id in ("one-by-one", "batched"):
+            record = AccountRecord(id=account_id, name=account_id, arr=1, tier="strategic", owner=person)
+            repository.upsert_account(session, account_values(record, T0))
+    for change in _story("one-by-one"):
+        feed(db, lifecycle, change, T0)
+    with transaction(db) as session:
+        lifecycle.on_risks(session, _story("batched"), T0)
+
+    def outcome(account_id: str) -> tuple[object, ...]:
+        with transaction(db) as session:
+            found = session.scalars(select(Alert).where(Alert.account_id == account_id).order_by(Alert.id))
+            kept = [(a.state, a.severity, a.score, a.band, a.triggers, a.level) for a in found]
+            scores = session.execute(
+                select(RiskScoreRow.as_of, RiskScoreRow.score)
+                .where(RiskScoreRow.account_id == account_id)
+                .order_by(RiskScoreRow.as_of)
+            ).all()
+            churn = session.get(ChurnedAccount, account_id)
+            return kept, [tuple(s) for s in scores], churn is not None
+
+    alone, batched = outcome("one-by-one"), outcome("batched")
+    assert batched == alone
+    kept, scores, churned = batched
+    assert churned and len(scores) == 6  # the redelivery recorded nothing
+    assert {state for state, *_ in kept} == {"resolved"} and len(kept) >= 2
