@@ -72,23 +72,30 @@ class Window:
 
     def series(self, name: str) -> list[int | None]:
         """Index = days ago; None where the day has no such counter. Built on first use, one
-        counter at a time, at C speed (map over the days); a counter no day holds is not built
-        at all. Building every counter's series in one Python loop over the days was the
-        largest cost of a live re-score."""
+        counter at a time: over a mostly full window at C speed (map over the days), over a
+        sparse one from the days that have counters; a counter no day holds costs nothing.
+        Building every counter's series in one Python loop over the days was the largest cost
+        of a live re-score of an account with months of history."""
         values = self._series.get(name)
         if values is None:
-            if name not in self.names():
-                values = [None] * (HISTORY_DAYS + 1)
-            else:
-                values = list(map(dict.get, self._day_list(), repeat(name)))
-            self._series[name] = values
+            values = self._series[name] = self._build(name, None)
         return values
 
     def counts(self, name: str) -> list[int]:
         """Like `series`, with 0 where the day has no such counter."""
+        return self._build(name, 0)
+
+    def _build(self, name: str, missing: Any) -> list[Any]:
         if name not in self.names():
-            return [0] * (HISTORY_DAYS + 1)
-        return list(map(dict.get, self._day_list(), repeat(name), repeat(0)))
+            return [missing] * (HISTORY_DAYS + 1)
+        if 2 * len(self._by_ago) > HISTORY_DAYS:  # mostly full: one C-speed pass over every day
+            return list(map(dict.get, self._day_list(), repeat(name), repeat(missing)))
+        values = [missing] * (HISTORY_DAYS + 1)  # sparse: only the days that have counters
+        for ago, counts in self._by_ago.items():
+            value = counts.get(name)
+            if value is not None:
+                values[ago] = value
+        return values
 
     def _day_list(self) -> list[Counts]:
         if self._days is None:
