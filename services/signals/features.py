@@ -214,9 +214,9 @@ def metrics_in(window: Window) -> list[str]:
     cut = len(USAGE_PREFIX)
     for name in window.names():
         if name.startswith(USAGE_PREFIX):
-            total = sum(filter(None, window.series(name)[: 28 + METRIC_BASELINE_DAYS]))
-            if total or any(v is not None for v in window.series(name)[: 28 + METRIC_BASELINE_DAYS]):
-                volume[name[cut:]] = total
+            recent = window.series(name)[: 28 + METRIC_BASELINE_DAYS]
+            if any(v is not None for v in recent):
+                volume[name[cut:]] = sum(filter(None, recent))
     ranked = sorted(volume.items(), key=lambda item: (-item[1], item[0]))
     return [metric for metric, _ in ranked[:MAX_METRICS]]
 
