@@ -143,6 +143,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 PING_AFTER_IDLE_S = 2.0
 T = TypeVar("T")
+
+
+IN_CHUNK = 400  # keeps IN lists under SQLite's parameter limit
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`, for IN lists and batched statements."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 # A read written once for both ways of running it (shared.web.Reader.plan): a generator that
 # yields each statement (or a statement and its parameters), is sent that statement's rows
 # (SQLAlchemy Row objects), and returns the answer.

@@ -20,7 +20,7 @@ from services.alerts.models import (
     RiskScore,
 )
 from services.alerts.states import ACTIVE_STATES, AlertState, DeliveryState
-from shared.db import insert_ignore
+from shared.db import chunks, insert_ignore
 
 NOTICE_KINDS = ("notify", "escalation", "repeat", "update")
 
@@ -61,9 +61,6 @@ def accounts_of(session: Session, account_ids: set[str]) -> dict[str, AlertAccou
         return {}
     query = select(AlertAccount).where(AlertAccount.account_id.in_(sorted(account_ids)))
     return {a.account_id: a for a in session.scalars(query)}
-
-
-CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 
 
 @dataclass
@@ -112,8 +109,7 @@ def score_view(session: Session, changes: Sequence[tuple[str, datetime]], lookba
         return view
     accounts = sorted({account for account, _ in changes})
     since = min(as_of for _, as_of in changes) - lookback
-    for start in range(0, len(accounts), CHUNK):
-        chunk = accounts[start : start + CHUNK]
+    for chunk in chunks(accounts):
         scores = select(RiskScore.account_id, RiskScore.as_of, RiskScore.score).where(
             RiskScore.account_id.in_(chunk), RiskScore.as_of >= since
         )

@@ -17,16 +17,11 @@ from services.ingest.models import (
     ParkedEvent,
     StoredEvent,
 )
+from shared.db import chunks as _chunks
 from shared.db import insert_ignore, insert_ignore_json, insert_ignore_returning, update_rows
 
 EventKey = tuple[str, str]  # (source, event id)
 Origin = tuple[str, int, int]  # (topic, partition, offset)
-CHUNK = 400  # keeps IN lists under SQLite's parameter limit
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def known_accounts(session: Session, account_ids: Iterable[str]) -> set[str]:

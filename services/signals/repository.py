@@ -44,14 +44,9 @@ from services.signals.state import Counts, EntityRow
 from shared.cache import TtlMemo
 from shared.contracts import CHURNED, AccountRecord
 from shared.db import Money, ReadPlan, insert_ignore, insert_ignore_json, insert_rows, upsert
+from shared.db import chunks as _chunks
 
-CHUNK = 400  # keeps IN lists under SQLite's parameter limit
 STATE_TABLES = (SignalBucket, SignalEntity)
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --- registry ----------------------------------------------------------------------------------
